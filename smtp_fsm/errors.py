@@ -1,0 +1,118 @@
+"""The error hierarchy: local errors are the caller's fault, remote ones the server's.
+
+Everything the library raises is an :class:`SMTPError`.  The split follows h11:
+
+* :class:`LocalProtocolError` -- the caller asked for something invalid (a CR
+  in an address, AUTH in clear text to a remote host, a message larger than
+  the server accepts).  It is raised before a single byte of the offending
+  command is produced, so the connection stays usable.
+* :class:`RemoteProtocolError` -- the server broke the protocol (garbage
+  instead of a reply code, an over-long line, an unsolicited reply, bytes
+  injected after STARTTLS).
+* :class:`SMTPReplyError` -- the server spoke correctly but said no; it
+  carries the :class:`~smtp_fsm.replies.Reply`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .replies import Reply
+    from .results import SendResult
+
+
+class SMTPError(Exception):
+    """Base class of every error smtp_fsm raises."""
+
+
+class LocalProtocolError(SMTPError):
+    """The caller asked for something invalid; nothing of it was written."""
+
+
+class RemoteProtocolError(SMTPError):
+    """The server broke the protocol; ``data`` holds the offending bytes, if any."""
+
+    def __init__(self, message: str, data: bytes | None = None, state: str | None = None) -> None:
+        detail = message
+        if state is not None:
+            detail = f"{message} (in state {state!r})"
+        if data is not None:
+            detail = f"{detail}: {data[:200]!r}"
+        super().__init__(detail)
+        self.data = data
+        self.state = state
+
+
+class SMTPReplyError(SMTPError):
+    """The server answered with a refusal; ``reply`` is that answer."""
+
+    def __init__(self, reply: Reply, message: str | None = None, state: str | None = None) -> None:
+        self.reply = reply
+        self.code = reply.code
+        self.state = state
+        enhanced = f" {reply.enhanced_code}" if reply.enhanced_code else ""
+        prefix = f"{message}: " if message else ""
+        where = f" (in state {state!r})" if state else ""
+        super().__init__(f"{prefix}{reply.code}{enhanced} {reply.text_without_code()}{where}")
+
+
+class SenderRefused(SMTPReplyError):
+    """MAIL FROM was refused."""
+
+    def __init__(self, reply: Reply, sender: str, state: str | None = None) -> None:
+        super().__init__(reply, f"sender {sender!r} refused", state)
+        self.sender = sender
+
+
+class RecipientsRefused(SMTPReplyError):
+    """Every recipient was refused; ``replies`` maps each address to its reply."""
+
+    def __init__(self, replies: dict[str, Reply], state: str | None = None) -> None:
+        first = next(iter(replies.values()))
+        super().__init__(first, f"all {len(replies)} recipient(s) refused", state)
+        self.replies = dict(replies)
+
+
+class DataRefused(SMTPReplyError):
+    """DATA, the message content or a BDAT chunk was refused."""
+
+
+class AuthenticationError(SMTPReplyError):
+    """AUTH failed (535, 534, 538, 454, ...) or no usable mechanism was offered."""
+
+
+class TLSUnavailable(SMTPReplyError):
+    """STARTTLS was required but the server did not offer it or refused it."""
+
+
+class ServerDisconnected(SMTPError):
+    """The server sent 421 or closed the connection outside of QUIT.
+
+    ``reply`` is the 421 reply (None when the connection simply closed),
+    ``state`` the state the session was in.  When raised by ``send_many``,
+    ``completed`` holds the results of the messages that finished before the
+    connection ended and ``unsent`` how many did not.
+    """
+
+    def __init__(self, message: str, reply: Reply | None = None, state: str | None = None) -> None:
+        detail = f"{message} (in state {state!r})" if state else message
+        if reply is not None:
+            detail = f"{detail}: {reply.code} {reply.text_without_code()}"
+        super().__init__(detail)
+        self.reply = reply
+        self.state = state
+        self.completed: list[SendResult] = []
+        self.unsent = 0
+
+
+class SMTPTimeout(SMTPError, TimeoutError):
+    """No complete reply (or no connection) within the deadline."""
+
+
+class TLSError(SMTPError):
+    """The TLS handshake or certificate verification failed (chained from ``ssl.SSLError``)."""
+
+
+class SMTPConnectError(SMTPError, OSError):
+    """The TCP connection could not be made (chained from the ``OSError``)."""

@@ -1,0 +1,196 @@
+"""Messages -> envelope and wire payload: Bcc stripping, CRLF, dot-stuffing, 8bit/UTF-8, SIZE.
+
+Everything here works on whole byte strings with C-speed operations (no
+Python loop per line), and first checks whether a payload needs any change
+at all: most do not.
+
+The two rules that matter most for security:
+
+* SMTP smuggling (CVE-2023-51764/5/6): every bare CR and bare LF becomes CRLF
+  *before* dot-stuffing, so the wire carries ``CRLF.CRLF`` exactly once, at
+  the end of the data.
+* Header injection (CVE-2024-6923): Python 3.11.7 predates
+  ``verify_generated_headers``, so the serialised header block of an
+  ``EmailMessage`` is checked here: every line must be a field or a folded
+  continuation and the field count must match the message's headers.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from email import policy as email_policy
+from email.generator import BytesGenerator
+from email.message import EmailMessage, Message
+from email.utils import getaddresses
+
+from .errors import LocalProtocolError
+
+#: RFC 5321 §4.5.3.1.6: 1000 octets per text line including CRLF.
+MAX_TEXT_LINE = 998
+
+_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_TEXT_LINE + 1))
+_FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
+
+_SMTP = email_policy.SMTP
+_SMTP_7BIT = email_policy.SMTP.clone(cte_type="7bit")
+_SMTPUTF8 = email_policy.SMTPUTF8
+
+
+def normalize_line_endings(data: bytes) -> bytes:
+    """Bare CR and bare LF become CRLF; the result ends with CRLF (empty stays empty)."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = _LINE_ENDINGS.sub(b"\r\n", data)
+    if data and not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data
+
+
+def check_line_length(content: bytes) -> None:
+    match = _LONG_LINE.search(content)
+    if match is not None:
+        line_start = content.rfind(b"\n", 0, match.start()) + 1
+        raise LocalProtocolError(
+            f"a text line is longer than {MAX_TEXT_LINE} octets (RFC 5321 §4.5.3.1.6), "
+            f"starting at byte {line_start}: {content[line_start:line_start + 40]!r}..."
+        )
+
+
+def dot_stuff(content: bytes) -> bytes:
+    """RFC 5321 §4.5.2 on normalised content, plus the terminating ``.CRLF``."""
+    if b"\r\n." in content:
+        content = content.replace(b"\r\n.", b"\r\n..")
+    if content.startswith(b"."):
+        content = b"." + content
+    return content + b".\r\n"
+
+
+def check_header_block(serialised: bytes, expected_fields: int) -> None:
+    """Refuse a header block that carries more fields than the message has (injection)."""
+    end = serialised.find(b"\r\n\r\n")
+    block = serialised[: end + 2] if end >= 0 else serialised
+    lines = block.split(b"\r\n")[:-1]
+    if b"\r" in block.replace(b"\r\n", b"") or b"\n" in block.replace(b"\r\n", b""):
+        raise LocalProtocolError("a header contains a bare CR or LF")
+    fields = 0
+    for line in lines:
+        if line[:1] in (b" ", b"\t"):
+            continue
+        if not _FIELD_LINE.match(line):
+            raise LocalProtocolError(f"header line is neither a field nor a continuation: {line[:60]!r}")
+        fields += 1
+    if fields != expected_fields:
+        raise LocalProtocolError(
+            f"the serialised header block has {fields} fields but the message has {expected_fields}: "
+            "a header value contains CR or LF (header injection)"
+        )
+
+
+def serialise(msg: Message, *, utf8: bool = False, seven_bit: bool = False) -> bytes:
+    """``msg`` as CRLF bytes with the SMTP policy, Bcc and Resent-Bcc removed, headers verified."""
+    for name in msg.keys():
+        for value in msg.get_all(name, []):
+            if isinstance(value, str) and ("\r" in value or "\n" in value) and not _is_folded(value):
+                raise LocalProtocolError(f"header {name!r} contains CR or LF: {value[:60]!r}")
+    stripped = copy.copy(msg)
+    del stripped["Bcc"]
+    del stripped["Resent-Bcc"]
+    policy = _SMTPUTF8 if utf8 else (_SMTP_7BIT if seven_bit else _SMTP)
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, policy=policy).flatten(stripped, linesep="\r\n")
+    data = buffer.getvalue()
+    check_header_block(data, len(stripped.keys()))
+    return data
+
+
+def _is_folded(value: str) -> bool:
+    # A value parsed from a message keeps its folding: CRLF followed by white space.
+    return all(part[:1] in (" ", "\t") for part in _LINE_ENDINGS.split(value)[1:])
+
+
+def envelope_from_headers(msg: Message) -> tuple[str, list[str]]:
+    """(sender, recipients) as smtplib.send_message derives them (Resent-* when present)."""
+    resent = msg.get_all("Resent-Date")
+    if resent is None:
+        prefix = ""
+    elif len(resent) == 1:
+        prefix = "Resent-"
+    else:
+        raise LocalProtocolError("message has more than one Resent- header block")
+    sender_header = msg[prefix + "Sender"] or msg[prefix + "From"]
+    senders = [addr for _, addr in getaddresses([str(sender_header)])] if sender_header is not None else []
+    fields: list[str] = []
+    for name in ("To", "Bcc", "Cc"):
+        fields.extend(str(value) for value in msg.get_all(prefix + name, []))
+    recipients = [addr for _, addr in getaddresses(fields) if addr]
+    return (senders[0] if senders else ""), recipients
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """Message content ready for DATA or BDAT: CRLF-normalised, not yet dot-stuffed."""
+
+    content: bytes
+    eight_bit: bool
+    utf8_headers: bool
+    source: Message | None = None
+
+    @property
+    def size(self) -> int:
+        """Octets for RFC 1870 ``SIZE=``: the normalised content without the stuffing."""
+        return len(self.content)
+
+    def for_server(self, eightbitmime: bool, smtputf8: bool) -> Payload:
+        """This payload as the server can take it: re-serialised 7-bit clean when it lacks 8BITMIME."""
+        if self.utf8_headers and not smtputf8:
+            if self.source is None:
+                raise LocalProtocolError("message has UTF-8 headers and the server does not offer SMTPUTF8")
+            return payload_from_message(self.source, utf8=False, seven_bit=not eightbitmime)
+        if self.eight_bit and not eightbitmime and not smtputf8:
+            if self.source is None:
+                raise LocalProtocolError(
+                    "message has 8-bit bytes and the server offers neither 8BITMIME nor SMTPUTF8; "
+                    "pass an EmailMessage so it can be re-encoded 7-bit, or encode it yourself"
+                )
+            return payload_from_message(self.source, utf8=False, seven_bit=True)
+        return self
+
+
+def payload_from_bytes(data: bytes | str) -> Payload:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    content = normalize_line_endings(data)
+    check_line_length(content)
+    return Payload(content, not content.isascii(), False)
+
+
+def payload_from_message(msg: Message, *, utf8: bool = False, seven_bit: bool = False) -> Payload:
+    content = normalize_line_endings(serialise(msg, utf8=utf8, seven_bit=seven_bit))
+    check_line_length(content)
+    return Payload(content, not content.isascii(), utf8, msg)
+
+
+def recipients_list(to_addrs: str | Iterable[str]) -> list[str]:
+    return [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+
+
+def needs_utf8_headers(msg: Message, addresses: Sequence[str]) -> bool:
+    """Raw UTF-8 headers are needed only for non-ASCII addresses (RFC 6532); text uses encoded words."""
+    return any(not addr.isascii() for addr in addresses)
+
+
+__all__ = [
+    "EmailMessage",
+    "Payload",
+    "dot_stuff",
+    "envelope_from_headers",
+    "normalize_line_endings",
+    "payload_from_bytes",
+    "payload_from_message",
+    "serialise",
+]

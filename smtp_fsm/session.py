@@ -1,0 +1,869 @@
+"""The sans-IO engine: bytes in, events and bytes out, decisions from machine.py.
+
+``ClientSession`` never touches a socket, a clock or a thread.  The caller
+feeds it what the server sent (``receive_data``; ``b""`` when the server
+closed), writes what ``data_to_send`` returns, and reads ``next_event`` until
+it says ``NEED_DATA``.  Work is queued with ``sendmail``, ``send_message``,
+``send_many``, ``noop``, ``rset`` and ``quit``; each returns a ticket, and the
+outcome comes back as an event carrying that ticket.
+
+This module keeps the bookkeeping -- the commands in flight, the recipients'
+replies, the queue of work -- and implements the table's actions as "encode
+this command and queue it".  Which action runs when is the table's business.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any, Literal
+
+from transitions import EventData, MachineError
+
+from . import machine as table
+from .auth import MAX_AUTH_LINE, Credentials, Mechanism, choose_mechanism
+from .commands import (
+    check_ehlo_name,
+    command_line,
+    encode_address,
+    format_params,
+    mail_from,
+    rcpt_to,
+    xtext,
+)
+from .errors import (
+    AuthenticationError,
+    DataRefused,
+    LocalProtocolError,
+    RecipientsRefused,
+    RemoteProtocolError,
+    SenderRefused,
+    ServerDisconnected,
+    SMTPError,
+    SMTPReplyError,
+    TLSUnavailable,
+)
+from .events import (
+    NEED_DATA,
+    Authenticated,
+    Closed,
+    CommandDone,
+    Event,
+    MessageSent,
+    SessionReady,
+    StartTLS,
+)
+from .extensions import Capabilities
+from .message import Payload, envelope_from_headers, payload_from_bytes, payload_from_message
+from .replies import Reply, ReplyParser
+from .results import SendResult
+from .trace import MASK, TraceStep
+
+log = logging.getLogger("smtp_fsm")
+
+StartTLSPolicy = Literal["opportunistic", "required", "never"]
+STARTTLS_POLICIES = ("opportunistic", "required", "never")
+DEFAULT_CHUNK_SIZE = 1 << 20
+_DSN_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+_MACHINE_EVENTS = table.MACHINE.events
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A command whose reply has not come yet."""
+
+    verb: str
+    trigger: str | None
+    tx: _Transaction | None = None
+    rcpt: str | None = None
+
+
+@dataclass(slots=True)
+class _Transaction:
+    """One message being sent: its commands and the replies so far (one round per 452 retry)."""
+
+    ticket: int
+    result: SendResult
+    sender_wire: str
+    mail_params: str
+    rcpt_wire: dict[str, tuple[str, str]]  # recipient as given -> (address on the wire, RCPT params)
+    body: bytes  # dot-stuffed content for DATA, raw content for BDAT
+    chunked: bool
+    chunk_size: int
+    round: tuple[str, ...] = ()
+    sender_ok: bool = True
+    accepted_count: int = 0
+    accepted_round: list[str] = field(default_factory=list)
+    rcpt_outstanding: int = 0
+    deferred: dict[str, Reply] = field(default_factory=dict)
+    chunk_failed: bool = False
+    data_reply: Reply | None = None
+    lmtp_index: int = 0
+    held: deque[tuple[bytes, _Pending]] = field(default_factory=deque)
+
+    @property
+    def deferred_count(self) -> int:
+        return len(self.deferred)
+
+    def start_round(self, recipients: Sequence[str]) -> None:
+        self.round = tuple(recipients)
+        self.sender_ok = True
+        self.accepted_count = 0
+        self.accepted_round = []
+        self.rcpt_outstanding = len(recipients)
+        self.deferred = {}
+        self.chunk_failed = False
+        self.data_reply = None
+        self.lmtp_index = 0
+        self.held.clear()
+
+
+@dataclass(slots=True)
+class _Submission:
+    """A message as the caller gave it, before the server's capabilities are known."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    source: Message | bytes | str
+    notify: Sequence[str] | Mapping[str, Sequence[str]] | None
+    ret: str | None
+    envid: str | None
+    mail_options: tuple[str, ...]
+    rcpt_options: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Work:
+    kind: str  # "mail", "noop", "rset", "quit"
+    ticket: int
+    submission: _Submission | None = None
+    tx: _Transaction | None = None
+
+
+class ClientSession:
+    """One SMTP (or LMTP) client session, sans-IO, driven by the protocol table.
+
+    ``encrypted`` and ``loopback`` are facts only the caller can know: whether
+    the transport is already TLS (implicit TLS) and whether the peer is a
+    loopback address.  AUTH over an unencrypted link to a peer that is not
+    loopback is refused unless ``allow_insecure_auth`` is set.
+    """
+
+    def __init__(
+        self,
+        *,
+        local_hostname: str | None = None,
+        lmtp: bool = False,
+        encrypted: bool = False,
+        loopback: bool = False,
+        starttls: StartTLSPolicy = "opportunistic",
+        username: str | None = None,
+        password: str | None = None,
+        oauth_token: str | None = None,
+        auth_mechanism: str | None = None,
+        allow_insecure_auth: bool = False,
+        pipelining: bool = True,
+        chunking: bool = True,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        trace: bool = False,
+    ) -> None:
+        if starttls not in STARTTLS_POLICIES:
+            raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
+        if chunk_size < 1:
+            raise LocalProtocolError("chunk_size must be positive")
+        self.local_hostname = check_ehlo_name(local_hostname or "[127.0.0.1]")
+        self.lmtp = lmtp
+        self.encrypted = encrypted
+        self.loopback = loopback
+        self.starttls_policy: str = starttls
+        self.allow_insecure_auth = allow_insecure_auth
+        self.pipelining = pipelining
+        self.chunking = chunking and not lmtp  # LMTP's per-recipient replies are defined for DATA here
+        self.chunk_size = chunk_size
+        self.credentials = _credentials(username, password, oauth_token)
+        self.auth_mechanism = auth_mechanism.upper() if auth_mechanism else None
+        if self.auth_mechanism is not None:
+            choose_mechanism((), Credentials(""), self.auth_mechanism)  # validates the name
+        self.authenticated = False
+        self.auth_mech: Mechanism | None = None
+        self.auth_step = 0
+        self.capabilities = Capabilities()
+        self.greeting: Reply | None = None
+        self.state: str = table.INITIAL  # kept by transitions from here on
+
+        self._parser = ReplyParser()
+        self._out: list[bytes] = []
+        self._inflight: deque[_Pending] = deque([_Pending("GREETING", table.REPLY_TRIGGERS["GREETING"])])
+        self._events: deque[Event | SMTPError] = deque()
+        self._work: deque[_Work] = deque()
+        self._tickets = 0
+        self._caps_final = False
+        self._tx: _Transaction | None = None
+        self._next_tx: _Transaction | None = None
+        self._command_ticket = 0
+        self._error: SMTPError | None = None
+        self._close_reply: Reply | None = None
+        self._eof = False
+        self._quit_queued = False
+        #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
+        self.replies_received = 0
+        self.trace: list[TraceStep] | None = [] if trace else None
+        self._trace_sent: list[bytes] = []
+        self._trace_events: list[str] = []
+        table.MACHINE.add_model(self, initial=table.INITIAL)
+
+    # -- the I/O surface ------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the server; ``b""`` means the server closed the connection."""
+        if self._eof:
+            raise LocalProtocolError("receive_data called after the connection was reported closed")
+        if not data:
+            self._eof = True
+            if self.state not in table.FINAL_STATES:
+                self._step(None, "connection closed", lambda: self._fire("connection_lost", None))
+            return
+        if self.state in table.FINAL_STATES:
+            return
+        if self.state == table.TLS_HANDSHAKE:
+            self._injected(data)
+            return
+        try:
+            replies = self._parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._step(None, "broken reply", lambda: self._fire("protocol_error", None, exc))
+            return
+        count = len(replies)
+        for index, reply in enumerate(replies):
+            if self.state in table.FINAL_STATES:
+                break
+            self._on_reply(reply)
+            if self.state == table.TLS_HANDSHAKE and (index + 1 < count or self._parser.has_partial):
+                self._injected(b"".join(r.to_bytes() for r in replies[index + 1 :]))
+                break
+        if self.state == table.READY and self._work:
+            self._dispatch()
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the server now (possibly empty)."""
+        if not self._out:
+            return b""
+        out = self._out
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def next_event(self) -> Event:
+        """The next event, ``NEED_DATA``, or raises the error that ended the session."""
+        if self._events:
+            item = self._events.popleft()
+            if isinstance(item, SMTPError):
+                raise item
+            return item
+        if self.state == table.CLOSED:
+            return Closed(self._close_reply)
+        if self.state == table.FAILED and self._error is not None:
+            raise self._error
+        return NEED_DATA
+
+    def tls_established(self) -> None:
+        """Report that the TLS handshake the ``StartTLS`` event asked for is done."""
+        if self.state != table.TLS_HANDSHAKE:
+            raise LocalProtocolError(f"tls_established() called in state {self.state!r}")
+        self.encrypted = True
+        self._step(None, "TLS established", lambda: self._fire("tls_established", None))
+
+    def close(self) -> None:
+        """Release the engine: it leaves the shared machine and takes no more input or work."""
+        self._eof = True
+        self._quit_queued = True
+        self._work.clear()
+        self._out.clear()
+        if self in table.MACHINE.models:
+            table.MACHINE.remove_model(self)
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state in table.FINAL_STATES
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held from the server that are not yet a complete reply (bounded)."""
+        return self._parser.buffered
+
+    # -- work -----------------------------------------------------------------
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Iterable[str],
+        msg: bytes | str | Message,
+        *,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+        notify: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
+    ) -> int:
+        """Queue one message; returns its ticket (``MessageSent.ticket``)."""
+        recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
+        if not recipients:
+            raise LocalProtocolError("no recipients given")
+        submission = _Submission(
+            from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
+            tuple(mail_options), tuple(rcpt_options),
+        )
+        # Syntax is checked now whatever the capabilities: nothing invalid is queued.
+        self._build(submission, self.capabilities if self._caps_final else None)
+        return self._queue("mail", submission)
+
+    def send_message(
+        self,
+        msg: Message,
+        from_addr: str | None = None,
+        to_addrs: str | Iterable[str] | None = None,
+        **options: Any,
+    ) -> int:
+        """Queue an ``email`` message; the envelope comes from its headers unless given."""
+        sender, recipients = envelope_from_headers(msg)
+        return self.sendmail(
+            from_addr if from_addr is not None else sender,
+            to_addrs if to_addrs is not None else recipients,
+            msg,
+            **options,
+        )
+
+    def send_many(self, items: Iterable[Message | tuple[str, str | Iterable[str], bytes | str | Message]]) -> list[int]:
+        """Queue several messages (``EmailMessage`` or ``(from, to, msg)``); pipelined when possible."""
+        tickets = []
+        for item in items:
+            if isinstance(item, Message):
+                tickets.append(self.send_message(item))
+            else:
+                sender, recipients, msg = item
+                tickets.append(self.sendmail(sender, recipients, msg))
+        return tickets
+
+    def noop(self) -> int:
+        return self._queue("noop", None)
+
+    def rset(self) -> int:
+        return self._queue("rset", None)
+
+    def quit(self) -> int:
+        return self._queue("quit", None)
+
+    # -- the view the table's conditions read ----------------------------------
+
+    def transaction_view(self) -> _Transaction:
+        assert self._tx is not None
+        return self._tx
+
+    def next_work_is_mail(self) -> bool:
+        return bool(self._work) and self._work[0].kind == "mail"
+
+    def next_in_flight(self) -> bool:
+        return self._next_tx is not None
+
+    def abandoning(self) -> bool:
+        return self._tx is not None
+
+    # -- internals: replies ------------------------------------------------------
+
+    def _on_reply(self, reply: Reply) -> None:
+        if self.trace is not None:
+            self._step(reply, "", lambda: self._handle_reply(reply))
+        else:
+            self._handle_reply(reply)
+
+    def _handle_reply(self, reply: Reply) -> None:
+        if not self._inflight:
+            self._fire("protocol_error", reply,
+                       RemoteProtocolError("unsolicited reply: no command is waiting for one",
+                                           reply.to_bytes(), self.state))
+            return
+        pending = self._inflight.popleft()
+        self.replies_received += 1
+        if reply.code == table.SHUTDOWN_CODE and self.state != table.QUIT:
+            self._fire("server_shutdown", reply)
+            return
+        verb = pending.verb
+        if verb != "GREETING" and log.isEnabledFor(logging.DEBUG):
+            log.debug("S: %s", reply)
+        if verb in _RECORDERS:
+            _RECORDERS[verb](self, pending, reply)
+        if pending.trigger is not None:
+            self._fire(pending.trigger, reply)
+
+    def _record_greeting(self, pending: _Pending, reply: Reply) -> None:
+        self.greeting = reply
+
+    def _record_ehlo(self, pending: _Pending, reply: Reply) -> None:
+        if 200 <= reply.code < 300:
+            self.capabilities = Capabilities.from_reply(reply)
+
+    def _record_mail(self, pending: _Pending, reply: Reply) -> None:
+        tx = pending.tx
+        assert tx is not None
+        if not 200 <= reply.code < 300:
+            tx.sender_ok = False
+            tx.result.error = SenderRefused(reply, tx.result.sender, self.state)
+
+    def _record_rcpt(self, pending: _Pending, reply: Reply) -> None:
+        tx = pending.tx
+        assert tx is not None and pending.rcpt is not None
+        tx.rcpt_outstanding -= 1
+        if 200 <= reply.code < 300:
+            tx.result.accepted[pending.rcpt] = reply
+            tx.accepted_count += 1
+            tx.accepted_round.append(pending.rcpt)
+        elif reply.code == table.TOO_MANY_RECIPIENTS:
+            tx.deferred[pending.rcpt] = reply
+        else:
+            tx.result.refused[pending.rcpt] = reply
+
+    def _record_chunk(self, pending: _Pending, reply: Reply) -> None:
+        tx = pending.tx
+        assert tx is not None
+        if not 200 <= reply.code < 300:
+            tx.chunk_failed = True
+            tx.data_reply = tx.data_reply or reply
+
+    def _record_data(self, pending: _Pending, reply: Reply) -> None:
+        assert pending.tx is not None
+        pending.tx.data_reply = reply
+
+    def _record_end(self, pending: _Pending, reply: Reply) -> None:
+        tx = pending.tx
+        assert tx is not None
+        if self.lmtp and pending.rcpt is not None:
+            # RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+            tx.result.delivery[pending.rcpt] = reply
+            if not 200 <= reply.code < 300:
+                tx.result.accepted.pop(pending.rcpt, None)
+                tx.result.refused[pending.rcpt] = reply
+        if pending.trigger is not None:
+            tx.result.reply = reply
+            if tx.chunked and not 200 <= reply.code < 300:
+                tx.chunk_failed = True
+
+    def _fire(self, trigger: str, reply: Reply | None, error: SMTPError | None = None) -> None:
+        try:
+            done = _MACHINE_EVENTS[trigger].trigger(self, reply, error)
+        except MachineError:
+            done = False
+        if not done:
+            shown = reply.to_bytes() if reply is not None else None
+            exc = RemoteProtocolError(f"reply not expected ({trigger})", shown, self.state)
+            if trigger != "protocol_error" and self.state not in table.FINAL_STATES:
+                self._fire("protocol_error", reply, exc)
+            else:
+                self._fail(exc)
+
+    def _injected(self, data: bytes) -> None:
+        # NO STARTTLS (USENIX Security 2021): bytes between the 220 and the
+        # handshake would be read as if they came over TLS.
+        exc = RemoteProtocolError("bytes received after the 220 to STARTTLS, before the TLS handshake",
+                                  data, self.state)
+        self._step(None, "bytes injected after STARTTLS", lambda: self._fire("protocol_error", None, exc))
+
+    def _dispatch(self) -> None:
+        while self.state == table.READY and self._work:
+            work = self._work[0]
+            self._step(None, f"{work.kind} requested",
+                       lambda: self._fire(table.WORK_TRIGGERS[work.kind], None))
+
+    # -- internals: work ---------------------------------------------------------
+
+    def _queue(self, kind: str, submission: _Submission | None) -> int:
+        if self.state in table.FINAL_STATES or self._quit_queued:
+            raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
+        self._quit_queued = kind == "quit"
+        self._tickets += 1
+        work = _Work(kind, self._tickets, submission)
+        if submission is not None and self._caps_final:
+            work.tx = self._build(submission, self.capabilities)
+            work.tx.ticket = work.ticket
+        self._work.append(work)
+        if self.state == table.READY:
+            self._dispatch()
+        return work.ticket
+
+    def _build(self, sub: _Submission, caps: Capabilities | None) -> _Transaction:
+        """Validate a submission against ``caps`` (or only its syntax when None) and encode it."""
+        smtputf8 = caps.smtputf8 if caps is not None else True
+        sender_wire, sender_utf8 = encode_address(sub.sender, smtputf8=smtputf8, allow_null=True)
+        rcpt_wire: dict[str, tuple[str, str]] = {}
+        needs_utf8 = sender_utf8
+        dsn = sub.notify is not None or sub.ret is not None or sub.envid is not None
+        if dsn and caps is not None and not caps.dsn:
+            raise LocalProtocolError("DSN options given but the server does not offer DSN (RFC 3461)")
+        rcpt_extra = _option_params(sub.rcpt_options)
+        for rcpt in sub.recipients:
+            wire, utf8 = encode_address(rcpt, smtputf8=smtputf8)
+            needs_utf8 = needs_utf8 or utf8
+            params: dict[str, str | None] = dict(rcpt_extra)
+            notify = _notify_for(sub.notify, rcpt)
+            if notify is not None:
+                params["NOTIFY"] = notify
+                params["ORCPT"] = "rfc822;" + xtext(rcpt)
+            rcpt_wire[rcpt] = (wire, format_params(params))
+        if isinstance(sub.source, Message):
+            utf8_headers = needs_utf8 and (caps is None or caps.smtputf8)
+            payload = payload_from_message(sub.source, utf8=utf8_headers)
+        else:
+            payload = payload_from_bytes(sub.source)
+        params = dict(_option_params(sub.mail_options))
+        if caps is not None:
+            payload = payload.for_server(caps.eightbitmime, caps.smtputf8)
+            limit = caps.max_size
+            if limit is not None and payload.size > limit:
+                raise LocalProtocolError(
+                    f"message is {payload.size} octets; the server accepts at most {limit} (SIZE, RFC 1870)"
+                )
+            if caps.size:
+                params["SIZE"] = str(payload.size)
+            if payload.eight_bit and caps.eightbitmime:
+                params["BODY"] = "8BITMIME"
+            if needs_utf8 or payload.utf8_headers:
+                params["SMTPUTF8"] = None
+        if sub.ret is not None:
+            if sub.ret not in ("FULL", "HDRS"):
+                raise LocalProtocolError(f"DSN RET must be FULL or HDRS, not {sub.ret!r}")
+            params["RET"] = sub.ret
+        if sub.envid is not None:
+            params["ENVID"] = xtext(sub.envid)
+        chunked = caps is not None and self.chunking and caps.chunking
+        body = payload.content if chunked else _stuffed(payload)
+        result = SendResult(sub.sender, sub.recipients)
+        return _Transaction(0, result, sender_wire, format_params(params), rcpt_wire, body, chunked,
+                            self.chunk_size)
+
+    def _finalise_queue(self) -> None:
+        """Capabilities are final: encode every queued message against them."""
+        self._caps_final = True
+        kept: deque[_Work] = deque()
+        for work in self._work:
+            if work.submission is not None and work.tx is None:
+                try:
+                    work.tx = self._build(work.submission, self.capabilities)
+                    work.tx.ticket = work.ticket
+                except LocalProtocolError as exc:
+                    sub = work.submission
+                    failed = SendResult(sub.sender, sub.recipients, error=exc)
+                    self._emit(MessageSent(work.ticket, failed))
+                    continue
+            kept.append(work)
+        self._work = kept
+
+    # -- internals: output ----------------------------------------------------------
+
+    def _send(self, data: bytes, pending: _Pending | None, masked: bytes | None = None) -> None:
+        self._out.append(data)
+        if pending is not None:
+            self._inflight.append(pending)
+        if self.trace is not None:
+            self._trace_sent.append(masked if masked is not None else data)
+        if log.isEnabledFor(logging.DEBUG):
+            shown = masked if masked is not None else data
+            log.debug("C: %s", shown[:200].decode("utf-8", "replace").rstrip())
+
+    def _command(self, verb: str, argument: str = "", tx: _Transaction | None = None) -> None:
+        self._send(command_line(verb, argument), _Pending(verb, table.REPLY_TRIGGERS[verb], tx))
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+        if self.trace is not None:
+            self._trace_events.append(repr(event))
+
+    def _fail(self, error: SMTPError) -> None:
+        if self._error is None:
+            self._error = error
+            self._events.append(error)
+            if self.trace is not None:
+                self._trace_events.append(f"{type(error).__name__}: {error}")
+        self._work.clear()
+        self._tx = self._next_tx = None
+
+    def _step(self, reply: Reply | None, note: str, action: Any) -> None:
+        """Run ``action`` and, when tracing, record what it did as one step."""
+        if self.trace is None:
+            action()
+            return
+        before = self.state
+        self._trace_sent = []
+        self._trace_events = []
+        action()
+        self.trace.append(
+            TraceStep(before, reply, self.state, b"".join(self._trace_sent), tuple(self._trace_events), note)
+        )
+
+    # -- the table's actions (named in machine.TRANSITIONS) ------------------------
+
+    def send_ehlo(self, ev: EventData) -> None:
+        self._command("LHLO" if self.lmtp else "EHLO", self.local_hostname)
+
+    def send_helo(self, ev: EventData) -> None:
+        self._command("HELO", self.local_hostname)
+
+    def send_starttls(self, ev: EventData) -> None:
+        self._command("STARTTLS")
+
+    def request_handshake(self, ev: EventData) -> None:
+        self._emit(StartTLS(ev.args[0]))
+
+    def forget_capabilities(self, ev: EventData) -> None:
+        # RFC 3207 §4.2: discard everything learnt before TLS.
+        self.capabilities = Capabilities()
+
+    def send_auth(self, ev: EventData) -> None:
+        assert self.credentials is not None
+        mech = choose_mechanism(self.capabilities.auth_mechanisms, self.credentials, self.auth_mechanism)
+        assert mech is not None
+        self.auth_mech = mech
+        self.auth_step = 0
+        initial = mech.initial(self.credentials)
+        if initial is None:
+            line, masked = f"AUTH {mech.name}\r\n".encode(), None
+        else:
+            encoded = base64.b64encode(initial).decode("ascii") or "="
+            line = f"AUTH {mech.name} {encoded}\r\n".encode()
+            masked = f"AUTH {mech.name} ".encode() + MASK + b"\r\n"
+        if len(line) > MAX_AUTH_LINE:
+            raise LocalProtocolError("AUTH initial response longer than RFC 4954 allows")
+        self._send(line, _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), masked)
+
+    def send_auth_response(self, ev: EventData) -> None:
+        assert self.auth_mech is not None and self.credentials is not None
+        challenge_bytes = base64.b64decode(ev.args[0].lines[0].strip())
+        answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
+        self.auth_step += 1
+        line = base64.b64encode(answer) + b"\r\n"
+        self._send(line, _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), MASK + b"\r\n")
+
+    def send_auth_cancel(self, ev: EventData) -> None:
+        self._send(b"*\r\n", _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]))
+
+    def authenticated(self, ev: EventData) -> None:
+        self.authenticated = True
+        assert self.auth_mech is not None
+        self._emit(Authenticated(self.auth_mech.name, ev.args[0]))
+
+    def session_ready(self, ev: EventData) -> None:
+        self._finalise_queue()
+        user = self.credentials.username if self.authenticated and self.credentials else None
+        self._emit(SessionReady(self.capabilities, ev.args[0], self.encrypted, user))
+
+    def send_transaction(self, ev: EventData) -> None:
+        work = self._work.popleft()
+        assert work.tx is not None
+        self._tx = work.tx
+        self._send_round(work.tx, work.tx.result.recipients)
+
+    def send_next_transaction(self, ev: EventData) -> None:
+        work = self._work.popleft()
+        assert work.tx is not None
+        self._next_tx = work.tx
+        self._send_round(work.tx, work.tx.result.recipients)
+
+    def send_retry(self, ev: EventData) -> None:
+        tx = self.transaction_view()
+        self._send_round(tx, tuple(tx.deferred))
+
+    def _send_round(self, tx: _Transaction, recipients: Sequence[str]) -> None:
+        """MAIL, RCPT..., DATA (or the BDAT chunks): all at once when pipelining, else one by one."""
+        tx.start_round(recipients)
+        pipelined = self.pipelining and self.capabilities.pipelining
+        group: list[tuple[bytes, _Pending]] = []
+        record_only = pipelined  # the replies are decided by DATA's or the last chunk's
+        group.append((mail_from(tx.sender_wire, tx.mail_params),
+                      _Pending("MAIL", None if record_only else "envelope_reply", tx)))
+        for rcpt in recipients:
+            wire, params = tx.rcpt_wire[rcpt]
+            group.append((rcpt_to(wire, params), _Pending("RCPT", None if record_only else "envelope_reply", tx, rcpt)))
+        if tx.chunked:
+            body = tx.body
+            size = len(body)
+            for start in range(0, size, tx.chunk_size) if size else range(1):
+                chunk = body[start : start + tx.chunk_size]
+                if start + tx.chunk_size >= size:
+                    group.append((b"BDAT %d LAST\r\n" % len(chunk) + chunk, _Pending("END", "final_reply", tx)))
+                else:
+                    trigger = None if record_only else "envelope_reply"
+                    group.append((b"BDAT %d\r\n" % len(chunk) + chunk, _Pending("BDAT", trigger, tx)))
+        else:
+            group.append((b"DATA\r\n", _Pending("DATA", "data_reply", tx)))
+        if pipelined:
+            for data, pending in group:
+                self._send(data, pending)
+        else:
+            self._send(*group[0])
+            tx.held.extend(group[1:])
+
+    def send_next_held(self, ev: EventData) -> None:
+        tx = self.transaction_view()
+        if tx.held:
+            self._send(*tx.held.popleft())
+
+    def send_content(self, ev: EventData) -> None:
+        tx = self.transaction_view()
+        if self.lmtp:
+            accepted = tx.accepted_round
+            self._send(tx.body, None)
+            for index, rcpt in enumerate(accepted):
+                last = index == len(accepted) - 1
+                self._inflight.append(_Pending("END", "final_reply" if last else None, tx, rcpt))
+        else:
+            self._send(tx.body, _Pending("END", "final_reply", tx))
+
+    def send_lone_dot(self, ev: EventData) -> None:
+        # RFC 2920 §3.1: 354 although every RCPT failed; end the (empty) data at once.
+        self._send(b".\r\n", _Pending("END", "final_reply", self.transaction_view()))
+
+    def send_rset(self, ev: EventData) -> None:
+        if self._tx is None:
+            self._command_ticket = self._work.popleft().ticket
+        self._command("RSET")
+
+    def send_noop(self, ev: EventData) -> None:
+        self._command_ticket = self._work.popleft().ticket
+        self._command("NOOP")
+
+    def send_quit(self, ev: EventData) -> None:
+        if self._work and self._work[0].kind == "quit":
+            self._work.popleft()
+        self._command("QUIT")
+
+    def finish_transaction(self, ev: EventData) -> None:
+        tx = self.transaction_view()
+        result = tx.result
+        for rcpt, reply in tx.deferred.items():
+            result.refused[rcpt] = reply
+        if result.error is None:
+            result.error = _transaction_error(tx, ev.transition.source)
+        self._emit(MessageSent(tx.ticket, result))
+        self._tx, self._next_tx = self._next_tx, None
+
+    def command_done(self, ev: EventData) -> None:
+        self._emit(CommandDone(self._command_ticket, ev.transition.source.upper(), ev.args[0]))
+
+    def closed_cleanly(self, ev: EventData) -> None:
+        self._close_reply = ev.args[0]
+        self._emit(Closed(ev.args[0]))
+
+    def fail_greeting(self, ev: EventData) -> None:
+        self._fail(SMTPReplyError(ev.args[0], "server refused the session", ev.transition.source))
+
+    def fail_tls_unavailable(self, ev: EventData) -> None:
+        self._fail(TLSUnavailable(ev.args[0], "STARTTLS is required but not available", ev.transition.source))
+
+    def fail_auth_in_clear(self, ev: EventData) -> None:
+        self._fail(LocalProtocolError(
+            "refusing to send credentials over an unencrypted connection to a host that is not loopback; "
+            "use TLS (starttls='required' or tls=True) or pass allow_insecure_auth=True"))
+
+    def fail_auth_unavailable(self, ev: EventData) -> None:
+        offered = ", ".join(self.capabilities.auth_mechanisms) or "none"
+        wanted = self.auth_mechanism or "any usable mechanism"
+        self._fail(AuthenticationError(
+            ev.args[0], f"cannot authenticate: server offers AUTH {offered}, wanted {wanted}", ev.transition.source))
+
+    def fail_auth(self, ev: EventData) -> None:
+        self._fail(AuthenticationError(ev.args[0], "authentication failed", ev.transition.source))
+
+    def fail_reply(self, ev: EventData) -> None:
+        self._fail(SMTPReplyError(ev.args[0], "unexpected reply", ev.transition.source))
+
+    def fail_shutdown(self, ev: EventData) -> None:
+        self._fail(ServerDisconnected("server is shutting down (421)", ev.args[0], ev.transition.source))
+
+    def fail_disconnected(self, ev: EventData) -> None:
+        source = ev.transition.source
+        self._fail(ServerDisconnected("server closed the connection", None, source))
+
+    def fail_protocol(self, ev: EventData) -> None:
+        error = ev.args[1]
+        if not isinstance(error, SMTPError):
+            error = RemoteProtocolError("protocol error", None, ev.transition.source)
+        self._fail(error)
+
+    def __repr__(self) -> str:
+        user = self.credentials.username if self.credentials else None
+        return f"<ClientSession state={self.state!r} user={user!r} in_flight={len(self._inflight)}>"
+
+
+_RECORDERS = {
+    "GREETING": ClientSession._record_greeting,
+    "EHLO": ClientSession._record_ehlo,
+    "LHLO": ClientSession._record_ehlo,
+    "MAIL": ClientSession._record_mail,
+    "RCPT": ClientSession._record_rcpt,
+    "BDAT": ClientSession._record_chunk,
+    "DATA": ClientSession._record_data,
+    "END": ClientSession._record_end,
+}
+
+
+def _credentials(username: str | None, password: str | None, oauth_token: str | None) -> Credentials | None:
+    if username is None:
+        if password is not None or oauth_token is not None:
+            raise LocalProtocolError("a password or oauth_token needs a username")
+        return None
+    if password is None and oauth_token is None:
+        raise LocalProtocolError("username given without a password or oauth_token")
+    for value, what in ((username, "username"), (password, "password"), (oauth_token, "oauth_token")):
+        if value is not None and ("\0" in value or "\r" in value or "\n" in value):
+            raise LocalProtocolError(f"{what} contains NUL, CR or LF")
+    return Credentials(username, password, oauth_token)
+
+
+def _stuffed(payload: Payload) -> bytes:
+    from .message import dot_stuff
+
+    return dot_stuff(payload.content)
+
+
+def _option_params(options: Sequence[str]) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for option in options:
+        key, eq, value = option.partition("=")
+        params[key.upper()] = value if eq else None
+    format_params(params)  # validates
+    return params
+
+
+def _notify_for(notify: Sequence[str] | Mapping[str, Sequence[str]] | None, rcpt: str) -> str | None:
+    if notify is None:
+        return None
+    values = notify.get(rcpt) if isinstance(notify, Mapping) else notify
+    if values is None:
+        return None
+    words = [value.upper() for value in ([values] if isinstance(values, str) else values)]
+    if words == ["NEVER"]:
+        return "NEVER"
+    if not words or not set(words) <= _DSN_NOTIFY:
+        raise LocalProtocolError(f"DSN NOTIFY must be NEVER or some of SUCCESS, FAILURE, DELAY; not {words}")
+    return ",".join(words)
+
+
+def _transaction_error(tx: _Transaction, state: str) -> SMTPError | None:
+    result = tx.result
+    if not result.accepted:
+        replies = dict(result.refused)
+        if replies:
+            return RecipientsRefused(replies, state)
+        if tx.data_reply is not None and not 200 <= tx.data_reply.code < 400:
+            return DataRefused(tx.data_reply, "DATA refused", state)
+        return None
+    if tx.data_reply is not None and not 200 <= tx.data_reply.code < 400:
+        return DataRefused(tx.data_reply, "DATA refused", state)
+    final = result.reply
+    if final is not None and not 200 <= final.code < 300 and not result.delivery:
+        return DataRefused(final, "message refused", state)
+    return None
+
+
+__all__ = ["ClientSession", "SMTPReplyError"]

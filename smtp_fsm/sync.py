@@ -1,0 +1,208 @@
+"""The blocking driver: a socket, the engine, and a deadline per reply."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from email.message import Message
+from types import TracebackType
+from typing import Any
+
+from ._driver import (
+    Collector,
+    DriverBase,
+    SendItem,
+    command_reply,
+    single_result,
+    wait_closed,
+    wait_command,
+    wait_ready,
+)
+from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
+from .events import NEED_DATA, Event, StartTLS
+from .replies import Reply
+from .results import SendResult
+
+_RECV_SIZE = 65536
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+class SMTPClient(DriverBase):
+    """Blocking SMTP/LMTP client.  ``with SMTPClient(host) as smtp: smtp.send_message(msg)``."""
+
+    _sock: socket.socket | None = None
+
+    def connect(self) -> SMTPClient:
+        """Connect, read the greeting, negotiate EHLO/STARTTLS/AUTH; returns self."""
+        if self._sock is not None:
+            raise LocalProtocolError("already connected")
+        deadline = time.monotonic() + self.timeout
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except TimeoutError as exc:
+            raise SMTPTimeout(f"connecting to {self.host}:{self.port} timed out") from exc
+        except OSError as exc:
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        try:
+            self._peer_facts(sock.getsockname(), sock.getpeername())
+            if self.tls:
+                self._handshake(deadline)
+            self.ready = self._pump(wait_ready)  # type: ignore[assignment]
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __enter__(self) -> SMTPClient:
+        return self.connect()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        try:
+            if self._sock is not None and not self.session.is_closed and not self.session.buffered:
+                self.quit()
+        except SMTPError:
+            pass
+        finally:
+            self.close()
+
+    # -- the API -----------------------------------------------------------------
+
+    def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
+                 **options: Any) -> SendResult:
+        ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
+        return single_result(self._results([ticket])[0])
+
+    def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
+                     **options: Any) -> SendResult:
+        ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
+        return single_result(self._results([ticket])[0])
+
+    def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
+        """Send every message over this connection; one result per message, in order.
+
+        A message the server refuses does not stop the others: its result
+        carries the error.  If the connection ends mid-batch, the
+        ``ServerDisconnected`` raised carries ``completed`` and ``unsent``.
+        """
+        return self._results(self.session.send_many(items))
+
+    def noop(self) -> Reply:
+        return command_reply(self._pump(wait_command(self.session.noop())))
+
+    def rset(self) -> Reply:
+        return command_reply(self._pump(wait_command(self.session.rset())))
+
+    def quit(self) -> Reply | None:
+        """Send QUIT and close; returns the 221 (None if the server just closed)."""
+        self.session.quit()
+        try:
+            closed = self._pump(wait_closed)
+        finally:
+            self.close()
+        return getattr(closed, "reply", None)
+
+    def close(self) -> None:
+        """Close the socket without QUIT (the engine is released too)."""
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+        self.session.close()
+
+    # -- moving bytes --------------------------------------------------------------
+
+    def _results(self, tickets: list[int]) -> list[SendResult]:
+        collector = Collector(tickets)
+        if tickets:
+            try:
+                self._pump(collector.take)
+            except SMTPError as exc:
+                raise collector.interrupted(exc, tickets) from None
+        return collector.ordered(tickets)
+
+    def _pump(self, until: Callable[[Event], bool]) -> Event:
+        sock = self._sock
+        if sock is None:
+            raise LocalProtocolError("not connected")
+        session = self.session
+        seen = session.replies_received
+        deadline = time.monotonic() + self.timeout
+        while True:
+            out = session.data_to_send()
+            if out:
+                self._write(out)
+            try:
+                event = session.next_event()
+            except SMTPError:
+                self._flush_and_close()
+                raise
+            if event is NEED_DATA:
+                if session.replies_received != seen:
+                    seen = session.replies_received
+                    deadline = time.monotonic() + self.timeout
+                session.receive_data(self._read(deadline))
+                continue
+            if isinstance(event, StartTLS):
+                self._handshake(time.monotonic() + self.timeout)
+                session.tls_established()
+                continue
+            if until(event):
+                return event
+
+    def _write(self, data: bytes) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise SMTPConnectError(f"writing to {self.host}:{self.port} failed: {exc}") from exc
+
+    def _read(self, deadline: float) -> bytes:
+        sock = self._sock
+        assert sock is not None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            self.close()
+            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})")
+        try:
+            sock.settimeout(remaining)
+            if _QUICKACK is not None:
+                # Peers that never set TCP_NODELAY stall ~40 ms on delayed ACKs otherwise.
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            return sock.recv(_RECV_SIZE)
+        except TimeoutError as exc:
+            self.close()
+            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})") from exc
+        except OSError as exc:
+            if isinstance(exc, ssl.SSLError):
+                self.close()
+                raise TLSError(f"TLS error while reading: {exc}") from exc
+            return b""  # a reset counts as the server closing; the engine decides if that is an error
+
+    def _handshake(self, deadline: float) -> None:
+        assert self._sock is not None
+        try:
+            self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            self._sock = self._context().wrap_socket(self._sock, server_hostname=self.server_hostname)
+        except TimeoutError as exc:
+            raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
+        except OSError as exc:
+            raise SMTPConnectError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from exc
+
+    def _flush_and_close(self) -> None:
+        # The engine may have queued a polite QUIT before reporting the error.
+        out = self.session.data_to_send()
+        if out and self._sock is not None:
+            try:
+                self._sock.settimeout(1.0)
+                self._sock.sendall(out)
+            except OSError:
+                pass
+        self.close()

@@ -1,0 +1,7 @@
+"""Tools for testing code that sends mail, and for teaching SMTP by example."""
+
+from __future__ import annotations
+
+from .servers import LocalSMTPServer, ReceivedMessage, RecordingHandler, free_port, local_smtp_server
+
+__all__ = ["LocalSMTPServer", "ReceivedMessage", "RecordingHandler", "free_port", "local_smtp_server"]
