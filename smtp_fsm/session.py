@@ -582,6 +582,8 @@ class ClientSession:
     def _fail(self, error: SMTPError) -> None:
         if self._error is None:
             self._error = error
+            # Results already delivered stay; a handshake request that the error overtook does not.
+            self._events = deque(event for event in self._events if not isinstance(event, StartTLS))
             self._events.append(error)
             if self.trace is not None:
                 self._trace_events.append(f"{type(error).__name__}: {error}")
@@ -647,7 +649,7 @@ class ClientSession:
     def send_auth_cancel(self, ev: EventData) -> None:
         self._send(b"*\r\n", _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]))
 
-    def authenticated(self, ev: EventData) -> None:
+    def mark_authenticated(self, ev: EventData) -> None:
         self.authenticated = True
         assert self.auth_mech is not None
         self._emit(Authenticated(self.auth_mech.name, ev.args[0]))

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
-from .servers import LocalSMTPServer, ReceivedMessage, RecordingHandler, free_port, local_smtp_server
+from .servers import (
+    LocalSMTPServer,
+    ReceivedMessage,
+    RecordingHandler,
+    TestTLS,
+    free_port,
+    local_smtp_server,
+    make_test_tls,
+)
 
-__all__ = ["LocalSMTPServer", "ReceivedMessage", "RecordingHandler", "free_port", "local_smtp_server"]
+__all__ = [
+    "LocalSMTPServer",
+    "ReceivedMessage",
+    "RecordingHandler",
+    "TestTLS",
+    "free_port",
+    "local_smtp_server",
+    "make_test_tls",
+]

@@ -45,7 +45,7 @@ class ReceivedMessage:
     rcpt_options: tuple[tuple[str, ...], ...] = ()
     smtp_utf8: bool = False
     authenticated_as: str | None = None
-    peer_tls: bool = False
+    peer_tls: bool = False  # STARTTLS was used (aiosmtpd does not report implicit TLS)
 
     @property
     def message(self) -> EmailMessage:
@@ -113,7 +113,7 @@ class RecordingHandler:
             tuple(envelope.mail_options),
             tuple(self._rcpt_options),
             bool(envelope.smtp_utf8),
-            getattr(session.auth_data, "login", None) if session.auth_data else None,
+            _login(session.auth_data),
             session.ssl is not None,
         )
         if self.data_reply is not None and not self.data_reply.startswith("2"):
@@ -158,6 +158,11 @@ class RecordingHandler:
             if self.credentials.get(user) == password:
                 return AuthResult(success=True, auth_data=auth_data)
         return AuthResult(success=False, handled=False)
+
+
+def _login(auth_data: Any) -> str | None:
+    login = getattr(auth_data, "login", None)
+    return login.decode() if isinstance(login, bytes) else login
 
 
 class _LMTPController(Controller):
@@ -234,3 +239,26 @@ def local_smtp_server(**options: Any) -> Iterator[LocalSMTPServer]:
     server = LocalSMTPServer(**options)
     with server:
         yield server
+
+
+@dataclass(frozen=True)
+class TestTLS:
+    """A throwaway CA and a server certificate for 127.0.0.1/localhost (made with trustme)."""
+
+    __test__ = False  # not a pytest test class
+
+    server_context: ssl.SSLContext
+    client_context: ssl.SSLContext
+    ca_pem: bytes
+
+
+def make_test_tls(*hostnames: str) -> TestTLS:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert(*(hostnames or ("127.0.0.1", "localhost")))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    return TestTLS(server_context, client_context, ca.cert_pem.bytes())
