@@ -20,7 +20,7 @@ from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .replies import Reply
 from .results import SendResult
-from .session import STARTTLS_POLICIES, ClientSession, StartTLSPolicy
+from .session import DEFAULT_CHUNK_SIZE, STARTTLS_POLICIES, ClientSession, StartTLSPolicy
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -65,6 +65,7 @@ class DriverBase:
         pipelining: bool = True,
         lmtp: bool = False,
         chunking: bool = True,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         trace: bool = False,
     ) -> None:
         if not host:
@@ -94,6 +95,7 @@ class DriverBase:
             allow_insecure_auth=allow_insecure_auth,
             pipelining=pipelining,
             chunking=chunking,
+            chunk_size=chunk_size,
             trace=trace,
         )
         self._local_hostname_given = local_hostname is not None

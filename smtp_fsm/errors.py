@@ -51,10 +51,10 @@ class SMTPReplyError(SMTPError):
         self.reply = reply
         self.code = reply.code
         self.state = state
-        enhanced = f" {reply.enhanced_code}" if reply.enhanced_code else ""
         prefix = f"{message}: " if message else ""
         where = f" (in state {state!r})" if state else ""
-        super().__init__(f"{prefix}{reply.code}{enhanced} {reply.text_without_code()}{where}")
+        # The text starts with the enhanced status code (RFC 2034) when the server sends one.
+        super().__init__(f"{prefix}{reply.code} {reply.text_without_code()}{where}")
 
 
 class SenderRefused(SMTPReplyError):

@@ -395,7 +395,7 @@ TRANSITIONS: tuple[TransitionSpec, ...] = (
         for row in (
             _t("final_reply", source, ENVELOPE, [retry_deferred], ["send_retry"],
                "final, 452 recipients left"),
-            _t("final_reply", source, RSET, [chunk_refused], ["finish_transaction", "send_rset"],
+            _t("final_reply", source, RSET, [chunk_refused], ["send_rset"],
                "BDAT refused"),
             _t("final_reply", source, ENVELOPE, [next_in_flight], ["finish_transaction"],
                "final, next message in flight"),

@@ -22,9 +22,10 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from email import policy as email_policy
+from email.errors import HeaderParseError
 from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
+from email.policy import EmailPolicy
 from email.utils import getaddresses
 
 from .errors import LocalProtocolError
@@ -33,12 +34,10 @@ from .errors import LocalProtocolError
 MAX_TEXT_LINE = 998
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+_TEXT_LINE_ENDINGS = re.compile(r"\r\n|\r|\n")
 _LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_TEXT_LINE + 1))
 _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 
-_SMTP = email_policy.SMTP
-_SMTP_7BIT = email_policy.SMTP.clone(cte_type="7bit")
-_SMTPUTF8 = email_policy.SMTPUTF8
 
 
 def normalize_line_endings(data: bytes) -> bytes:
@@ -100,9 +99,16 @@ def serialise(msg: Message, *, utf8: bool = False, seven_bit: bool = False) -> b
     stripped = copy.copy(msg)
     del stripped["Bcc"]
     del stripped["Resent-Bcc"]
-    policy = _SMTPUTF8 if utf8 else (_SMTP_7BIT if seven_bit else _SMTP)
+    # The message's own policy, as smtplib does: a compat32 message may hold Header objects
+    # that only compat32 can fold.
+    policy = msg.policy.clone(linesep="\r\n", cte_type="7bit" if seven_bit else "8bit")
+    if isinstance(policy, EmailPolicy):
+        policy = policy.clone(utf8=utf8)
     buffer = io.BytesIO()
-    BytesGenerator(buffer, policy=policy).flatten(stripped, linesep="\r\n")
+    try:
+        BytesGenerator(buffer, policy=policy).flatten(stripped, linesep="\r\n")
+    except (HeaderParseError, ValueError) as exc:
+        raise LocalProtocolError(f"message cannot be serialised safely: {exc}") from exc
     data = buffer.getvalue()
     check_header_block(data, len(stripped.keys()))
     return data
@@ -110,7 +116,7 @@ def serialise(msg: Message, *, utf8: bool = False, seven_bit: bool = False) -> b
 
 def _is_folded(value: str) -> bool:
     # A value parsed from a message keeps its folding: CRLF followed by white space.
-    return all(part[:1] in (" ", "\t") for part in _LINE_ENDINGS.split(value)[1:])
+    return all(part[:1] in (" ", "\t") for part in _TEXT_LINE_ENDINGS.split(value)[1:])
 
 
 def envelope_from_headers(msg: Message) -> tuple[str, list[str]]:

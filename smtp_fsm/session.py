@@ -380,16 +380,17 @@ class ClientSession:
             self._handle_reply(reply)
 
     def _handle_reply(self, reply: Reply) -> None:
+        self.replies_received += 1
+        if reply.code == table.SHUTDOWN_CODE and self.state != table.QUIT:
+            # RFC 5321 §3.8: a server may say 421 at any time, even unasked.
+            self._fire("server_shutdown", reply)
+            return
         if not self._inflight:
             self._fire("protocol_error", reply,
                        RemoteProtocolError("unsolicited reply: no command is waiting for one",
                                            reply.to_bytes(), self.state))
             return
         pending = self._inflight.popleft()
-        self.replies_received += 1
-        if reply.code == table.SHUTDOWN_CODE and self.state != table.QUIT:
-            self._fire("server_shutdown", reply)
-            return
         verb = pending.verb
         if verb != "GREETING" and log.isEnabledFor(logging.DEBUG):
             log.debug("S: %s", reply)

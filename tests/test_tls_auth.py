@@ -11,7 +11,7 @@ import pytest
 from drivers import DRIVERS, make_client
 
 import smtp_fsm
-from smtp_fsm.testing import LocalSMTPServer, RecordingHandler, TestTLS, make_test_tls
+from smtp_fsm.testing.servers import LocalSMTPServer, RecordingHandler, TestTLS, make_test_tls
 
 both = pytest.mark.parametrize("kind", sorted(DRIVERS))
 USERS = {"alice@example.test": "correct horse", "bob@example.test": "ya29.token-for-bob"}
