@@ -42,7 +42,7 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from transitions import EventData, Machine
 
@@ -194,19 +194,24 @@ class TransactionView(Protocol):
 
 # --- conditions: pure functions of the session and the reply ---------------
 
-def _reply(ev: EventData) -> Reply:
-    reply: Reply = ev.args[0]
-    return reply
+def reply_of(ev: EventData) -> Reply:
+    """The reply a trigger was fired with (its first argument)."""
+    return cast("tuple[Reply, ...]", ev.args)[0]
+
+
+def source_of(ev: EventData) -> str:
+    """The state the transition being taken started from."""
+    assert ev.transition is not None
+    return str(ev.transition.source)
 
 
 def _session(ev: EventData) -> SessionView:
-    session: SessionView = ev.model
-    return session
+    return cast(SessionView, ev.model)
 
 
 def positive(ev: EventData) -> bool:
     """2xx."""
-    return 200 <= _reply(ev).code < 300
+    return 200 <= reply_of(ev).code < 300
 
 
 def refused(ev: EventData) -> bool:
@@ -216,22 +221,22 @@ def refused(ev: EventData) -> bool:
 
 def ready_for_tls(ev: EventData) -> bool:
     """220 to STARTTLS."""
-    return _reply(ev).code == 220
+    return reply_of(ev).code == 220
 
 
 def challenge(ev: EventData) -> bool:
     """334: the server sends a SASL challenge."""
-    return _reply(ev).code == 334
+    return reply_of(ev).code == 334
 
 
 def start_data(ev: EventData) -> bool:
     """354: send the content."""
-    return _reply(ev).code == 354
+    return reply_of(ev).code == 354
 
 
 def ehlo_unsupported(ev: EventData) -> bool:
     """EHLO refused with a code after which HELO is worth trying (not for LMTP)."""
-    return _reply(ev).code in EHLO_FALLBACK_CODES and not _session(ev).lmtp
+    return reply_of(ev).code in EHLO_FALLBACK_CODES and not _session(ev).lmtp
 
 
 def tls_required_missing(ev: EventData) -> bool:
@@ -276,7 +281,7 @@ def challenge_valid(ev: EventData) -> bool:
     if s.auth_mech is None or s.auth_step >= s.auth_mech.max_steps:
         return False
     try:
-        base64.b64decode(_reply(ev).lines[0].strip(), validate=True)
+        base64.b64decode(reply_of(ev).lines[0].strip(), validate=True)
     except (binascii.Error, ValueError):
         return False
     return True

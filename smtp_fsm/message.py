@@ -92,7 +92,7 @@ def check_header_block(serialised: bytes, expected_fields: int) -> None:
 
 def serialise(msg: Message, *, utf8: bool = False, seven_bit: bool = False) -> bytes:
     """``msg`` as CRLF bytes with the SMTP policy, Bcc and Resent-Bcc removed, headers verified."""
-    for name in msg.keys():
+    for name in set(msg.keys()):
         for value in msg.get_all(name, []):
             if isinstance(value, str) and ("\r" in value or "\n" in value) and not _is_folded(value):
                 raise LocalProtocolError(f"header {name!r} contains CR or LF: {value[:60]!r}")

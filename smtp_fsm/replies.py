@@ -109,14 +109,14 @@ class ReplyParser:
             if end < 0:
                 break
             if end - start > MAX_LINE:
-                raise RemoteProtocolError("reply line longer than %d octets" % MAX_LINE, buffer[start : start + 80])
+                raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", buffer[start : start + 80])
             reply = self._line(buffer, start, end)
             if reply is not None:
                 replies.append(reply)
             start = end + 2
         rest = buffer[start:]
         if len(rest) > MAX_LINE:
-            raise RemoteProtocolError("reply line longer than %d octets" % MAX_LINE, rest[:80])
+            raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", rest[:80])
         if b"\n" in rest:
             # A bare LF with no CR before it: RFC 5321 §2.3.8 allows only CRLF.
             raise RemoteProtocolError("reply line ends in a bare LF", rest[:80])
@@ -141,7 +141,7 @@ class ReplyParser:
         text = line[4:].decode("utf-8", "replace")
         if len(line) > 3 and line[3] == 0x2D:  # "-": more lines follow
             if len(self._lines) >= MAX_LINES:
-                raise RemoteProtocolError("reply has more than %d lines" % MAX_LINES, line)
+                raise RemoteProtocolError(f"reply has more than {MAX_LINES} lines", line)
             self._code = code
             self._lines.append(text)
             return None

@@ -20,7 +20,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, cast
 
 from transitions import EventData, MachineError
 
@@ -58,6 +59,7 @@ from .events import (
     StartTLS,
 )
 from .extensions import Capabilities
+from .machine import reply_of, source_of
 from .message import Payload, envelope_from_headers, payload_from_bytes, payload_from_message
 from .replies import Reply, ReplyParser
 from .results import SendResult
@@ -225,7 +227,7 @@ class ClientSession:
         if not data:
             self._eof = True
             if self.state not in table.FINAL_STATES:
-                self._step(None, "connection closed", lambda: self._fire("connection_lost", None))
+                self._step(None, "connection closed", partial(self._fire, "connection_lost", None))
             return
         if self.state in table.FINAL_STATES:
             return
@@ -235,7 +237,7 @@ class ClientSession:
         try:
             replies = self._parser.feed(data)
         except RemoteProtocolError as exc:
-            self._step(None, "broken reply", lambda: self._fire("protocol_error", None, exc))
+            self._step(None, "broken reply", partial(self._fire, "protocol_error", None, exc))
             return
         count = len(replies)
         for index, reply in enumerate(replies):
@@ -274,7 +276,7 @@ class ClientSession:
         if self.state != table.TLS_HANDSHAKE:
             raise LocalProtocolError(f"tls_established() called in state {self.state!r}")
         self.encrypted = True
-        self._step(None, "TLS established", lambda: self._fire("tls_established", None))
+        self._step(None, "TLS established", partial(self._fire, "tls_established", None))
 
     def close(self) -> None:
         """Release the engine: it leaves the shared machine and takes no more input or work."""
@@ -375,7 +377,7 @@ class ClientSession:
 
     def _on_reply(self, reply: Reply) -> None:
         if self.trace is not None:
-            self._step(reply, "", lambda: self._handle_reply(reply))
+            self._step(reply, "", partial(self._handle_reply, reply))
         else:
             self._handle_reply(reply)
 
@@ -469,13 +471,13 @@ class ClientSession:
         # handshake would be read as if they came over TLS.
         exc = RemoteProtocolError("bytes received after the 220 to STARTTLS, before the TLS handshake",
                                   data, self.state)
-        self._step(None, "bytes injected after STARTTLS", lambda: self._fire("protocol_error", None, exc))
+        self._step(None, "bytes injected after STARTTLS", partial(self._fire, "protocol_error", None, exc))
 
     def _dispatch(self) -> None:
         while self.state == table.READY and self._work:
             work = self._work[0]
             self._step(None, f"{work.kind} requested",
-                       lambda: self._fire(table.WORK_TRIGGERS[work.kind], None))
+                       partial(self._fire, table.WORK_TRIGGERS[work.kind], None))
 
     # -- internals: work ---------------------------------------------------------
 
@@ -616,7 +618,7 @@ class ClientSession:
         self._command("STARTTLS")
 
     def request_handshake(self, ev: EventData) -> None:
-        self._emit(StartTLS(ev.args[0]))
+        self._emit(StartTLS(reply_of(ev)))
 
     def forget_capabilities(self, ev: EventData) -> None:
         # RFC 3207 §4.2: discard everything learnt before TLS.
@@ -641,7 +643,7 @@ class ClientSession:
 
     def send_auth_response(self, ev: EventData) -> None:
         assert self.auth_mech is not None and self.credentials is not None
-        challenge_bytes = base64.b64decode(ev.args[0].lines[0].strip())
+        challenge_bytes = base64.b64decode(reply_of(ev).lines[0].strip())
         answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
         self.auth_step += 1
         line = base64.b64encode(answer) + b"\r\n"
@@ -653,12 +655,12 @@ class ClientSession:
     def mark_authenticated(self, ev: EventData) -> None:
         self.authenticated = True
         assert self.auth_mech is not None
-        self._emit(Authenticated(self.auth_mech.name, ev.args[0]))
+        self._emit(Authenticated(self.auth_mech.name, reply_of(ev)))
 
     def session_ready(self, ev: EventData) -> None:
         self._finalise_queue()
         user = self.credentials.username if self.authenticated and self.credentials else None
-        self._emit(SessionReady(self.capabilities, ev.args[0], self.encrypted, user))
+        self._emit(SessionReady(self.capabilities, reply_of(ev), self.encrypted, user))
 
     def send_transaction(self, ev: EventData) -> None:
         work = self._work.popleft()
@@ -746,22 +748,22 @@ class ClientSession:
         for rcpt, reply in tx.deferred.items():
             result.refused[rcpt] = reply
         if result.error is None:
-            result.error = _transaction_error(tx, ev.transition.source)
+            result.error = _transaction_error(tx, source_of(ev))
         self._emit(MessageSent(tx.ticket, result))
         self._tx, self._next_tx = self._next_tx, None
 
     def command_done(self, ev: EventData) -> None:
-        self._emit(CommandDone(self._command_ticket, ev.transition.source.upper(), ev.args[0]))
+        self._emit(CommandDone(self._command_ticket, source_of(ev).upper(), reply_of(ev)))
 
     def closed_cleanly(self, ev: EventData) -> None:
-        self._close_reply = ev.args[0]
-        self._emit(Closed(ev.args[0]))
+        self._close_reply = reply_of(ev)
+        self._emit(Closed(reply_of(ev)))
 
     def fail_greeting(self, ev: EventData) -> None:
-        self._fail(SMTPReplyError(ev.args[0], "server refused the session", ev.transition.source))
+        self._fail(SMTPReplyError(reply_of(ev), "server refused the session", source_of(ev)))
 
     def fail_tls_unavailable(self, ev: EventData) -> None:
-        self._fail(TLSUnavailable(ev.args[0], "STARTTLS is required but not available", ev.transition.source))
+        self._fail(TLSUnavailable(reply_of(ev), "STARTTLS is required but not available", source_of(ev)))
 
     def fail_auth_in_clear(self, ev: EventData) -> None:
         self._fail(LocalProtocolError(
@@ -772,25 +774,25 @@ class ClientSession:
         offered = ", ".join(self.capabilities.auth_mechanisms) or "none"
         wanted = self.auth_mechanism or "any usable mechanism"
         self._fail(AuthenticationError(
-            ev.args[0], f"cannot authenticate: server offers AUTH {offered}, wanted {wanted}", ev.transition.source))
+            reply_of(ev), f"cannot authenticate: server offers AUTH {offered}, wanted {wanted}", source_of(ev)))
 
     def fail_auth(self, ev: EventData) -> None:
-        self._fail(AuthenticationError(ev.args[0], "authentication failed", ev.transition.source))
+        self._fail(AuthenticationError(reply_of(ev), "authentication failed", source_of(ev)))
 
     def fail_reply(self, ev: EventData) -> None:
-        self._fail(SMTPReplyError(ev.args[0], "unexpected reply", ev.transition.source))
+        self._fail(SMTPReplyError(reply_of(ev), "unexpected reply", source_of(ev)))
 
     def fail_shutdown(self, ev: EventData) -> None:
-        self._fail(ServerDisconnected("server is shutting down (421)", ev.args[0], ev.transition.source))
+        self._fail(ServerDisconnected("server is shutting down (421)", reply_of(ev), source_of(ev)))
 
     def fail_disconnected(self, ev: EventData) -> None:
-        source = ev.transition.source
+        source = source_of(ev)
         self._fail(ServerDisconnected("server closed the connection", None, source))
 
     def fail_protocol(self, ev: EventData) -> None:
-        error = ev.args[1]
+        error = cast("tuple[Any, ...]", ev.args)[1]
         if not isinstance(error, SMTPError):
-            error = RemoteProtocolError("protocol error", None, ev.transition.source)
+            error = RemoteProtocolError("protocol error", None, source_of(ev))
         self._fail(error)
 
     def __repr__(self) -> str:

@@ -58,7 +58,8 @@ def test_size_limit_enforced_locally_and_552_from_server(kind: str) -> None:
                 client.sendmail("a@example.test", ["b@example.test"], big)
             client.sendmail("a@example.test", ["b@example.test"], b"Subject: small\r\n\r\nok\r\n")
         assert [c for c in server.handler.commands if c.startswith("MAIL")] == ["MAIL a@example.test"]
-        assert server.messages[0].mail_options == ("SIZE=%d" % len(b"Subject: small\r\n\r\nok\r\n"),)
+        small = b"Subject: small\r\n\r\nok\r\n"
+        assert server.messages[0].mail_options == (f"SIZE={len(small)}",)
     handler = RecordingHandler(data_reply="552 5.3.4 Message size exceeds fixed limit")
     with LocalSMTPServer(handler=handler) as server, make_client(kind, server.host, server.port, timeout=10) as c:
         with pytest.raises(smtp_fsm.DataRefused) as info:
@@ -72,7 +73,8 @@ def test_lmtp_per_recipient_delivery(kind: str) -> None:
     handler = RecordingHandler(lmtp_refuse={"full@example.test": "552 5.2.2 mailbox full"})
     with LocalSMTPServer(handler=handler, lmtp=True) as server:
         with make_client(kind, server.host, server.port, lmtp=True, timeout=10) as client:
-            result = client.sendmail("a@example.test", ["ok@example.test", "full@example.test"], b"Subject: l\r\n\r\n.\r\n")
+            result = client.sendmail("a@example.test", ["ok@example.test", "full@example.test"],
+                                     b"Subject: l\r\n\r\n.\r\n")
     assert list(result.accepted) == ["ok@example.test"]
     assert result.refused["full@example.test"].code == 552
     assert result.delivery["ok@example.test"].code == 250
@@ -114,10 +116,9 @@ def test_chunking_bdat_several_chunks_no_stuffing(kind: str, pipelining: bool) -
 
 @both
 def test_dsn_parameters_xtext_encoded(kind: str) -> None:
-    with ESMTPServer() as server:
-        with make_client(kind, server.host, server.port, timeout=5) as client:
-            client.sendmail("a@example.test", ["b+tag@example.test"], b"Subject: dsn\r\n\r\nx\r\n",
-                            notify=["success", "failure"], ret="hdrs", envid="id=1 2")
+    with ESMTPServer() as server, make_client(kind, server.host, server.port, timeout=5) as client:
+        client.sendmail("a@example.test", ["b+tag@example.test"], b"Subject: dsn\r\n\r\nx\r\n",
+                        notify=["success", "failure"], ret="hdrs", envid="id=1 2")
     mail = next(c for c in server.commands if c.startswith("MAIL"))
     rcpt = next(c for c in server.commands if c.startswith("RCPT"))
     assert mail.endswith(" RET=HDRS ENVID=id+3D1+202")

@@ -1,0 +1,386 @@
+"""DOT, Mermaid and SVG pictures of the protocol table (machine.py), drawn from the table alone.
+
+Nothing here runs a session: the pictures read ``STATES`` and ``TRANSITIONS``
+directly, so the picture is the machine.  Rows that share (source, trigger,
+destination) become one edge whose label lists each row's reply or request
+and its condition names; the edge's id is ``source--trigger--dest`` and each
+node's id is the state's name, so the SVG can be driven by the stepper.
+
+Output is deterministic: everything follows table order (never set or hash
+order), so generating twice gives byte-identical DOT and Mermaid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import machine as table
+
+VIEWS: tuple[str, ...] = ("machine", "setup", "transaction", "lab")
+FORMATS: tuple[str, ...] = ("dot", "mmd", "svg")
+SVG_HINT = "install Graphviz (apt-get install graphviz) for SVG"
+START_NODE = "__start__"
+#: Stands for "any state of this view" in the partial views, where the three
+#: session-wide rules (421, a close, a broken reply) are drawn once.
+ANY_NODE = "__any__"
+
+_HASH_RE = re.compile(r"<!-- smtp-fsm-dot-sha256: ([0-9a-f]{64}) -->")
+
+#: The classic teaching lab's session, as the edges it takes (RFC 5321 §D.1
+#: style, plus AUTH LOGIN): one entry per step, in order.
+LAB_STEPS: tuple[tuple[str, str, str, str], ...] = (
+    (table.GREETING, "greeting_reply", table.EHLO, "220 greeting; EHLO sent"),
+    (table.EHLO, "ehlo_reply", table.AUTH, "250 capabilities; AUTH LOGIN sent"),
+    (table.AUTH, "auth_reply", table.AUTH_RESPONSE, "334 Username:; user sent"),
+    (table.AUTH_RESPONSE, "auth_reply", table.AUTH_RESPONSE, "334 Password:; password sent"),
+    (table.AUTH_RESPONSE, "auth_reply", table.READY, "235 authenticated"),
+    (table.READY, "begin_mail", table.ENVELOPE, "MAIL FROM sent"),
+    (table.ENVELOPE, "envelope_reply", table.ENVELOPE, "250 to MAIL; RCPT TO sent"),
+    (table.ENVELOPE, "envelope_reply", table.ENVELOPE, "250 to RCPT; DATA sent"),
+    (table.ENVELOPE, "data_reply", table.CONTENT, "354; content and '.' sent"),
+    (table.CONTENT, "final_reply", table.READY, "250 queued"),
+    (table.READY, "begin_quit", table.QUIT, "QUIT sent"),
+    (table.QUIT, "quit_reply", table.CLOSED, "221 bye"),
+)
+LAB_CAPTION = (
+    "The classic teaching lab: greeting, EHLO, AUTH LOGIN (user, password), MAIL FROM, RCPT TO, DATA, QUIT. "
+    "The original lab sent HELO and then AUTH LOGIN, which RFC 4954 does not allow (AUTH needs EHLO); "
+    "its server tolerated it."
+)
+
+_TITLES = {
+    "machine": "smtp_fsm: the whole client state machine",
+    "setup": "smtp_fsm: session setup (greeting, EHLO/HELO, STARTTLS, AUTH)",
+    "transaction": "smtp_fsm: the mail transaction (MAIL, RCPT, DATA/BDAT, RSET)",
+    "lab": "smtp_fsm: the classic teaching lab's path",
+}
+
+_FONT = "Helvetica"
+_LAB_COLOR = "#d97706"
+_LAB_FILL = "#fef3c7"
+_RULE_COLOR = "#94a3b8"
+
+
+class GraphvizMissing(RuntimeError):
+    """Graphviz's ``dot`` program is not installed, so no SVG can be rendered."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One drawn edge: every table row with this (source, trigger, dest), in table order."""
+
+    source: str
+    trigger: str
+    dest: str
+    rows: tuple[table.TransitionSpec, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.source, self.trigger, self.dest)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    states: tuple[str, ...]  # drawn as states, in table order
+    exits: tuple[str, ...]  # drawn as exits (partial views only)
+    edges: tuple[Edge, ...]
+    rule_triggers: tuple[str, ...]  # session-wide rules drawn once from ANY_NODE (partial views)
+
+
+def edge_id(source: str, trigger: str, dest: str) -> str:
+    """The id an edge carries in DOT and SVG."""
+    return f"{source}--{trigger}--{dest}"
+
+
+def table_edges() -> tuple[Edge, ...]:
+    """Every (source, trigger, dest) of the table, merged, in table order."""
+    grouped: dict[tuple[str, str, str], list[table.TransitionSpec]] = {}
+    for row in table.TRANSITIONS:
+        grouped.setdefault((row.source, row.trigger, row.dest or row.source), []).append(row)
+    return tuple(Edge(s, t, d, tuple(rows)) for (s, t, d), rows in grouped.items())
+
+
+def rule_triggers() -> tuple[str, ...]:
+    """Triggers that leave every live state: the session-wide rules (421, a close, a broken reply)."""
+    live = set(table.LIVE_STATES)
+    sources: dict[str, set[str]] = {}
+    for row in table.TRANSITIONS:
+        sources.setdefault(row.trigger, set()).add(row.source)
+    return tuple(trigger for trigger in table.TRIGGERS if live <= sources[trigger])
+
+
+def _rule_rows(trigger: str) -> tuple[tuple[table.TransitionSpec, ...], str]:
+    """A session-wide rule's rows from the live states, and where they lead."""
+    rows = tuple(r for r in table.TRANSITIONS if r.trigger == trigger and r.source in table.LIVE_STATES)
+    return rows, rows[0].dest or rows[0].source
+
+
+def _exits() -> tuple[str, ...]:
+    return tuple(name for name in table.STATE_NAMES if name == table.QUIT or name in table.FINAL_STATES)
+
+
+def _reach(starts: Iterable[str], stop: set[str], rules: tuple[str, ...]) -> list[str]:
+    """States reachable from ``starts`` without passing through ``stop`` or following a rule."""
+    seen: list[str] = []
+    todo = list(starts)
+    while todo:
+        state = todo.pop(0)
+        if state in seen:
+            continue
+        seen.append(state)
+        if state in stop:
+            continue
+        todo.extend(e.dest for e in table_edges() if e.source == state and e.trigger not in rules)
+    return seen
+
+
+def build_view(name: str) -> View:
+    """The states and edges a view draws; partial views are found by walking the table."""
+    if name not in VIEWS:
+        raise ValueError(f"unknown view {name!r}; choose from {', '.join(VIEWS)}")
+    edges = table_edges()
+    if name in ("machine", "lab"):
+        return View(name, table.STATE_NAMES, (), edges, ())
+    rules = rule_triggers()
+    exits = _exits()
+    stop = {table.READY, *exits}
+    if name == "setup":
+        # everything between the connection and READY
+        reached = _reach([table.INITIAL], stop, rules)
+        expanded = {s for s in reached if s not in stop}
+    else:
+        # what the caller's "send a message" starts, until the session is READY again
+        mail = table.WORK_TRIGGERS["mail"]
+        starts = [e.dest for e in edges if e.source == table.READY and e.trigger == mail]
+        reached = [table.READY, *_reach(starts, stop, rules)]
+        expanded = {s for s in reached if s not in exits}
+    core = tuple(s for s in table.STATE_NAMES if s in reached and s not in exits)
+    view_exits = tuple(s for s in exits if s in reached or s == table.FAILED)
+    drawn = set(core) | set(view_exits)
+    chosen = tuple(e for e in edges if e.source in expanded and e.dest in drawn and e.trigger not in rules)
+    return View(name, core, view_exits, chosen, rules)
+
+
+# --- DOT -------------------------------------------------------------------------
+
+def _q(text: str) -> str:
+    """A DOT double-quoted string; newlines become DOT's centred line breaks."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _attrs(**attrs: str | float) -> str:
+    return "[" + ", ".join(f"{key}={_q(str(value))}" for key, value in attrs.items()) + "]"
+
+
+def _state_label(spec: table.StateSpec) -> str:
+    return "\n".join([spec.name, *textwrap.wrap(spec.description, 34), spec.rfc])
+
+
+def _row_text(row: table.TransitionSpec) -> str:
+    text = row.label or "(always)"
+    names = row.condition_names
+    return f"{text}\n[{', '.join(names)}]" if names else text
+
+
+def _edge_label(edge: Edge, lab_steps: Sequence[int] = ()) -> str:
+    head = edge.trigger
+    if lab_steps:
+        head = f"lab {', '.join(str(n) for n in lab_steps)}: {head}"
+    return "\n".join([head, *(_row_text(row) for row in edge.rows)])
+
+
+def _lab_numbers() -> dict[tuple[str, str, str], list[int]]:
+    numbers: dict[tuple[str, str, str], list[int]] = {}
+    for index, (source, trigger, dest, _caption) in enumerate(LAB_STEPS, start=1):
+        numbers.setdefault((source, trigger, dest), []).append(index)
+    return numbers
+
+
+def to_dot(view: str = "machine") -> str:
+    """The DOT source of a view (see ``VIEWS``)."""
+    spec = build_view(view)
+    specs = {s.name: s for s in table.STATES}
+    lab = _lab_numbers() if view == "lab" else {}
+    lab_states = {s for key in lab for s in (key[0], key[2])}
+    caption = _TITLES[view]
+    if view == "lab":
+        caption += "\n" + "\n".join(textwrap.wrap(LAB_CAPTION, 90))
+    if spec.rule_triggers:
+        caption += "\n" + f"From every state drawn here, {', '.join(spec.rule_triggers)} lead to failed."
+    out = [
+        f"// {_TITLES[view]}",
+        "// Generated from smtp_fsm/machine.py by smtp_fsm.diagram (make diagrams); do not edit.",
+        "digraph smtp_fsm {",
+        "  " + "graph " + _attrs(id=f"view-{view}", label=caption, labelloc="t", fontname=_FONT, fontsize=14,
+                                 rankdir="TB", nodesep=0.4, ranksep=0.5),
+        "  " + "node " + _attrs(shape="box", style="rounded,filled", fillcolor="#f8fafc", color="#334155",
+                                fontname=_FONT, fontsize=10),
+        "  " + "edge " + _attrs(color="#334155", fontname=_FONT, fontsize=9),
+    ]
+    if table.INITIAL in spec.states:
+        out.append(f"  {_q(START_NODE)} " + _attrs(id=START_NODE, shape="point", width=0.15, label=""))
+    for name in spec.states:
+        attrs: dict[str, str | float] = {"id": name, "label": _state_label(specs[name])}
+        if name in table.FINAL_STATES:
+            attrs["peripheries"] = 2
+        if name in lab_states:
+            attrs.update(fillcolor=_LAB_FILL, color=_LAB_COLOR, penwidth=2)
+        out.append(f"  {_q(name)} " + _attrs(**attrs))
+    for name in spec.exits:
+        out.append(f"  {_q(name)} " + _attrs(id=name, label=_state_label(specs[name]), style="rounded,dashed",
+                                               peripheries=2 if name in table.FINAL_STATES else 1))
+    if spec.rule_triggers:
+        out.append(f"  {_q(ANY_NODE)} " + _attrs(id=ANY_NODE, label="any state above", shape="note",
+                                                  style="dashed", color=_RULE_COLOR, fontcolor="#475569"))
+    if table.INITIAL in spec.states:
+        out.append(f"  {_q(START_NODE)} -> {_q(table.INITIAL)} " + _attrs(id=START_NODE))
+    rules = rule_triggers()
+    for edge in spec.edges:
+        attrs = {"id": edge_id(*edge.key), "label": _edge_label(edge, lab.get(edge.key, ()))}
+        if edge.trigger in rules:
+            # the session-wide rules: drawn quietly, into a failed state kept at the bottom
+            attrs.update(color=_RULE_COLOR, fontcolor="#64748b", style="dashed", fontsize=7)
+        if edge.key in lab:
+            attrs.update(color=_LAB_COLOR, fontcolor="#92400e", penwidth=3)
+        out.append(f"  {_q(edge.source)} -> {_q(edge.dest)} " + _attrs(**attrs))
+    for trigger in spec.rule_triggers:
+        rows, dest = _rule_rows(trigger)
+        label = "\n".join([trigger, *dict.fromkeys(_row_text(r) for r in rows)])
+        out.append(f"  {_q(ANY_NODE)} -> {_q(dest)} " + _attrs(id=edge_id(ANY_NODE, trigger, dest), label=label,
+                                                                color=_RULE_COLOR, style="dashed"))
+    if table.FAILED in spec.states:
+        out.append(f"  {{rank=sink; {_q(table.FAILED)}}}")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+# --- Mermaid -------------------------------------------------------------------------
+
+def _mm_text(text: str) -> str:
+    """Mermaid state-diagram labels end at ':' or ';' and '#' or '%%' start comments: keep them out."""
+    text = text.replace(": ", " - ").replace(";", ",").replace(":", " ").replace("#", "no.").replace("%", " percent")
+    return text.replace('"', "'").replace("\n", "<br>")
+
+
+def _mm_id(name: str) -> str:
+    # "default" is a Mermaid keyword; anything else the table uses is a plain identifier
+    if name == ANY_NODE:
+        return "any_state"
+    return f"st_{name}" if name.lower().startswith("default") or name.startswith("_") else name
+
+
+def to_mermaid(view: str = "machine") -> str:
+    """The Mermaid ``stateDiagram-v2`` source of a view."""
+    spec = build_view(view)
+    specs = {s.name: s for s in table.STATES}
+    lab = _lab_numbers() if view == "lab" else {}
+    out = [
+        "---",
+        f"title: {_TITLES[view].replace(':', ' -')}",
+        "---",
+        "stateDiagram-v2",
+        "    %% Generated from smtp_fsm/machine.py by smtp_fsm.diagram (make diagrams), do not edit.",
+    ]
+    for name in (*spec.states, *spec.exits):
+        state = specs[name]
+        out.append(f'    state "{_mm_text(_state_label(state))}" as {_mm_id(name)}')
+    if spec.rule_triggers:
+        out.append(f'    state "any state above" as {_mm_id(ANY_NODE)}')
+    if table.INITIAL in spec.states:
+        out.append(f"    [*] --> {_mm_id(table.INITIAL)}")
+    for edge in spec.edges:
+        label = _mm_text(_edge_label(edge, lab.get(edge.key, ())).replace("\n[", " ["))
+        out.append(f"    {_mm_id(edge.source)} --> {_mm_id(edge.dest)} : {label}")
+    for trigger in spec.rule_triggers:
+        rows, dest = _rule_rows(trigger)
+        label = _mm_text("\n".join([trigger, *dict.fromkeys(r.label for r in rows)]))
+        out.append(f"    {_mm_id(ANY_NODE)} --> {_mm_id(dest)} : {label}")
+    for name in spec.states:
+        if name in table.FINAL_STATES:
+            out.append(f"    {_mm_id(name)} --> [*]")
+    if view == "lab":
+        out.append(f"    note right of {_mm_id(table.INITIAL)}")
+        # a note runs to "end note", so the caption keeps its punctuation (only "#" and "%%" are comments)
+        caption = LAB_CAPTION.replace("#", "no.").replace("%", " percent")
+        out.extend(f"        {line}" for line in textwrap.wrap(caption, 60))
+        out.append("    end note")
+        out.append(f"    classDef lab fill:{_LAB_FILL},stroke:{_LAB_COLOR},stroke-width:3px")
+        names = [n for n in spec.states if any(n in (key[0], key[2]) for key in lab)]
+        out.append(f"    class {','.join(_mm_id(n) for n in names)} lab")
+    if spec.exits:
+        out.append("    classDef exit stroke-dasharray:5 5")
+        out.append(f"    class {','.join(_mm_id(n) for n in spec.exits)} exit")
+    return "\n".join(out) + "\n"
+
+
+# --- SVG and files -----------------------------------------------------------------
+
+def dot_sha256(dot_source: str) -> str:
+    return hashlib.sha256(dot_source.encode("utf-8")).hexdigest()
+
+
+def dot_available() -> bool:
+    """Whether Graphviz's ``dot`` is on PATH (SVG needs it; DOT and Mermaid do not)."""
+    return shutil.which("dot") is not None
+
+
+def render_svg(dot_source: str) -> str:
+    """Render DOT to SVG with Graphviz's ``dot``; the SVG records the sha256 of its DOT."""
+    import graphviz  # imported here so DOT and Mermaid work without it
+
+    try:
+        output: bytes = graphviz.pipe("dot", "svg", dot_source.encode("utf-8"))
+    except graphviz.ExecutableNotFound as exc:
+        raise GraphvizMissing(f"Graphviz's dot program was not found: {SVG_HINT}") from exc
+    svg = output.decode("utf-8")
+    marker = f"<!-- smtp-fsm-dot-sha256: {dot_sha256(dot_source)} -->\n"
+    at = svg.find("<svg")
+    if at < 0:
+        raise RuntimeError("dot produced no <svg> element")
+    return svg[:at] + marker + svg[at:]
+
+
+def svg_dot_hash(svg_text: str) -> str | None:
+    """The sha256 of the DOT an SVG was rendered from, as ``render_svg`` recorded it."""
+    match = _HASH_RE.search(svg_text)
+    return match.group(1) if match else None
+
+
+def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write ``<view>.dot``, ``.mmd`` and ``.svg`` for every view; return the paths written.
+
+    Without ``dot`` the SVGs are skipped (check ``dot_available()`` and print
+    ``SVG_HINT``); DOT and Mermaid never need it.
+    """
+    wanted = list(dict.fromkeys(formats))
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(path: Path, text: str) -> None:
+        path.write_text(text, encoding="utf-8", newline="\n")
+        written.append(path)
+
+    sources = {view: to_dot(view) for view in VIEWS}
+    for view in VIEWS:
+        if "dot" in wanted:
+            write(out_dir / f"{view}.dot", sources[view])
+        if "mmd" in wanted:
+            write(out_dir / f"{view}.mmd", to_mermaid(view))
+    if "svg" in wanted:
+        for view in VIEWS:
+            try:
+                svg = render_svg(sources[view])
+            except GraphvizMissing:
+                return written
+            write(out_dir / f"{view}.svg", svg)
+    return written
