@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .aio import AsyncSMTPClient
 from .errors import (
     AuthenticationError,
     DataRefused,
@@ -31,11 +32,13 @@ from .extensions import Capabilities
 from .replies import Reply
 from .results import SendResult
 from .session import ClientSession
+from .sync import SMTPClient
 
 __version__ = "0.1.0"
 
 __all__ = [
     "NEED_DATA",
+    "AsyncSMTPClient",
     "Authenticated",
     "AuthenticationError",
     "Capabilities",
@@ -49,6 +52,7 @@ __all__ = [
     "RecipientsRefused",
     "RemoteProtocolError",
     "Reply",
+    "SMTPClient",
     "SMTPConnectError",
     "SMTPError",
     "SMTPReplyError",
@@ -61,8 +65,3 @@ __all__ = [
     "TLSError",
     "TLSUnavailable",
 ]
-
-from .aio import AsyncSMTPClient  # noqa: E402  (drivers sit on top of the engine)
-from .sync import SMTPClient  # noqa: E402
-
-__all__ += ["AsyncSMTPClient", "SMTPClient"]
