@@ -25,6 +25,7 @@ lint: $(STAMP)
 
 diagrams: $(STAMP)
 	$(BIN)/smtp-fsm diagram --out diagrams
+	$(BIN)/python -c "from smtp_fsm.diagram import update_readme; update_readme('README.md')"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

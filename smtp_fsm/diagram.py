@@ -384,3 +384,17 @@ def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path
                 return written
             write(out_dir / f"{view}.svg", svg)
     return written
+
+
+_README_MERMAID = re.compile(r"(<!-- mermaid:machine:start -->\n).*?(<!-- mermaid:machine:end -->)", re.S)
+
+
+def update_readme(path: Path | str = "README.md") -> bool:
+    """Put the whole machine's Mermaid between the README's markers; True when the file changed."""
+    readme = Path(path)
+    text = readme.read_text(encoding="utf-8")
+    block = "```mermaid\n" + to_mermaid("machine") + "```\n"
+    updated = _README_MERMAID.sub(lambda m: m.group(1) + block + m.group(2), text)
+    if updated != text:
+        readme.write_text(updated, encoding="utf-8")
+    return updated != text
