@@ -219,8 +219,8 @@ def refused(ev: EventData) -> bool:
     return True
 
 
-def ready_for_tls(ev: EventData) -> bool:
-    """220 to STARTTLS."""
+def service_ready(ev: EventData) -> bool:
+    """220: the greeting, or the go-ahead for the TLS handshake."""
     return reply_of(ev).code == 220
 
 
@@ -349,7 +349,7 @@ def _session_open(trigger: str, source: str, code: Callable[[EventData], bool], 
 
 TRANSITIONS: tuple[TransitionSpec, ...] = (
     # greeting
-    _t("greeting_reply", GREETING, EHLO, [positive], ["send_ehlo"], "220"),
+    _t("greeting_reply", GREETING, EHLO, [service_ready], ["send_ehlo"], "220"),
     _t("greeting_reply", GREETING, QUIT, [], ["fail_greeting", "send_quit"], "554 or other"),
     # EHLO / LHLO
     _t("ehlo_reply", EHLO, QUIT, [tls_required_missing], ["fail_tls_unavailable", "send_quit"],
@@ -364,7 +364,7 @@ TRANSITIONS: tuple[TransitionSpec, ...] = (
     _t("helo_reply", HELO, READY, [positive], ["session_ready"], "250"),
     _t("helo_reply", HELO, QUIT, [], ["fail_reply", "send_quit"], "other"),
     # STARTTLS (RFC 3207): never pipelined; nothing may follow the 220
-    _t("starttls_reply", STARTTLS, TLS_HANDSHAKE, [ready_for_tls], ["request_handshake"], "220"),
+    _t("starttls_reply", STARTTLS, TLS_HANDSHAKE, [service_ready], ["request_handshake"], "220"),
     _t("starttls_reply", STARTTLS, QUIT, [tls_required], ["fail_tls_unavailable", "send_quit"],
        "refused, TLS required"),
     *_session_open("starttls_reply", STARTTLS, refused, "refused, opportunistic"),

@@ -18,7 +18,6 @@ import base64
 import logging
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from email.message import Message
 from functools import partial
 from typing import Any, Literal, cast
@@ -30,17 +29,12 @@ from .auth import MAX_AUTH_LINE, Credentials, Mechanism, choose_mechanism
 from .commands import (
     check_ehlo_name,
     command_line,
-    encode_address,
-    format_params,
     mail_from,
     rcpt_to,
-    xtext,
 )
 from .errors import (
     AuthenticationError,
-    DataRefused,
     LocalProtocolError,
-    RecipientsRefused,
     RemoteProtocolError,
     SenderRefused,
     ServerDisconnected,
@@ -60,90 +54,26 @@ from .events import (
 )
 from .extensions import Capabilities
 from .machine import reply_of, source_of
-from .message import Payload, envelope_from_headers, payload_from_bytes, payload_from_message
+from .message import envelope_from_headers
 from .replies import Reply, ReplyParser
 from .results import SendResult
 from .trace import MASK, TraceStep
+from .transaction import (
+    Pending,
+    Submission,
+    Transaction,
+    Work,
+    build_transaction,
+    credentials_from,
+    transaction_error,
+)
 
 log = logging.getLogger("smtp_fsm")
 
 StartTLSPolicy = Literal["opportunistic", "required", "never"]
 STARTTLS_POLICIES = ("opportunistic", "required", "never")
 DEFAULT_CHUNK_SIZE = 1 << 20
-_DSN_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 _MACHINE_EVENTS = table.MACHINE.events
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A command whose reply has not come yet."""
-
-    verb: str
-    trigger: str | None
-    tx: _Transaction | None = None
-    rcpt: str | None = None
-
-
-@dataclass(slots=True)
-class _Transaction:
-    """One message being sent: its commands and the replies so far (one round per 452 retry)."""
-
-    ticket: int
-    result: SendResult
-    sender_wire: str
-    mail_params: str
-    rcpt_wire: dict[str, tuple[str, str]]  # recipient as given -> (address on the wire, RCPT params)
-    body: bytes  # dot-stuffed content for DATA, raw content for BDAT
-    chunked: bool
-    chunk_size: int
-    round: tuple[str, ...] = ()
-    sender_ok: bool = True
-    accepted_count: int = 0
-    accepted_round: list[str] = field(default_factory=list)
-    rcpt_outstanding: int = 0
-    deferred: dict[str, Reply] = field(default_factory=dict)
-    chunk_failed: bool = False
-    data_reply: Reply | None = None
-    lmtp_index: int = 0
-    held: deque[tuple[bytes, _Pending]] = field(default_factory=deque)
-
-    @property
-    def deferred_count(self) -> int:
-        return len(self.deferred)
-
-    def start_round(self, recipients: Sequence[str]) -> None:
-        self.round = tuple(recipients)
-        self.sender_ok = True
-        self.accepted_count = 0
-        self.accepted_round = []
-        self.rcpt_outstanding = len(recipients)
-        self.deferred = {}
-        self.chunk_failed = False
-        self.data_reply = None
-        self.lmtp_index = 0
-        self.held.clear()
-
-
-@dataclass(slots=True)
-class _Submission:
-    """A message as the caller gave it, before the server's capabilities are known."""
-
-    sender: str
-    recipients: tuple[str, ...]
-    source: Message | bytes | str
-    notify: Sequence[str] | Mapping[str, Sequence[str]] | None
-    ret: str | None
-    envid: str | None
-    mail_options: tuple[str, ...]
-    rcpt_options: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class _Work:
-    kind: str  # "mail", "noop", "rset", "quit"
-    ticket: int
-    submission: _Submission | None = None
-    tx: _Transaction | None = None
 
 
 class ClientSession:
@@ -186,7 +116,7 @@ class ClientSession:
         self.pipelining = pipelining
         self.chunking = chunking and not lmtp  # LMTP's per-recipient replies are defined for DATA here
         self.chunk_size = chunk_size
-        self.credentials = _credentials(username, password, oauth_token)
+        self.credentials = credentials_from(username, password, oauth_token)
         self.auth_mechanism = auth_mechanism.upper() if auth_mechanism else None
         if self.auth_mechanism is not None:
             choose_mechanism((), Credentials(""), self.auth_mechanism)  # validates the name
@@ -199,18 +129,19 @@ class ClientSession:
 
         self._parser = ReplyParser()
         self._out: list[bytes] = []
-        self._inflight: deque[_Pending] = deque([_Pending("GREETING", table.REPLY_TRIGGERS["GREETING"])])
+        self._inflight: deque[Pending] = deque([Pending("GREETING", table.REPLY_TRIGGERS["GREETING"])])
         self._events: deque[Event | SMTPError] = deque()
-        self._work: deque[_Work] = deque()
+        self._work: deque[Work] = deque()
         self._tickets = 0
         self._caps_final = False
-        self._tx: _Transaction | None = None
-        self._next_tx: _Transaction | None = None
+        self._tx: Transaction | None = None
+        self._next_tx: Transaction | None = None
         self._command_ticket = 0
         self._error: SMTPError | None = None
         self._close_reply: Reply | None = None
         self._eof = False
         self._quit_queued = False
+        self._unwritten = 0  # commands in flight whose bytes data_to_send has not handed out yet
         #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
         self.replies_received = 0
         self.trace: list[TraceStep] | None = [] if trace else None
@@ -252,6 +183,7 @@ class ClientSession:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the server now (possibly empty)."""
+        self._unwritten = 0
         if not self._out:
             return b""
         out = self._out
@@ -314,12 +246,12 @@ class ClientSession:
         recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
         if not recipients:
             raise LocalProtocolError("no recipients given")
-        submission = _Submission(
+        submission = Submission(
             from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
             tuple(mail_options), tuple(rcpt_options),
         )
         # Syntax is checked now whatever the capabilities: nothing invalid is queued.
-        self._build(submission, self.capabilities if self._caps_final else None)
+        build_transaction(submission, self.capabilities if self._caps_final else None, self.chunking, self.chunk_size)
         return self._queue("mail", submission)
 
     def send_message(
@@ -360,7 +292,7 @@ class ClientSession:
 
     # -- the view the table's conditions read ----------------------------------
 
-    def transaction_view(self) -> _Transaction:
+    def transaction_view(self) -> Transaction:
         assert self._tx is not None
         return self._tx
 
@@ -387,7 +319,9 @@ class ClientSession:
             # RFC 5321 §3.8: a server may say 421 at any time, even unasked.
             self._fire("server_shutdown", reply)
             return
-        if not self._inflight:
+        if len(self._inflight) <= self._unwritten:
+            # Nothing that was handed to the caller awaits a reply: the server answered
+            # a command it cannot have received (RFC 2920 §3.1: one reply per command).
             self._fire("protocol_error", reply,
                        RemoteProtocolError("unsolicited reply: no command is waiting for one",
                                            reply.to_bytes(), self.state))
@@ -401,21 +335,21 @@ class ClientSession:
         if pending.trigger is not None:
             self._fire(pending.trigger, reply)
 
-    def _record_greeting(self, pending: _Pending, reply: Reply) -> None:
+    def _record_greeting(self, pending: Pending, reply: Reply) -> None:
         self.greeting = reply
 
-    def _record_ehlo(self, pending: _Pending, reply: Reply) -> None:
+    def _record_ehlo(self, pending: Pending, reply: Reply) -> None:
         if 200 <= reply.code < 300:
             self.capabilities = Capabilities.from_reply(reply)
 
-    def _record_mail(self, pending: _Pending, reply: Reply) -> None:
+    def _record_mail(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
         assert tx is not None
         if not 200 <= reply.code < 300:
             tx.sender_ok = False
             tx.result.error = SenderRefused(reply, tx.result.sender, self.state)
 
-    def _record_rcpt(self, pending: _Pending, reply: Reply) -> None:
+    def _record_rcpt(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
         assert tx is not None and pending.rcpt is not None
         tx.rcpt_outstanding -= 1
@@ -428,18 +362,18 @@ class ClientSession:
         else:
             tx.result.refused[pending.rcpt] = reply
 
-    def _record_chunk(self, pending: _Pending, reply: Reply) -> None:
+    def _record_chunk(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
         assert tx is not None
         if not 200 <= reply.code < 300:
             tx.chunk_failed = True
             tx.data_reply = tx.data_reply or reply
 
-    def _record_data(self, pending: _Pending, reply: Reply) -> None:
+    def _record_data(self, pending: Pending, reply: Reply) -> None:
         assert pending.tx is not None
         pending.tx.data_reply = reply
 
-    def _record_end(self, pending: _Pending, reply: Reply) -> None:
+    def _record_end(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
         assert tx is not None
         if self.lmtp and pending.rcpt is not None:
@@ -481,78 +415,30 @@ class ClientSession:
 
     # -- internals: work ---------------------------------------------------------
 
-    def _queue(self, kind: str, submission: _Submission | None) -> int:
+    def _queue(self, kind: str, submission: Submission | None) -> int:
+        if self.state == table.FAILED and self._error is not None:
+            raise self._error  # the server's fault, reported as such
         if self.state in table.FINAL_STATES or self._quit_queued:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
         self._quit_queued = kind == "quit"
         self._tickets += 1
-        work = _Work(kind, self._tickets, submission)
+        work = Work(kind, self._tickets, submission)
         if submission is not None and self._caps_final:
-            work.tx = self._build(submission, self.capabilities)
+            work.tx = build_transaction(submission, self.capabilities, self.chunking, self.chunk_size)
             work.tx.ticket = work.ticket
         self._work.append(work)
         if self.state == table.READY:
             self._dispatch()
         return work.ticket
 
-    def _build(self, sub: _Submission, caps: Capabilities | None) -> _Transaction:
-        """Validate a submission against ``caps`` (or only its syntax when None) and encode it."""
-        smtputf8 = caps.smtputf8 if caps is not None else True
-        sender_wire, sender_utf8 = encode_address(sub.sender, smtputf8=smtputf8, allow_null=True)
-        rcpt_wire: dict[str, tuple[str, str]] = {}
-        needs_utf8 = sender_utf8
-        dsn = sub.notify is not None or sub.ret is not None or sub.envid is not None
-        if dsn and caps is not None and not caps.dsn:
-            raise LocalProtocolError("DSN options given but the server does not offer DSN (RFC 3461)")
-        rcpt_extra = _option_params(sub.rcpt_options)
-        for rcpt in sub.recipients:
-            wire, utf8 = encode_address(rcpt, smtputf8=smtputf8)
-            needs_utf8 = needs_utf8 or utf8
-            params: dict[str, str | None] = dict(rcpt_extra)
-            notify = _notify_for(sub.notify, rcpt)
-            if notify is not None:
-                params["NOTIFY"] = notify
-                params["ORCPT"] = "rfc822;" + xtext(rcpt)
-            rcpt_wire[rcpt] = (wire, format_params(params))
-        if isinstance(sub.source, Message):
-            utf8_headers = needs_utf8 and (caps is None or caps.smtputf8)
-            payload = payload_from_message(sub.source, utf8=utf8_headers)
-        else:
-            payload = payload_from_bytes(sub.source)
-        params = dict(_option_params(sub.mail_options))
-        if caps is not None:
-            payload = payload.for_server(caps.eightbitmime, caps.smtputf8)
-            limit = caps.max_size
-            if limit is not None and payload.size > limit:
-                raise LocalProtocolError(
-                    f"message is {payload.size} octets; the server accepts at most {limit} (SIZE, RFC 1870)"
-                )
-            if caps.size:
-                params["SIZE"] = str(payload.size)
-            if payload.eight_bit and caps.eightbitmime:
-                params["BODY"] = "8BITMIME"
-            if needs_utf8 or payload.utf8_headers:
-                params["SMTPUTF8"] = None
-        if sub.ret is not None:
-            if sub.ret not in ("FULL", "HDRS"):
-                raise LocalProtocolError(f"DSN RET must be FULL or HDRS, not {sub.ret!r}")
-            params["RET"] = sub.ret
-        if sub.envid is not None:
-            params["ENVID"] = xtext(sub.envid)
-        chunked = caps is not None and self.chunking and caps.chunking
-        body = payload.content if chunked else _stuffed(payload)
-        result = SendResult(sub.sender, sub.recipients)
-        return _Transaction(0, result, sender_wire, format_params(params), rcpt_wire, body, chunked,
-                            self.chunk_size)
-
     def _finalise_queue(self) -> None:
         """Capabilities are final: encode every queued message against them."""
         self._caps_final = True
-        kept: deque[_Work] = deque()
+        kept: deque[Work] = deque()
         for work in self._work:
             if work.submission is not None and work.tx is None:
                 try:
-                    work.tx = self._build(work.submission, self.capabilities)
+                    work.tx = build_transaction(work.submission, self.capabilities, self.chunking, self.chunk_size)
                     work.tx.ticket = work.ticket
                 except LocalProtocolError as exc:
                     sub = work.submission
@@ -564,18 +450,19 @@ class ClientSession:
 
     # -- internals: output ----------------------------------------------------------
 
-    def _send(self, data: bytes, pending: _Pending | None, masked: bytes | None = None) -> None:
+    def _send(self, data: bytes, pending: Pending | None, masked: bytes | None = None) -> None:
         self._out.append(data)
         if pending is not None:
             self._inflight.append(pending)
+            self._unwritten += 1
         if self.trace is not None:
             self._trace_sent.append(masked if masked is not None else data)
         if log.isEnabledFor(logging.DEBUG):
             shown = masked if masked is not None else data
             log.debug("C: %s", shown[:200].decode("utf-8", "replace").rstrip())
 
-    def _command(self, verb: str, argument: str = "", tx: _Transaction | None = None) -> None:
-        self._send(command_line(verb, argument), _Pending(verb, table.REPLY_TRIGGERS[verb], tx))
+    def _command(self, verb: str, argument: str = "", tx: Transaction | None = None) -> None:
+        self._send(command_line(verb, argument), Pending(verb, table.REPLY_TRIGGERS[verb], tx))
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
@@ -639,7 +526,7 @@ class ClientSession:
             masked = f"AUTH {mech.name} ".encode() + MASK + b"\r\n"
         if len(line) > MAX_AUTH_LINE:
             raise LocalProtocolError("AUTH initial response longer than RFC 4954 allows")
-        self._send(line, _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), masked)
+        self._send(line, Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), masked)
 
     def send_auth_response(self, ev: EventData) -> None:
         assert self.auth_mech is not None and self.credentials is not None
@@ -647,10 +534,10 @@ class ClientSession:
         answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
         self.auth_step += 1
         line = base64.b64encode(answer) + b"\r\n"
-        self._send(line, _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), MASK + b"\r\n")
+        self._send(line, Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), MASK + b"\r\n")
 
     def send_auth_cancel(self, ev: EventData) -> None:
-        self._send(b"*\r\n", _Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]))
+        self._send(b"*\r\n", Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]))
 
     def mark_authenticated(self, ev: EventData) -> None:
         self.authenticated = True
@@ -678,29 +565,29 @@ class ClientSession:
         tx = self.transaction_view()
         self._send_round(tx, tuple(tx.deferred))
 
-    def _send_round(self, tx: _Transaction, recipients: Sequence[str]) -> None:
+    def _send_round(self, tx: Transaction, recipients: Sequence[str]) -> None:
         """MAIL, RCPT..., DATA (or the BDAT chunks): all at once when pipelining, else one by one."""
         tx.start_round(recipients)
         pipelined = self.pipelining and self.capabilities.pipelining
-        group: list[tuple[bytes, _Pending]] = []
+        group: list[tuple[bytes, Pending]] = []
         record_only = pipelined  # the replies are decided by DATA's or the last chunk's
         group.append((mail_from(tx.sender_wire, tx.mail_params),
-                      _Pending("MAIL", None if record_only else "envelope_reply", tx)))
+                      Pending("MAIL", None if record_only else "envelope_reply", tx)))
         for rcpt in recipients:
             wire, params = tx.rcpt_wire[rcpt]
-            group.append((rcpt_to(wire, params), _Pending("RCPT", None if record_only else "envelope_reply", tx, rcpt)))
+            group.append((rcpt_to(wire, params), Pending("RCPT", None if record_only else "envelope_reply", tx, rcpt)))
         if tx.chunked:
             body = tx.body
             size = len(body)
             for start in range(0, size, tx.chunk_size) if size else range(1):
                 chunk = body[start : start + tx.chunk_size]
                 if start + tx.chunk_size >= size:
-                    group.append((b"BDAT %d LAST\r\n" % len(chunk) + chunk, _Pending("END", "final_reply", tx)))
+                    group.append((b"BDAT %d LAST\r\n" % len(chunk) + chunk, Pending("END", "final_reply", tx)))
                 else:
                     trigger = None if record_only else "envelope_reply"
-                    group.append((b"BDAT %d\r\n" % len(chunk) + chunk, _Pending("BDAT", trigger, tx)))
+                    group.append((b"BDAT %d\r\n" % len(chunk) + chunk, Pending("BDAT", trigger, tx)))
         else:
-            group.append((b"DATA\r\n", _Pending("DATA", "data_reply", tx)))
+            group.append((b"DATA\r\n", Pending("DATA", "data_reply", tx)))
         if pipelined:
             for data, pending in group:
                 self._send(data, pending)
@@ -720,13 +607,13 @@ class ClientSession:
             self._send(tx.body, None)
             for index, rcpt in enumerate(accepted):
                 last = index == len(accepted) - 1
-                self._inflight.append(_Pending("END", "final_reply" if last else None, tx, rcpt))
+                self._inflight.append(Pending("END", "final_reply" if last else None, tx, rcpt))
         else:
-            self._send(tx.body, _Pending("END", "final_reply", tx))
+            self._send(tx.body, Pending("END", "final_reply", tx))
 
     def send_lone_dot(self, ev: EventData) -> None:
         # RFC 2920 §3.1: 354 although every RCPT failed; end the (empty) data at once.
-        self._send(b".\r\n", _Pending("END", "final_reply", self.transaction_view()))
+        self._send(b".\r\n", Pending("END", "final_reply", self.transaction_view()))
 
     def send_rset(self, ev: EventData) -> None:
         if self._tx is None:
@@ -748,7 +635,7 @@ class ClientSession:
         for rcpt, reply in tx.deferred.items():
             result.refused[rcpt] = reply
         if result.error is None:
-            result.error = _transaction_error(tx, source_of(ev))
+            result.error = transaction_error(tx, source_of(ev))
         self._emit(MessageSent(tx.ticket, result))
         self._tx, self._next_tx = self._next_tx, None
 
@@ -812,63 +699,4 @@ _RECORDERS = {
 }
 
 
-def _credentials(username: str | None, password: str | None, oauth_token: str | None) -> Credentials | None:
-    if username is None:
-        if password is not None or oauth_token is not None:
-            raise LocalProtocolError("a password or oauth_token needs a username")
-        return None
-    if password is None and oauth_token is None:
-        raise LocalProtocolError("username given without a password or oauth_token")
-    for value, what in ((username, "username"), (password, "password"), (oauth_token, "oauth_token")):
-        if value is not None and ("\0" in value or "\r" in value or "\n" in value):
-            raise LocalProtocolError(f"{what} contains NUL, CR or LF")
-    return Credentials(username, password, oauth_token)
-
-
-def _stuffed(payload: Payload) -> bytes:
-    from .message import dot_stuff
-
-    return dot_stuff(payload.content)
-
-
-def _option_params(options: Sequence[str]) -> dict[str, str | None]:
-    params: dict[str, str | None] = {}
-    for option in options:
-        key, eq, value = option.partition("=")
-        params[key.upper()] = value if eq else None
-    format_params(params)  # validates
-    return params
-
-
-def _notify_for(notify: Sequence[str] | Mapping[str, Sequence[str]] | None, rcpt: str) -> str | None:
-    if notify is None:
-        return None
-    values = notify.get(rcpt) if isinstance(notify, Mapping) else notify
-    if values is None:
-        return None
-    words = [value.upper() for value in ([values] if isinstance(values, str) else values)]
-    if words == ["NEVER"]:
-        return "NEVER"
-    if not words or not set(words) <= _DSN_NOTIFY:
-        raise LocalProtocolError(f"DSN NOTIFY must be NEVER or some of SUCCESS, FAILURE, DELAY; not {words}")
-    return ",".join(words)
-
-
-def _transaction_error(tx: _Transaction, state: str) -> SMTPError | None:
-    result = tx.result
-    if not result.accepted:
-        replies = dict(result.refused)
-        if replies:
-            return RecipientsRefused(replies, state)
-        if tx.data_reply is not None and not 200 <= tx.data_reply.code < 400:
-            return DataRefused(tx.data_reply, "DATA refused", state)
-        return None
-    if tx.data_reply is not None and not 200 <= tx.data_reply.code < 400:
-        return DataRefused(tx.data_reply, "DATA refused", state)
-    final = result.reply
-    if final is not None and not 200 <= final.code < 300 and not result.delivery:
-        return DataRefused(final, "message refused", state)
-    return None
-
-
-__all__ = ["ClientSession", "SMTPReplyError"]
+__all__ = ["ClientSession"]

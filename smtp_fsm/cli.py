@@ -1,0 +1,700 @@
+"""The command line ``smtp-fsm`` (send, demo, diagram, trace): a thin shell over the drivers.
+
+Every protocol decision stays in the engine.  This module only turns
+arguments into an ``EmailMessage`` (or raw bytes) and driver keywords, prints
+what came back, and maps the library's exception classes to exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import io
+import math
+import mimetypes
+import os
+import re
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from email import message_from_bytes
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+from . import machine
+from .auth import MECHANISMS
+from .errors import (
+    AuthenticationError,
+    DataRefused,
+    LocalProtocolError,
+    RecipientsRefused,
+    SenderRefused,
+    ServerDisconnected,
+    SMTPConnectError,
+    SMTPError,
+    SMTPReplyError,
+    SMTPTimeout,
+    TLSError,
+    TLSUnavailable,
+)
+from .message import dot_stuff, envelope_from_headers, needs_utf8_headers, payload_from_bytes, payload_from_message
+from .replies import Reply
+from .results import SendResult
+from .session import ClientSession
+from .sync import SMTPClient
+
+PROG = "smtp-fsm"
+
+EXIT_OK = 0
+EXIT_SOME_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_AUTH = 4
+EXIT_REFUSED = 5
+EXIT_PROTOCOL = 6
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  all recipients accepted (for demo, diagram, trace: done)
+  1  some recipients refused; the message went to the others
+  2  usage error: bad arguments or an unreadable file; nothing was sent
+  3  connection or TLS failure: cannot connect, TLS handshake or certificate
+     failed, STARTTLS required but unavailable, greeting refused, or the
+     server hung up before the session was open
+  4  authentication failed, or credentials refused over an unencrypted link
+  5  message refused: the sender, every recipient, or the data
+  6  protocol error or timeout: the server broke SMTP, did not answer within
+     --timeout, or closed the connection mid-session
+"""
+
+# States in which a hang-up means "could not open a session" (exit 3), not a failure mid-session (exit 6).
+_SETUP_STATES = frozenset({machine.GREETING, machine.EHLO, machine.HELO, machine.STARTTLS, machine.TLS_HANDSHAKE})
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
+_FORMATS = ("dot", "mmd", "svg")
+#: --trace shows this many lines of the message itself; --dry-run shows all of it.
+_TRACE_DATA_LINES = 20
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (unreadable file, invalid address...): exit 2."""
+
+
+@dataclass
+class Mail:
+    """What ``send`` delivers: the envelope and either a built message or ready bytes."""
+
+    sender: str
+    recipients: list[str]
+    content: EmailMessage | bytes
+
+
+# -- argument types (argparse prints their ArgumentTypeError as a one-line usage error) ------
+
+
+def _server(text: str) -> tuple[str, int | None]:
+    """``HOST``, ``HOST:PORT``, ``[IPv6]`` or ``[IPv6]:PORT``; a bare IPv6 address has no port."""
+    host, port = text, None
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise argparse.ArgumentTypeError("write an IPv6 address as [::1] or [::1]:2525")
+        port = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host:
+        raise argparse.ArgumentTypeError("empty host")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, not {port!r}")
+    return host, int(port)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, colon, value = text.partition(":")
+    if not colon or not _HEADER_NAME.fullmatch(name.strip()):
+        raise argparse.ArgumentTypeError('write a header as "Name: value"')
+    return name.strip(), value.strip()
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("the timeout must be a positive number of seconds")
+    return value
+
+
+def _formats(text: str) -> list[str]:
+    formats = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(formats) - set(_FORMATS))
+    if not formats or unknown:
+        raise argparse.ArgumentTypeError(f"formats are a comma-separated list of {', '.join(_FORMATS)}")
+    return formats
+
+
+# -- send --------------------------------------------------------------------------------
+
+
+def _read_bytes(name: str, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
+
+
+def _build_mail(args: argparse.Namespace) -> Mail:
+    if args.message is not None:
+        return _ready_mail(args)
+    if args.from_addr is None:
+        raise UsageError("--from is required (unless --message gives a From header)")
+    if not (args.to or args.cc or args.bcc):
+        raise UsageError("give at least one recipient with --to, --cc or --bcc")
+    if args.body is not None and args.body_file is not None:
+        raise UsageError("give --body or --body-file, not both")
+    msg = EmailMessage(policy=email_policy.default)
+    given = {name.lower() for name, _ in args.header}
+    try:
+        msg["From"] = args.from_addr
+        for name, values in (("To", args.to), ("Cc", args.cc), ("Bcc", args.bcc)):
+            if values:
+                msg[name] = ", ".join(values)  # Bcc is for the envelope only: the engine strips the header
+        if args.subject is not None:
+            msg["Subject"] = args.subject
+        for name, value in args.header:
+            msg[name] = value
+        if "date" not in given:
+            msg["Date"] = formatdate(localtime=True)
+        if "message-id" not in given:
+            domain = args.from_addr.rpartition("@")[2].strip(" >") or "smtp-fsm.invalid"
+            msg["Message-ID"] = make_msgid(domain=domain)
+        msg.set_content(_body_text(args))
+        for name in args.attach:
+            _attach(msg, name)
+    except (ValueError, TypeError, UnicodeError) as exc:
+        # The email package refuses CR/LF in header values, undecodable argv bytes, etc.
+        raise UsageError(f"cannot build the message: {exc}") from None
+    sender, recipients = envelope_from_headers(msg)
+    return Mail(sender, recipients, msg)
+
+
+def _body_text(args: argparse.Namespace) -> str:
+    if args.body_file is None:
+        return str(args.body or "")
+    try:
+        return _read_bytes(args.body_file, "body file").decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--body-file {args.body_file} is not UTF-8 text; attach it with --attach") from None
+
+
+def _attach(msg: EmailMessage, name: str) -> None:
+    data = _read_bytes(name, "attachment")
+    kind, encoding = mimetypes.guess_type(name)
+    # A compressed file (x.tar.gz) is sent as what it is on disk, not as what it unpacks to.
+    maintype, _, subtype = (kind if kind and encoding is None else "application/octet-stream").partition("/")
+    msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=Path(name).name)
+
+
+def _ready_mail(args: argparse.Namespace) -> Mail:
+    """``--message FILE|-``: the bytes go out as they are; the envelope comes from options or headers."""
+    clashing = [flag for flag, value in (("--subject", args.subject), ("--body", args.body),
+                                         ("--body-file", args.body_file), ("--attach", args.attach),
+                                         ("--header", args.header)) if value]
+    if clashing:
+        raise UsageError(f"--message sends a ready message; it cannot be combined with {', '.join(clashing)}")
+    data = _read_bytes(args.message, "message")
+    parsed = message_from_bytes(data, policy=email_policy.default)
+    header_sender, header_recipients = envelope_from_headers(parsed)
+    sender = args.from_addr if args.from_addr is not None else header_sender
+    recipients = [*args.to, *args.cc, *args.bcc] or header_recipients
+    if not sender and args.from_addr is None:
+        raise UsageError("no sender: give --from or put a From header in the message")
+    if not recipients:
+        raise UsageError("no recipients: give --to/--cc/--bcc or put To/Cc/Bcc headers in the message")
+    return Mail(sender, recipients, data)
+
+
+def _dsn_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.dsn_notify is not None:
+        options["notify"] = [word.strip() for word in args.dsn_notify.split(",")]
+    if args.dsn_ret is not None:
+        options["ret"] = args.dsn_ret
+    return options
+
+
+def _check_with_engine(mail: Mail, args: argparse.Namespace) -> None:
+    """Let the engine validate addresses, DSN words and headers before any connection is made."""
+    session = ClientSession(lmtp=args.lmtp)
+    try:
+        session.sendmail(mail.sender, mail.recipients, mail.content, **_dsn_options(args))
+    except LocalProtocolError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        session.close()
+
+
+def _dry_run(mail: Mail) -> int:
+    if isinstance(mail.content, EmailMessage):
+        utf8 = needs_utf8_headers(mail.content, [mail.sender, *mail.recipients])
+        payload = payload_from_message(mail.content, utf8=utf8)
+    else:
+        payload = payload_from_bytes(mail.content)
+    data = dot_stuff(payload.content)
+    lines = ["# dry run: nothing was sent", f"# envelope sender: <{mail.sender}>"]
+    lines += [f"# envelope recipient: <{rcpt}>" for rcpt in mail.recipients]
+    if payload.eight_bit:
+        lines.append("# 8-bit content: sent as BODY=8BITMIME, or re-encoded 7-bit for a server without 8BITMIME")
+    lines.append(f"# data: {len(data)} octets as written after DATA (CRLF line ends, dot-stuffed, ending CRLF.CRLF):")
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    out.write("\n".join(lines).encode("utf-8") + b"\n")
+    out.write(data)
+    out.flush()
+    return EXIT_OK
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    sources = [flag for flag, value in (("--auth-password", args.auth_password),
+                                        ("--auth-password-env", args.auth_password_env),
+                                        ("--auth-password-file", args.auth_password_file)) if value is not None]
+    if len(sources) > 1:
+        raise UsageError(f"give only one of {', '.join(sources)}")
+    if args.auth_user is None:
+        if sources:
+            raise UsageError(f"{sources[0]} needs --auth-user")
+        return None
+    if args.auth_password_env is not None:
+        value = os.environ.get(args.auth_password_env)
+        if value is None:
+            raise UsageError(f"environment variable {args.auth_password_env} is not set")
+        return value
+    if args.auth_password_file is not None:
+        try:
+            return _read_bytes(args.auth_password_file, "password file").decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise UsageError(f"{args.auth_password_file} is not UTF-8") from None
+    if args.auth_password is not None:
+        print(f"{PROG}: warning: a password on the command line is visible to other users and kept in shell "
+              "history; prefer --auth-password-env or --auth-password-file", file=sys.stderr)
+        return str(args.auth_password)
+    if "-" in (args.message, args.body_file, *args.attach):
+        raise UsageError("cannot prompt for the password while the message comes from stdin; "
+                         "use --auth-password-env or --auth-password-file")
+    try:
+        return getpass.getpass(f"password for {args.auth_user}: ")
+    except EOFError:
+        raise UsageError("no password given") from None
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.cafile is None:
+        return None  # the driver's default: the system's trusted CAs, hostname checked
+    try:
+        return ssl.create_default_context(cafile=args.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load CA file {args.cafile}: {exc}") from None
+
+
+def _client(args: argparse.Namespace, host: str, port: int | None) -> SMTPClient:
+    mechanism = MECHANISMS.get(args.auth_mech.upper()) if args.auth_mech else None
+    if args.auth_mech and mechanism is None:  # said before any password prompt
+        raise UsageError(f"unknown --auth-mech {args.auth_mech!r}; choose from {', '.join(MECHANISMS)}")
+    secret = _password(args)
+    token_only = mechanism is not None and not mechanism.needs_password  # XOAUTH2 takes a bearer token
+    try:
+        return SMTPClient(
+            host, port, local_hostname=args.ehlo, timeout=args.timeout, tls=args.tls, starttls=args.starttls,
+            tls_context=_tls_context(args), username=args.auth_user,
+            password=None if token_only else secret, oauth_token=secret if token_only else None,
+            auth_mechanism=args.auth_mech, allow_insecure_auth=args.allow_insecure_auth,
+            pipelining=not args.no_pipelining, lmtp=args.lmtp, trace=args.trace or args.save_trace is not None,
+        )
+    except LocalProtocolError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def exit_code_for(error: SMTPError, opening: bool) -> int:
+    """The exit code for ``error``; ``opening`` is True while the session was being opened (connect, EHLO, AUTH)."""
+    if isinstance(error, AuthenticationError):
+        return EXIT_AUTH
+    if isinstance(error, TLSError | TLSUnavailable | SMTPConnectError):
+        return EXIT_CONNECT
+    if isinstance(error, SenderRefused | RecipientsRefused | DataRefused):
+        return EXIT_REFUSED
+    if isinstance(error, ServerDisconnected):
+        return EXIT_CONNECT if error.state in _SETUP_STATES else EXIT_PROTOCOL
+    if isinstance(error, SMTPReplyError) and error.state == machine.GREETING:
+        return EXIT_CONNECT  # the greeting was a refusal (554)
+    if isinstance(error, LocalProtocolError):
+        # While opening, the engine refuses only one thing locally: credentials over an unencrypted link.
+        # Once open, it refuses a message the server cannot take (SIZE, DSN or 8-bit not offered).
+        return EXIT_AUTH if opening else EXIT_REFUSED
+    return EXIT_PROTOCOL  # RemoteProtocolError, SMTPTimeout, an unexpected reply
+
+
+_WHAT_FAILED = {
+    EXIT_CONNECT: "connection failed",
+    EXIT_AUTH: "authentication failed",
+    EXIT_REFUSED: "message refused",
+    EXIT_PROTOCOL: "protocol error",
+}
+
+
+def _describe(reply: Reply) -> str:
+    return f"{reply.code} {reply.text_without_code()}".rstrip()
+
+
+def _print_recipients(result: SendResult) -> None:
+    for rcpt in result.recipients:
+        if rcpt in result.refused:
+            print(f"refused   <{rcpt}>: {_describe(result.refused[rcpt])}")
+        elif rcpt in result.accepted:
+            print(f"accepted  <{rcpt}>: {_describe(result.delivery.get(rcpt) or result.accepted[rcpt])}")
+
+
+def _report_result(result: SendResult, quiet: bool) -> int:
+    code = EXIT_SOME_REFUSED if result.refused else EXIT_OK
+    if not quiet:
+        _print_recipients(result)
+        final = f": {_describe(result.reply)}" if result.reply is not None else ""
+        print(f"sent to {len(result.accepted)} of {len(result.recipients)} recipient(s){final}")
+    return code
+
+
+def _report_error(error: SMTPError, code: int, mail: Mail, quiet: bool) -> None:
+    if isinstance(error, RecipientsRefused) and not quiet:
+        for rcpt, reply in error.replies.items():
+            print(f"refused   <{rcpt}>: {_describe(reply)}")
+        print(f"sent to 0 of {len(mail.recipients)} recipient(s)")
+    what = "timeout" if isinstance(error, SMTPTimeout) else _WHAT_FAILED[code]
+    detail = str(error)
+    if not detail.startswith(what):  # the engine's own wording often says it already
+        detail = f"{what}: {detail}"
+    print(f"{PROG}: {detail}", file=sys.stderr)
+
+
+def _use_color(disabled: bool = False) -> bool:
+    return not disabled and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _print_text(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    if args.server is None and not args.dry_run:
+        raise UsageError("--server is required (or use --dry-run)")
+    mail = _build_mail(args)
+    _check_with_engine(mail, args)
+    if args.dry_run:
+        return _dry_run(mail)
+    host, port = args.server
+    client = _client(args, host, port)
+    opening = True
+    try:
+        client.connect()
+        opening = False
+        if isinstance(mail.content, EmailMessage):
+            result = client.send_message(mail.content, mail.sender, mail.recipients, **_dsn_options(args))
+        else:
+            result = client.sendmail(mail.sender, mail.recipients, mail.content, **_dsn_options(args))
+        with contextlib.suppress(SMTPError):
+            client.quit()  # the message was already taken; a rude goodbye changes nothing
+    except SMTPError as error:
+        code = exit_code_for(error, opening)
+        _report_trace(client, args)
+        _report_error(error, code, mail, args.quiet)
+        return code
+    finally:
+        client.close()
+    _report_trace(client, args)
+    return _report_result(result, args.quiet)
+
+
+def _report_trace(client: SMTPClient, args: argparse.Namespace) -> None:
+    from .trace import annotated_text, dump_jsonl
+
+    if args.save_trace is not None:
+        try:
+            dump_jsonl(client.trace, args.save_trace)
+        except OSError as exc:
+            print(f"{PROG}: warning: cannot save the trace to {args.save_trace}: {exc.strerror or exc}",
+                  file=sys.stderr)
+    if args.trace:
+        _print_text(annotated_text(client.trace, color=_use_color(), max_lines=_TRACE_DATA_LINES))
+        sys.stdout.flush()
+
+
+# -- demo, diagram, trace --------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(sys.stdout, args.html, _use_color(args.no_color))
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from . import diagram
+
+    unknown = [view for view in args.view or () if view not in diagram.VIEWS]
+    if unknown:
+        raise UsageError(f"unknown view(s) {', '.join(unknown)}; choose from {', '.join(diagram.VIEWS)}")
+    try:
+        if args.view:
+            written = _write_views(args.out, args.format, args.view)
+        else:
+            written = diagram.write_diagrams(args.out, args.format)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
+    for path in written:
+        print(path)
+    if "svg" in args.format and not diagram.dot_available():
+        print(diagram.SVG_HINT, file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_views(out_dir: Path, formats: Sequence[str], views: Sequence[str]) -> list[Path]:
+    """Only the chosen views, with the diagram module's own renderers."""
+    from . import diagram
+
+    renderers: dict[str, Callable[[str], str]] = {
+        "dot": diagram.to_dot,
+        "mmd": diagram.to_mermaid,
+        "svg": lambda view: diagram.render_svg(diagram.to_dot(view)),
+    }
+    if not diagram.dot_available():
+        formats = [fmt for fmt in formats if fmt != "svg"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for view in dict.fromkeys(views):
+        for fmt in formats:
+            path = out_dir / f"{view}.{fmt}"
+            path.write_text(renderers[fmt](view), encoding="utf-8", newline="\n")
+            written.append(path)
+    return written
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .trace import annotated_text, load_jsonl
+
+    try:
+        steps = load_jsonl(args.trace_file)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot load trace {args.trace_file}: {exc}") from None
+    if args.html is None:
+        _print_text(annotated_text(steps, color=_use_color(args.no_color)))
+        return EXIT_OK
+    from .stepper import write_stepper
+
+    try:
+        write_stepper(steps, args.html, title=args.title or args.trace_file.name)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
+    print(f"wrote {args.html} ({len(steps)} steps)")
+    return EXIT_OK
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+_MAIN_HELP = f"""\
+An SMTP client whose protocol logic is one explicit finite-state machine.
+
+examples:
+  {PROG} send --server mx.example.org --from me@example.org --to you@example.org --subject hi --body hello
+  {PROG} send --server [::1]:2525 --from me@example.org --to you@example.org --dry-run
+  {PROG} demo
+  {PROG} diagram --out diagrams --format dot,mmd,svg
+  {PROG} trace session.jsonl --html session.html
+
+Run "{PROG} COMMAND --help" for each command's options.
+"""
+
+_SEND_HELP = f"""\
+examples:
+  # a plain message through a submission server, STARTTLS required, password from the environment
+  SMTP_PASSWORD=... {PROG} send --server smtp.example.org:587 --starttls required \\
+      --auth-user me@example.org --auth-password-env SMTP_PASSWORD \\
+      --from "Me <me@example.org>" --to you@example.org --subject "Hello" --body "Hi there"
+
+  # Chinese subject and body, two attachments, a Bcc, the transcript with states
+  {PROG} send --server 127.0.0.1:2525 --from 张三@example.org --to you@example.org --bcc audit@example.org \\
+      --subject "你好" --body-file body.txt --attach report.pdf --attach data.csv --trace
+
+  # implicit TLS (port 465) with a private CA
+  {PROG} send --server mail.example.org --tls --cafile ca.pem --from me@example.org --to you@example.org
+
+  # a ready RFC 5322 message from stdin, sent as is; envelope from its headers
+  {PROG} send --server 127.0.0.1:2525 --message - < message.eml
+
+  # show what would be sent, byte for byte, without connecting
+  {PROG} send --dry-run --from me@example.org --to you@example.org --body-file body.txt
+
+  # keep the session for a lecture: save the trace, then make a stepper page from it
+  {PROG} send --server 127.0.0.1:2525 --from me@example.org --to you@example.org --save-trace s.jsonl
+  {PROG} trace s.jsonl --html s.html
+
+  # LMTP delivery with DSN options
+  {PROG} send --server 127.0.0.1:24 --lmtp --from me@example.org --to you@example.org --dsn-notify FAILURE,DELAY
+
+{EXIT_CODES_HELP}"""
+
+
+def _add_send(commands: Any) -> None:
+    send = commands.add_parser(
+        "send", help="send one message (like swaks)", description="Send one message and report each recipient.",
+        epilog=_SEND_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    send.set_defaults(func=cmd_send, command_parser=send)
+    where = send.add_argument_group("server")
+    where.add_argument("--server", type=_server, metavar="HOST[:PORT]",
+                       help="server to connect to; IPv6 as [::1]:2525 "
+                            "(port default: 25, 465 with --tls, 24 with --lmtp)")
+    where.add_argument("--ehlo", metavar="NAME", help="name for EHLO/LHLO (default: our address as a literal)")
+    where.add_argument("--timeout", type=_timeout, default=60.0, metavar="SECONDS",
+                       help="deadline for the connection and for each complete reply (default: 60)")
+    where.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033): LHLO, one reply per recipient")
+    where.add_argument("--no-pipelining", action="store_true", help="do not pipeline even when the server offers it")
+
+    env = send.add_argument_group("envelope and headers")
+    env.add_argument("--from", dest="from_addr", metavar="ADDRESS",
+                     help='sender, e.g. "Name <me@example.org>" (From header and MAIL FROM)')
+    env.add_argument("--to", action="append", default=[], metavar="ADDRESS", help="recipient (repeatable)")
+    env.add_argument("--cc", action="append", default=[], metavar="ADDRESS", help="Cc recipient (repeatable)")
+    env.add_argument("--bcc", action="append", default=[], metavar="ADDRESS",
+                     help="blind recipient (repeatable): in the envelope only, never in the headers")
+    env.add_argument("--subject", metavar="TEXT", help="Subject header (any language)")
+    env.add_argument("--header", action="append", type=_header, default=[], metavar='"NAME: VALUE"',
+                     help="extra header (repeatable); a Date or Message-ID given here replaces the generated one")
+    env.add_argument("--dsn-notify", metavar="WORDS", help="DSN NOTIFY (RFC 3461): NEVER, or SUCCESS,FAILURE,DELAY")
+    env.add_argument("--dsn-ret", type=str.upper, choices=("FULL", "HDRS"), help="DSN RET: return FULL or HDRS")
+
+    content = send.add_argument_group("content")
+    content.add_argument("--body", metavar="TEXT", help="message text (UTF-8)")
+    content.add_argument("--body-file", metavar="FILE", help="read the message text from FILE (UTF-8; - for stdin)")
+    content.add_argument("--attach", action="append", default=[], metavar="FILE",
+                         help="attach FILE (repeatable; MIME type guessed from its name)")
+    content.add_argument("--message", metavar="FILE|-",
+                         help="send a ready RFC 5322 message as is (- for stdin); envelope from its headers "
+                              "unless --from/--to/--cc/--bcc are given")
+
+    sec = send.add_argument_group("TLS and authentication")
+    sec.add_argument("--tls", action="store_true", help="implicit TLS from the first byte (RFC 8314, port 465)")
+    sec.add_argument("--starttls", choices=("required", "opportunistic", "never"), default="opportunistic",
+                     help="STARTTLS policy (default: opportunistic, upgrade when offered)")
+    sec.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead of the system's")
+    sec.add_argument("--auth-user", metavar="USER", help="authenticate as USER (the password is prompted for)")
+    sec.add_argument("--auth-password-env", metavar="VAR", help="read the password from environment variable VAR")
+    sec.add_argument("--auth-password-file", metavar="FILE", help="read the password from FILE (first line)")
+    sec.add_argument("--auth-password", metavar="PASSWORD",
+                     help="the password itself (works, but warns: other users can see it)")
+    sec.add_argument("--auth-mech", metavar="MECH",
+                     help="force a SASL mechanism: PLAIN, LOGIN, CRAM-MD5 or XOAUTH2 (the secret is the token)")
+    sec.add_argument("--allow-insecure-auth", action="store_true",
+                     help="allow credentials over an unencrypted link to a host that is not loopback")
+
+    out = send.add_argument_group("output")
+    out.add_argument("--trace", action="store_true",
+                     help="print the transcript with the state beside each line (credentials masked; "
+                          f"the message is cut after {_TRACE_DATA_LINES} lines)")
+    out.add_argument("--save-trace", type=Path, metavar="FILE",
+                     help=f"save the trace as JSON lines (for '{PROG} trace FILE --html PAGE')")
+    out.add_argument("--dry-run", action="store_true",
+                     help="print the envelope and the exact bytes after DATA; do not connect")
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo", help="send the classic lab's mail to an embedded server and show the states",
+        description="Start an aiosmtpd server on 127.0.0.1, send a Chinese message with an attachment "
+                    "through EHLO, AUTH LOGIN, MAIL, RCPT, DATA and QUIT, and print the annotated transcript.",
+        epilog=f"examples:\n  {PROG} demo\n  {PROG} demo --html demo.html\n  NO_COLOR=1 {PROG} demo\n\n"
+               f"{EXIT_CODES_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.set_defaults(func=cmd_demo, command_parser=demo)
+    demo.add_argument("--html", type=Path, metavar="FILE", help="also write the session as an HTML stepper")
+    demo.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set or not a TTY)")
+
+
+def _add_diagram(commands: Any) -> None:
+    diagram = commands.add_parser(
+        "diagram", help="write the state machine as DOT, Mermaid and SVG",
+        description="Write the protocol table's diagrams (whole machine and slide views). SVG needs Graphviz's "
+                    "dot; without it DOT and Mermaid are still written.",
+        epilog=f"examples:\n  {PROG} diagram\n  {PROG} diagram --out /tmp/d --format mmd\n\n{EXIT_CODES_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    diagram.set_defaults(func=cmd_diagram, command_parser=diagram)
+    diagram.add_argument("--out", type=Path, default=Path("diagrams"), metavar="DIR",
+                         help="output directory (default: diagrams)")
+    diagram.add_argument("--format", type=_formats, default=list(_FORMATS), metavar="dot,mmd,svg",
+                         help="formats to write (default: all three)")
+    diagram.add_argument("--view", action="append", metavar="VIEW",
+                         help="write only this view (repeatable): machine, setup, transaction or lab "
+                              "(default: every view)")
+
+
+def _add_trace(commands: Any) -> None:
+    trace = commands.add_parser(
+        "trace", help="print a saved trace, or turn it into an HTML stepper",
+        description="Load a trace saved as JSON lines and print it annotated with states, "
+                    "or write a self-contained HTML stepper with --html.",
+        epilog=f"examples:\n  {PROG} trace session.jsonl\n  {PROG} trace session.jsonl --html lecture.html "
+               f'--title "SMTP with AUTH"\n\n{EXIT_CODES_HELP}',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trace.set_defaults(func=cmd_trace, command_parser=trace)
+    trace.add_argument("trace_file", type=Path, metavar="TRACE.jsonl", help="a trace saved as JSON lines")
+    trace.add_argument("--html", type=Path, metavar="FILE", help="write an HTML stepper to FILE")
+    trace.add_argument("--title", metavar="TEXT", help="the stepper's title (default: the file name)")
+    trace.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set or not a TTY)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_MAIN_HELP, epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in (_add_send, _add_demo, _add_diagram, _add_trace):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script exits with it)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")  # never die printing a name the terminal cannot show
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error argparse already printed (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_usage(sys.stderr)
+        print(f"{PROG}: error: a command is required (send, demo, diagram, trace)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return func(args)
+    except UsageError as exc:
+        command: argparse.ArgumentParser = args.command_parser
+        command.print_usage(sys.stderr)
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["EXIT_CODES_HELP", "UsageError", "build_parser", "exit_code_for", "main"]

@@ -1,0 +1,201 @@
+"""One message on its way: the work queue's items, the commands in flight, the recipients' replies.
+
+``build_transaction`` turns what the caller gave (a ``Submission``) into a
+``Transaction`` once the server's capabilities are known: addresses encoded
+(SMTPUTF8 or IDNA), ESMTP parameters chosen (SIZE, BODY, SMTPUTF8, DSN),
+the payload serialised and dot-stuffed (or left raw for BDAT).  Everything
+that can be refused locally is refused here, before a byte is written.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+
+from .auth import Credentials
+from .commands import encode_address, format_params, xtext
+from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SMTPError
+from .extensions import Capabilities
+from .message import dot_stuff, payload_from_bytes, payload_from_message
+from .replies import Reply
+from .results import SendResult
+
+_DSN_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
+
+
+@dataclass(slots=True)
+class Pending:
+    """A command whose reply has not come yet."""
+
+    verb: str
+    trigger: str | None
+    tx: Transaction | None = None
+    rcpt: str | None = None
+
+
+@dataclass(slots=True)
+class Transaction:
+    """One message being sent: its commands and the replies so far (one round per 452 retry)."""
+
+    ticket: int
+    result: SendResult
+    sender_wire: str
+    mail_params: str
+    rcpt_wire: dict[str, tuple[str, str]]  # recipient as given -> (address on the wire, RCPT params)
+    body: bytes  # dot-stuffed content for DATA, raw content for BDAT
+    chunked: bool
+    chunk_size: int
+    sender_ok: bool = True
+    accepted_count: int = 0
+    accepted_round: list[str] = field(default_factory=list)
+    rcpt_outstanding: int = 0
+    deferred: dict[str, Reply] = field(default_factory=dict)
+    chunk_failed: bool = False
+    data_reply: Reply | None = None
+    held: deque[tuple[bytes, Pending]] = field(default_factory=deque)
+
+    @property
+    def deferred_count(self) -> int:
+        return len(self.deferred)
+
+    def start_round(self, recipients: Sequence[str]) -> None:
+        self.sender_ok = True
+        self.accepted_count = 0
+        self.accepted_round = []
+        self.rcpt_outstanding = len(recipients)
+        self.deferred = {}
+        self.chunk_failed = False
+        self.data_reply = None
+        self.held.clear()
+
+
+@dataclass(slots=True)
+class Submission:
+    """A message as the caller gave it, before the server's capabilities are known."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    source: Message | bytes | str
+    notify: Sequence[str] | Mapping[str, Sequence[str]] | None
+    ret: str | None
+    envid: str | None
+    mail_options: tuple[str, ...]
+    rcpt_options: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Work:
+    kind: str  # "mail", "noop", "rset", "quit"
+    ticket: int
+    submission: Submission | None = None
+    tx: Transaction | None = None
+
+
+def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool, chunk_size: int) -> Transaction:
+    """Validate a submission against ``caps`` (or only its syntax when None) and encode it."""
+    smtputf8 = caps.smtputf8 if caps is not None else True
+    sender_wire, sender_utf8 = encode_address(sub.sender, smtputf8=smtputf8, allow_null=True)
+    rcpt_wire: dict[str, tuple[str, str]] = {}
+    needs_utf8 = sender_utf8
+    dsn = sub.notify is not None or sub.ret is not None or sub.envid is not None
+    if dsn and caps is not None and not caps.dsn:
+        raise LocalProtocolError("DSN options given but the server does not offer DSN (RFC 3461)")
+    rcpt_extra = option_params(sub.rcpt_options)
+    for rcpt in sub.recipients:
+        wire, utf8 = encode_address(rcpt, smtputf8=smtputf8)
+        needs_utf8 = needs_utf8 or utf8
+        params: dict[str, str | None] = dict(rcpt_extra)
+        notify = notify_for(sub.notify, rcpt)
+        if notify is not None:
+            params["NOTIFY"] = notify
+            params["ORCPT"] = "rfc822;" + xtext(rcpt)
+        rcpt_wire[rcpt] = (wire, format_params(params))
+    if isinstance(sub.source, Message):
+        utf8_headers = needs_utf8 and (caps is None or caps.smtputf8)
+        payload = payload_from_message(sub.source, utf8=utf8_headers)
+    else:
+        payload = payload_from_bytes(sub.source)
+    params = dict(option_params(sub.mail_options))
+    if caps is not None:
+        payload = payload.for_server(caps.eightbitmime, caps.smtputf8)
+        limit = caps.max_size
+        if limit is not None and payload.size > limit:
+            raise LocalProtocolError(
+                f"message is {payload.size} octets; the server accepts at most {limit} (SIZE, RFC 1870)"
+            )
+        if caps.size:
+            params["SIZE"] = str(payload.size)
+        if payload.eight_bit and caps.eightbitmime:
+            params["BODY"] = "8BITMIME"
+        if needs_utf8 or payload.utf8_headers:
+            params["SMTPUTF8"] = None
+    if sub.ret is not None:
+        if sub.ret not in ("FULL", "HDRS"):
+            raise LocalProtocolError(f"DSN RET must be FULL or HDRS, not {sub.ret!r}")
+        params["RET"] = sub.ret
+    if sub.envid is not None:
+        params["ENVID"] = xtext(sub.envid)
+    chunked = caps is not None and chunking and caps.chunking
+    body = payload.content if chunked else dot_stuff(payload.content)
+    result = SendResult(sub.sender, sub.recipients)
+    return Transaction(0, result, sender_wire, format_params(params), rcpt_wire, body, chunked,
+                        chunk_size)
+
+
+def credentials_from(username: str | None, password: str | None, oauth_token: str | None) -> Credentials | None:
+    if username is None:
+        if password is not None or oauth_token is not None:
+            raise LocalProtocolError("a password or oauth_token needs a username")
+        return None
+    if password is None and oauth_token is None:
+        raise LocalProtocolError("username given without a password or oauth_token")
+    for value, what in ((username, "username"), (password, "password"), (oauth_token, "oauth_token")):
+        if value is not None and ("\0" in value or "\r" in value or "\n" in value):
+            raise LocalProtocolError(f"{what} contains NUL, CR or LF")
+    return Credentials(username, password, oauth_token)
+
+
+def option_params(options: Sequence[str]) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for option in options:
+        key, eq, value = option.partition("=")
+        params[key.upper()] = value if eq else None
+    format_params(params)  # validates
+    return params
+
+
+def notify_for(notify: Sequence[str] | Mapping[str, Sequence[str]] | None, rcpt: str) -> str | None:
+    if notify is None:
+        return None
+    values = notify.get(rcpt) if isinstance(notify, Mapping) else notify
+    if values is None:
+        return None
+    words = [value.upper() for value in ([values] if isinstance(values, str) else values)]
+    if words == ["NEVER"]:
+        return "NEVER"
+    if not words or not set(words) <= _DSN_NOTIFY:
+        raise LocalProtocolError(f"DSN NOTIFY must be NEVER or some of SUCCESS, FAILURE, DELAY; not {words}")
+    return ",".join(words)
+
+
+def transaction_error(tx: Transaction, state: str) -> SMTPError | None:
+    """Why the message failed as a whole, or None when some recipient got it."""
+    result = tx.result
+    if not result.accepted:
+        if result.refused:
+            return RecipientsRefused(dict(result.refused), state)
+        if tx.data_reply is not None and tx.data_reply.code != 354:
+            return DataRefused(tx.data_reply, "DATA refused", state)
+        return None
+    # Only this round's DATA counts: a 452 retry in which nobody was accepted ends
+    # in a refused DATA, but the first round's delivery stands.
+    if tx.accepted_count > 0 and tx.data_reply is not None and tx.data_reply.code != 354:
+        return DataRefused(tx.data_reply, "DATA refused", state)
+    final = result.reply
+    if final is None and not tx.chunked:
+        return None if tx.accepted_count == 0 else DataRefused(tx.data_reply or Reply(554), "no final reply", state)
+    if final is not None and not 200 <= final.code < 300 and not result.delivery:
+        return DataRefused(final, "message refused", state)
+    return None
