@@ -9,6 +9,7 @@ transcript with the state after each reply, and shows what the server got.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from email.message import EmailMessage
@@ -43,6 +44,8 @@ def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | N
 
     if color is None:
         color = out.isatty() and "NO_COLOR" not in os.environ
+    # aiosmtpd 1.4.6 logs a deprecation warning of its own on every AUTH; it is not ours to show.
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
     server = LocalSMTPServer(credentials={DEMO_USER: DEMO_PASSWORD}, auth_require_tls=False, pipelining=True)
     with server:
         print(f"embedded aiosmtpd listening on {server.host}:{server.port}\n", file=out)
