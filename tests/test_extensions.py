@@ -193,3 +193,18 @@ def test_smtp_sink_real_pipelining_server(kind: str, smtp_sink: tuple[str, int])
     assert all(r.reply is not None and r.reply.code == 250 for r in results)
     # One round trip per message in the stream: each write carries the next message's group.
     assert sum(1 for step in trace if b"\r\n.\r\nMAIL FROM:" in step.sent) == 49
+
+
+@both
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_send_many_cut_short_by_421_reports_completed_and_unsent(kind: str, pipelining: bool) -> None:
+    items = [("a@example.test", [f"r{n}@example.test"], f"Subject: {n}\r\n\r\nx\r\n") for n in range(5)]
+    with ESMTPServer(shutdown_after=2, keywords=("PIPELINING",)) as server:
+        client = make_client(kind, server.host, server.port, timeout=5, pipelining=pipelining)
+        with pytest.raises(smtp_fsm.ServerDisconnected) as info, client:
+            client.send_many(items)
+    error = info.value
+    assert error.reply is not None and error.reply.code == 421
+    assert [r.reply.text for r in error.completed] == ["2.0.0 queued as Q1", "2.0.0 queued as Q2"]
+    assert error.unsent == 3
+    assert len(server.messages) == 2

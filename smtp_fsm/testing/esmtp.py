@@ -32,6 +32,7 @@ class ESMTPServer:
     max_recipients: int | None = None  # beyond this, RCPT gets 452 (RFC 5321 §4.5.3.1.10)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply line
     hold_replies_until_data: bool = False
+    shutdown_after: int | None = None  # after this many messages, answer 421 and close
     commands: list[str] = field(default_factory=list)
     messages: list[ESMTPMessage] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -128,10 +129,16 @@ class _Connection:
             self.pending.append(f"250-{keyword}\r\n".encode())
         self.reply(f"250 {lines[-1]}")
 
-    def do_MAIL(self, line: str) -> None:
+    def do_MAIL(self, line: str) -> bool | None:
+        limit = self.server.shutdown_after
+        if limit is not None and len(self.server.messages) >= limit:
+            self.reply("421 4.3.2 shutting down")
+            self.flush()
+            return False
         self.reset()
         self.mail = line
         self.reply("250 2.1.0 sender ok")
+        return None
 
     def do_RCPT(self, line: str) -> None:
         address = line.split("<", 1)[1].split(">", 1)[0]
