@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
-from .servers import (
-    LocalSMTPServer,
-    ReceivedMessage,
-    RecordingHandler,
-    TestTLS,
-    free_port,
-    local_smtp_server,
-    make_test_tls,
+from ..trace import (
+    MASK,
+    Transcript,
+    TranscriptError,
+    annotated_text,
+    dump_jsonl,
+    load_jsonl,
+    load_transcript,
+    parse_transcript,
+    to_text,
 )
+from . import hostile
+from .replay import ReplayMismatch, ReplayResult, SessionStepper, Stepped, replay
+from .scripted import ScriptedSMTPServer
+from .servers import LocalSMTPServer, ReceivedMessage, RecordingHandler, free_port, local_smtp_server
 
 __all__ = [
+    "MASK",
     "LocalSMTPServer",
     "ReceivedMessage",
     "RecordingHandler",
-    "TestTLS",
+    "ReplayMismatch",
+    "ReplayResult",
+    "ScriptedSMTPServer",
+    "SessionStepper",
+    "Stepped",
+    "Transcript",
+    "TranscriptError",
+    "annotated_text",
+    "dump_jsonl",
     "free_port",
+    "hostile",
+    "load_jsonl",
+    "load_transcript",
     "local_smtp_server",
-    "make_test_tls",
+    "parse_transcript",
+    "replay",
+    "to_text",
 ]

@@ -1,0 +1,375 @@
+"""Replay a transcript against the engine, and step a session reply by reply in tests.
+
+``replay`` feeds a transcript's ``S:`` lines to a :class:`ClientSession` one
+reply at a time and checks that the engine writes exactly the ``C:`` lines
+(``<credentials>`` in the transcript stands for any credential).  A mismatch
+raises :class:`ReplayMismatch`, an ``AssertionError`` naming the step, the
+transcript line, the state and the expected and actual bytes.
+
+``SessionStepper`` is the hand-held version: give the session work, then
+``step.reply("250 OK")`` and look at what it sent and where it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .. import machine as table
+from ..errors import SMTPError
+from ..events import NEED_DATA, Closed, Event, StartTLS
+from ..session import ClientSession
+from ..trace import MASK, TraceStep, Transcript, TranscriptLine, parse_transcript
+
+#: What the session gets before the first reply when ``replay`` is given no work.
+Work = Callable[[ClientSession], object]
+SessionFactory = Callable[[], ClientSession]
+
+_MAX_DRAIN = 10_000  # events per call; a bound, never reached by a sane session
+
+
+# -- matching client bytes against transcript lines --------------------------------
+
+@dataclass(frozen=True)
+class Match:
+    """How far ``actual`` agrees with the expected lines.
+
+    ``status`` is "ok" (all lines seen; ``consumed`` bytes of ``actual`` used),
+    "partial" (agrees so far, more bytes are needed) or "mismatch" (line
+    ``index`` disagrees; it starts at byte ``offset`` of ``actual``).
+    """
+
+    status: str
+    index: int
+    offset: int
+    consumed: int = 0
+
+
+def _mask_pattern(expected: bytes) -> re.Pattern[bytes]:
+    parts = [re.escape(part) for part in expected.split(MASK)]
+    return re.compile(b"[^\r\n]*".join(parts), re.DOTALL)
+
+
+def match_lines(expected: Sequence[TranscriptLine], actual: bytes) -> Match:
+    """Compare ``actual`` with the bytes of ``expected``, where ``<credentials>`` matches any credential."""
+    offset = 0
+    for index, line in enumerate(expected):
+        rest = actual[offset:]
+        if line.masked:
+            end = rest.find(b"\r\n")
+            if end < 0:
+                prefix = line.data.split(MASK, 1)[0]
+                agrees = prefix.startswith(rest) or rest.startswith(prefix)
+                return Match("partial" if agrees else "mismatch", index, offset)
+            candidate = rest[: end + 2]
+            if not _mask_pattern(line.data).fullmatch(candidate):
+                return Match("mismatch", index, offset)
+            offset += len(candidate)
+            continue
+        if len(rest) < len(line.data):
+            return Match("partial" if line.data.startswith(rest) else "mismatch", index, offset)
+        if not rest.startswith(line.data):
+            return Match("mismatch", index, offset)
+        offset += len(line.data)
+    return Match("ok", len(expected), offset, offset)
+
+
+def _lines_of(data: bytes, limit: int = 8) -> str:
+    pieces = data.split(b"\r\n")
+    lines = [repr(piece + b"\r\n") for piece in pieces[:-1]]
+    if pieces[-1]:
+        lines.append(repr(pieces[-1]))
+    if not lines:
+        return "    (nothing)"
+    shown = lines[:limit]
+    if len(lines) > limit:
+        shown.append(f"... {len(lines) - limit} more line(s)")
+    return "\n".join("    " + line for line in shown)
+
+
+_AUTH_ARGUMENT = re.compile(rb"^(AUTH [A-Za-z0-9_-]+ )[^\r\n]+", re.MULTILINE | re.IGNORECASE)
+
+
+def hide_credentials(data: bytes, state: str) -> bytes:
+    """``data`` with AUTH initial responses (and, in the AUTH states, whole lines) replaced by MASK."""
+    if state in (table.AUTH, table.AUTH_RESPONSE):
+        return b"".join(MASK + b"\r\n" if line.endswith(b"\r\n") and line != b"*\r\n" else line
+                        for line in data.splitlines(keepends=True))
+    return _AUTH_ARGUMENT.sub(lambda m: m.group(1) + MASK, data)
+
+
+class ReplayMismatch(AssertionError):
+    """The engine did not write what the transcript says.
+
+    ``step`` is the 1-based server step after which it happened (0: before
+    any reply), ``lineno`` the transcript line, ``state`` the session's state,
+    ``expected`` and ``actual`` the client bytes from the first difference.
+    """
+
+    def __init__(self, reason: str, step: int, lineno: int, state: str, expected: bytes, actual: bytes) -> None:
+        self.step = step
+        self.lineno = lineno
+        self.state = state
+        self.expected = expected
+        self.actual = actual
+        where = f"step {step}" + (f" (transcript line {lineno})" if lineno else "")
+        super().__init__(
+            f"{where}, state {state!r}: {reason}\n  expected:\n{_lines_of(expected)}\n  actual:\n{_lines_of(actual)}"
+        )
+
+
+# -- driving a session without I/O ---------------------------------------------------
+
+class _Pump:
+    """Feeds a session and collects its output, events and errors, as a driver would (without sockets)."""
+
+    def __init__(self, session: ClientSession, auto_tls: bool) -> None:
+        self.session = session
+        self.auto_tls = auto_tls
+        self.events: list[Event | SMTPError] = []
+        self.error: SMTPError | None = None
+        self._closed_seen = False
+        self._eof = False
+
+    def drain(self) -> bytes:
+        """Collect events (handling StartTLS when asked) and return the bytes the engine wants written."""
+        session = self.session
+        out = [session.data_to_send()]
+        for _ in range(_MAX_DRAIN):
+            if self._closed_seen or (self.error is not None and session.state == table.FAILED):
+                break
+            try:
+                event = session.next_event()
+            except SMTPError as exc:
+                if exc is self.error:
+                    break
+                self.error = self.error or exc
+                self.events.append(exc)
+                continue
+            if event is NEED_DATA:
+                break
+            self.events.append(event)
+            if isinstance(event, Closed):
+                self._closed_seen = True
+            elif isinstance(event, StartTLS) and self.auto_tls:
+                session.tls_established()
+            out.append(session.data_to_send())
+        return b"".join(out)
+
+    def feed(self, data: bytes) -> bytes:
+        if not self._eof:  # after the close the engine takes nothing more
+            self._eof = data == b""
+            self.session.receive_data(data)
+        return self.drain()
+
+
+def _states(steps: Sequence[TraceStep], initial: str) -> list[str]:
+    states = [steps[0].state_before if steps else initial]
+    for step in steps:
+        for state in (step.state_before, step.state_after):
+            if state != states[-1]:
+                states.append(state)
+    return states
+
+
+@dataclass
+class ReplayResult:
+    """What a replay went through: the events (errors included), the states, the trace."""
+
+    events: list[Event | SMTPError]
+    states: list[str]
+    trace: list[TraceStep]
+    sent: bytes
+    error: SMTPError | None = None
+    session: ClientSession | None = field(default=None, repr=False)
+
+    @property
+    def final_state(self) -> str:
+        return self.states[-1]
+
+
+def _default_session(transcript: Transcript) -> ClientSession:
+    """A session whose EHLO/LHLO name is the one the transcript's first client line uses."""
+    for exchange in transcript:
+        for line in exchange.client:
+            verb, _, name = line.data.decode("utf-8", "replace").strip().partition(" ")
+            if verb.upper() in ("EHLO", "HELO", "LHLO") and name:
+                return ClientSession(local_hostname=name.strip(), lmtp=verb.upper() == "LHLO", trace=True)
+            return ClientSession(trace=True)
+    return ClientSession(trace=True)
+
+
+def replay(
+    transcript: Transcript | str,
+    session_factory: SessionFactory | ClientSession | None = None,
+    work: Work | None = None,
+    *,
+    auto_tls: bool = True,
+) -> ReplayResult:
+    """Feed the transcript's server lines to a session and assert it writes exactly the client lines.
+
+    ``session_factory`` is a ``ClientSession`` or a callable making one; by
+    default a session with the EHLO name the transcript uses.  ``work`` is
+    called with the session before the first reply to queue what it should do
+    (``lambda s: s.sendmail(...)``); by default it queues only ``quit()``.
+    When the engine asks for a TLS handshake, replay reports it done
+    (``auto_tls``).  Errors that end the session are returned in the result,
+    not raised: a transcript may well end in a 421.
+    """
+    script = parse_transcript(transcript) if isinstance(transcript, str) else transcript
+    if isinstance(session_factory, ClientSession):
+        session = session_factory
+    elif session_factory is not None:
+        session = session_factory()
+    else:
+        session = _default_session(script)
+    if session.trace is None:
+        session.trace = []  # replay reports the states passed through; the trace has them
+    (work or (lambda s: s.quit()))(session)
+    pump = _Pump(session, auto_tls)
+    sent: list[bytes] = []
+    pending = pump.drain()
+    step, lineno = 0, 0
+    state_at_step = session.state
+    for exchange in script:
+        for chunk in exchange.chunks:
+            step, lineno, state_at_step = chunk.step, chunk.lineno, session.state
+            if session.state in table.FINAL_STATES and not chunk.close:
+                raise ReplayMismatch(
+                    f"the session already ended ({pump.error or 'closed'}) but the transcript goes on with "
+                    f"{chunk.data!r}", step, lineno, session.state, exchange.client_bytes, pending)
+            pending += pump.feed(b"" if chunk.close else chunk.data)
+            found = match_lines(exchange.client, pending)
+            if found.status == "mismatch":
+                _mismatch(found, exchange.client, pending, step, lineno, state_at_step, session.state)
+        found = match_lines(exchange.client, pending)
+        if found.status != "ok":
+            reason = "the client wrote less than the transcript shows"
+            if found.status == "mismatch":
+                _mismatch(found, exchange.client, pending, step, lineno, state_at_step, session.state)
+            line = exchange.client[found.index]
+            raise ReplayMismatch(f"{reason} (transcript line {line.lineno} not written)", step, lineno,
+                                 session.state, b"".join(x.data for x in exchange.client[found.index:]),
+                                 hide_credentials(pending[found.offset :], state_at_step))
+        if len(pending) > found.consumed:
+            raise ReplayMismatch("the client wrote more than the transcript shows", step, lineno, session.state,
+                                 b"", hide_credentials(pending[found.consumed :], state_at_step))
+        sent.append(pending)
+        pending = b""
+    steps = list(session.trace or [])
+    return ReplayResult(pump.events, _states(steps, session.state), steps, b"".join(sent), pump.error, session)
+
+
+def _mismatch(found: Match, expected: Sequence[TranscriptLine], actual: bytes, step: int, lineno: int,
+              state_before: str, state: str) -> None:
+    line = expected[found.index]
+    raise ReplayMismatch(
+        f"the client wrote something else than transcript line {line.lineno} (state before the reply: "
+        f"{state_before!r})", step, lineno, state, b"".join(x.data for x in expected[found.index :]),
+        hide_credentials(actual[found.offset :], state_before))
+
+
+# -- the stepper -------------------------------------------------------------------------
+
+class Stepped(NamedTuple):
+    """What one step did: the bytes the engine wrote, its state after, the events it produced."""
+
+    sent: bytes
+    state: str
+    events: tuple[Event | SMTPError, ...]
+
+
+class SessionStepper:
+    """Drive a ``ClientSession`` by hand, one server reply at a time.
+
+    >>> step = SessionStepper(local_hostname="client.example")
+    >>> step.session.sendmail("a@example.org", ["b@example.net"], b"Subject: hi\\r\\n\\r\\nhello\\r\\n")
+    1
+    >>> step.reply("220 mx.example ESMTP").sent
+    b'EHLO client.example\\r\\n'
+
+    ``reply`` takes one or more lines (str or bytes; CRLF is added to each
+    line that lacks it).  Errors that end the session do not raise: they are
+    in ``events`` and ``error``.  A ``StartTLS`` event is not answered: call
+    ``tls_established()`` as a driver would after its handshake.
+    """
+
+    def __init__(self, session: ClientSession | None = None, **session_options: object) -> None:
+        if session is None:
+            session_options.setdefault("trace", True)
+            session = ClientSession(**session_options)  # type: ignore[arg-type]
+        elif session_options:
+            raise TypeError("give either a session or options for a new one, not both")
+        self.session = session
+        self._pump = _Pump(session, auto_tls=False)
+        self._sent: list[bytes] = []
+
+    @property
+    def state(self) -> str:
+        return self.session.state
+
+    @property
+    def sent(self) -> bytes:
+        """Everything the engine has written so far."""
+        return b"".join(self._sent)
+
+    @property
+    def events(self) -> list[Event | SMTPError]:
+        """Every event so far (errors that ended the session included)."""
+        return list(self._pump.events)
+
+    @property
+    def error(self) -> SMTPError | None:
+        return self._pump.error
+
+    @property
+    def trace(self) -> list[TraceStep]:
+        return list(self.session.trace or [])
+
+    def _record(self, count: int, out: bytes) -> Stepped:
+        self._sent.append(out)
+        return Stepped(out, self.session.state, tuple(self._pump.events[count:]))
+
+    def reply(self, *lines: str | bytes) -> Stepped:
+        """Feed one reply (one or more lines); return what the engine did."""
+        data = b"".join(_line_bytes(line) for line in lines)
+        return self.feed(data)
+
+    def feed(self, data: bytes) -> Stepped:
+        """Feed raw bytes exactly as given (no CRLF added); ``b""`` is the server closing."""
+        count = len(self._pump.events)
+        return self._record(count, self._pump.feed(data))
+
+    def close(self) -> Stepped:
+        """The server closes the connection."""
+        return self.feed(b"")
+
+    def tls_established(self) -> Stepped:
+        """Report the TLS handshake done (after a ``StartTLS`` event)."""
+        count = len(self._pump.events)
+        self.session.tls_established()
+        return self._record(count, self._pump.drain())
+
+    def pending(self) -> Stepped:
+        """Collect what queued work produced without a reply (e.g. work given in state ready)."""
+        count = len(self._pump.events)
+        return self._record(count, self._pump.drain())
+
+
+def _line_bytes(line: str | bytes) -> bytes:
+    data = line.encode("utf-8") if isinstance(line, str) else line
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+
+__all__ = [
+    "Match",
+    "ReplayMismatch",
+    "ReplayResult",
+    "SessionStepper",
+    "Stepped",
+    "hide_credentials",
+    "match_lines",
+    "replay",
+]

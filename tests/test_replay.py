@@ -1,0 +1,212 @@
+"""Replay of transcripts against the engine, and the SessionStepper."""
+
+from __future__ import annotations
+
+import pytest
+
+from smtp_fsm import (
+    ClientSession,
+    Closed,
+    CommandDone,
+    MessageSent,
+    RemoteProtocolError,
+    ServerDisconnected,
+    SessionReady,
+    StartTLS,
+)
+from smtp_fsm.testing import ReplayMismatch, SessionStepper, parse_transcript, replay
+
+MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
+
+PIPELINED = """
+S: 220 mx.example ESMTP
+C: EHLO client.example
+S: 250-mx.example
+S: 250 PIPELINING
+C: MAIL FROM:<a@example.org>
+C: RCPT TO:<b@example.net>
+C: DATA
+S: 250 OK
+S: 250 OK
+S: 354 go ahead
+C: Subject: hi
+C:
+C: hello
+C: .
+S: 250 2.0.0 queued as 1
+C: QUIT
+S: 221 bye
+"""
+
+
+def send_one(session: ClientSession) -> None:
+    session.sendmail("a@example.org", ["b@example.net"], MESSAGE)
+    session.quit()
+
+
+def test_replay_returns_events_and_states():
+    result = replay(PIPELINED, work=send_one)
+    assert result.states == ["greeting", "ehlo", "ready", "envelope", "content", "ready", "quit", "closed"]
+    kinds = [type(event) for event in result.events]
+    assert kinds == [SessionReady, MessageSent, Closed]
+    sent = result.events[1]
+    assert isinstance(sent, MessageSent) and sent.result.ok
+    assert result.error is None
+    assert result.sent.startswith(b"EHLO client.example\r\n")
+
+
+def test_default_work_is_quit_and_the_ehlo_name_comes_from_the_transcript():
+    result = replay("S: 220 hi\nC: EHLO teacher.example\nS: 250 hi\nC: QUIT\nS: 221 bye\n")
+    assert result.final_state == "closed"
+
+
+def test_a_session_or_a_factory_may_be_given():
+    text = "S: 220 hi\nC: LHLO lmtp.example\nS: 250 hi\nC: QUIT\nS: <close>\n"
+    assert replay(text, ClientSession(local_hostname="lmtp.example", lmtp=True)).final_state == "closed"
+    assert replay(text, lambda: ClientSession(local_hostname="lmtp.example", lmtp=True)).final_state == "closed"
+
+
+def test_mismatch_names_step_line_state_and_bytes():
+    wrong = PIPELINED.replace("RCPT TO:<b@example.net>", "RCPT TO:<c@example.net>")
+    with pytest.raises(ReplayMismatch) as info:
+        replay(wrong, work=send_one)
+    error = info.value
+    assert isinstance(error, AssertionError)
+    assert error.step == 2  # after the EHLO reply, the second thing the server said
+    assert error.lineno == 4  # "S: 250-mx.example" (the text starts with a newline)
+    assert error.state == "envelope"
+    assert error.expected.startswith(b"RCPT TO:<c@example.net>\r\n")
+    assert error.actual.startswith(b"RCPT TO:<b@example.net>\r\n")
+    text = str(error)
+    assert "step 2" in text and "'envelope'" in text and "line 7" in text
+    assert "RCPT TO:<c@example.net>" in text and "RCPT TO:<b@example.net>" in text
+
+
+def test_client_writing_less_or_more_is_a_mismatch():
+    fewer = PIPELINED.replace("C: QUIT\n", "C: QUIT\nC: NOOP\n")
+    with pytest.raises(ReplayMismatch, match="less than the transcript"):
+        replay(fewer, work=send_one)
+    more = PIPELINED.replace("C: QUIT\n", "")
+    with pytest.raises(ReplayMismatch, match="more than the transcript"):
+        replay(more, work=send_one)
+
+
+def test_transcript_going_on_after_the_session_ended():
+    with pytest.raises(ReplayMismatch, match="already ended"):
+        replay("S: 220 hi\nC: EHLO x.example\nS: 421 bye\nS: 250 more\n")
+
+
+def test_masked_credentials_match_any_credential_and_are_never_shown():
+    text = """
+    S: 220 mx.example ESMTP
+    C: EHLO client.example
+    S: 250-mx.example
+    S: 250 AUTH PLAIN LOGIN
+    C: AUTH PLAIN <credentials>
+    S: 235 2.7.0 ok
+    C: QUIT
+    S: 221 bye
+    """
+    for password in ("one", "two"):
+        session = ClientSession(local_hostname="client.example", loopback=True, username="u", password=password)
+        assert replay(text, session).final_state == "closed"
+    login = text.replace("C: AUTH PLAIN <credentials>\n    S: 235", "C: AUTH LOGIN\n    S: 334 VXNlcm5hbWU6\n"
+                         "    C: <credentials>\n    S: 334 UGFzc3dvcmQ6\n    C: <credentials>\n    S: 235")
+    session = ClientSession(local_hostname="client.example", loopback=True, username="u", password="pw",
+                            auth_mechanism="LOGIN")
+    assert replay(login, session).final_state == "closed"
+    # A mismatch after AUTH must not print the credentials.
+    wrong = text.replace("C: QUIT", "C: NOOP")
+    session = ClientSession(local_hostname="client.example", loopback=True, username="u", password="hunter2")
+    with pytest.raises(ReplayMismatch) as info:
+        replay(wrong, session)
+    assert "hunter2" not in str(info.value)
+    wrong_auth = text.replace("AUTH PLAIN <credentials>", "AUTH LOGIN")
+    session = ClientSession(local_hostname="client.example", loopback=True, username="u", password="hunter2")
+    with pytest.raises(ReplayMismatch) as info:
+        replay(wrong_auth, session)
+    assert "AHUAaHVudGVyMg" not in str(info.value) and "<credentials>" in str(info.value)
+
+
+def test_starttls_handshake_is_reported_by_replay():
+    text = """
+    S: 220 mx.example ESMTP
+    C: EHLO client.example
+    S: 250-mx.example
+    S: 250 STARTTLS
+    C: STARTTLS
+    S: 220 go ahead
+    C: <starts TLS negotiation>
+    """.replace("    C: <starts TLS negotiation>\n", "    # <TLS negotiation>\n") + """
+    C: EHLO client.example
+    S: 250 mx.example
+    C: QUIT
+    S: 221 bye
+    """
+    result = replay(text, ClientSession(local_hostname="client.example", starttls="required"))
+    assert "tls_handshake" in result.states
+    assert any(isinstance(event, StartTLS) for event in result.events)
+    assert result.final_state == "closed"
+
+
+def test_a_transcript_may_end_in_an_error():
+    result = replay("S: 220 hi\nC: EHLO x.example\nS: 421 4.3.2 going down\n")
+    assert isinstance(result.error, ServerDisconnected)
+    assert result.final_state == "failed"
+    result = replay("S: 220 hi\nC: EHLO x.example\nS: <close>\n")
+    assert isinstance(result.error, ServerDisconnected)
+
+
+def test_helo_fallback_transcript():
+    text = "S: 220 old\nC: EHLO x.example\nS: 502 what?\nC: HELO x.example\nS: 250 hi\nC: QUIT\nS: 221 bye\n"
+    assert replay(text).states == ["greeting", "ehlo", "helo", "ready", "quit", "closed"]
+
+
+def test_replay_accepts_a_parsed_transcript():
+    assert replay(parse_transcript(PIPELINED), work=send_one).final_state == "closed"
+
+
+# -- the stepper --------------------------------------------------------------------
+
+
+def test_stepper_answers_reply_by_reply():
+    step = SessionStepper(local_hostname="client.example")
+    step.session.noop()
+    assert step.reply("220 mx.example ESMTP") == (b"EHLO client.example\r\n", "ehlo", ())
+    done = step.reply("250-mx.example", b"250 8BITMIME")
+    assert done.sent == b"NOOP\r\n" and done.state == "noop"
+    assert isinstance(done.events[0], SessionReady)
+    done = step.reply("250 2.0.0 OK\r\n")
+    assert isinstance(done.events[0], CommandDone) and done.state == "ready"
+    step.session.quit()
+    assert step.pending().sent == b"QUIT\r\n"
+    assert step.close().state == "closed"
+    assert step.sent == b"EHLO client.example\r\nNOOP\r\nQUIT\r\n"
+    assert [type(e) for e in step.events] == [SessionReady, CommandDone, Closed]
+    assert step.error is None
+    assert [s.state_after for s in step.trace][-1] == "closed"
+
+
+def test_stepper_errors_are_events_not_exceptions():
+    step = SessionStepper(local_hostname="client.example")
+    step.reply("220 hi")
+    done = step.reply("HELLO?")
+    assert done.state == "failed"
+    assert isinstance(step.error, RemoteProtocolError)
+    assert step.events == [step.error]
+
+
+def test_stepper_tls():
+    step = SessionStepper(local_hostname="client.example", starttls="required")
+    step.reply("220 hi")
+    assert step.reply("250-mx", "250 STARTTLS").sent == b"STARTTLS\r\n"
+    done = step.reply("220 go ahead")
+    assert done.state == "tls_handshake" and isinstance(done.events[0], StartTLS)
+    assert step.tls_established() == (b"EHLO client.example\r\n", "ehlo", ())
+
+
+def test_stepper_takes_a_session_or_options_not_both():
+    session = ClientSession()
+    assert SessionStepper(session).session is session
+    with pytest.raises(TypeError):
+        SessionStepper(session, lmtp=True)
