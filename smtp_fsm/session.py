@@ -147,6 +147,7 @@ class ClientSession:
         self.trace: list[TraceStep] | None = [] if trace else None
         self._trace_sent: list[bytes] = []
         self._trace_events: list[str] = []
+        self._trace_triggers: list[str] = []
         table.MACHINE.add_model(self, initial=table.INITIAL)
 
     # -- the I/O surface ------------------------------------------------------
@@ -388,6 +389,8 @@ class ClientSession:
                 tx.chunk_failed = True
 
     def _fire(self, trigger: str, reply: Reply | None, error: SMTPError | None = None) -> None:
+        if self.trace is not None:
+            self._trace_triggers.append(trigger)
         try:
             done = _MACHINE_EVENTS[trigger].trigger(self, reply, error)
         except MachineError:
@@ -488,9 +491,11 @@ class ClientSession:
         before = self.state
         self._trace_sent = []
         self._trace_events = []
+        self._trace_triggers = []
         action()
         self.trace.append(
-            TraceStep(before, reply, self.state, b"".join(self._trace_sent), tuple(self._trace_events), note)
+            TraceStep(before, reply, self.state, b"".join(self._trace_sent), tuple(self._trace_events), note,
+                      tuple(self._trace_triggers))
         )
 
     # -- the table's actions (named in machine.TRANSITIONS) ------------------------

@@ -146,6 +146,13 @@ def step_edges(steps: Sequence[TraceStep]) -> list[Key | None]:
     chosen: list[Key | None] = []
     for step in steps:
         hint: str | None = None
+        if step.triggers is not None:
+            # The engine recorded what fired: the last trigger is the edge taken, and a
+            # reply that fired nothing (pipelined MAIL/RCPT) took no edge at all.
+            chosen.append(_choose(step, step.triggers[-1]) if step.triggers else None)
+            if tracker is not None:
+                tracker.sent(step)
+            continue
         if step.reply is not None:
             verb = tracker.answer(step.reply.code) if tracker else None
             if step.reply.code == table.SHUTDOWN_CODE and step.state_before != table.QUIT:

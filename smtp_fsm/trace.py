@@ -53,6 +53,9 @@ class TraceStep:
     sent: bytes
     events: tuple[str, ...]
     note: str = ""
+    #: The triggers the step fired, in order (None when the trace did not record them, as in a
+    #: hand-written transcript); empty when the reply was only recorded (a pipelined RCPT's).
+    triggers: tuple[str, ...] | None = None
 
 
 class TranscriptError(ValueError):
@@ -71,6 +74,7 @@ def step_to_dict(step: TraceStep) -> dict[str, Any]:
         "sent": step.sent.decode("utf-8", "surrogateescape"),
         "events": list(step.events),
         "note": step.note,
+        "triggers": None if step.triggers is None else list(step.triggers),
     }
 
 
@@ -84,6 +88,7 @@ def step_from_dict(data: dict[str, Any]) -> TraceStep:
         sent=str(data.get("sent", "")).encode("utf-8", "surrogateescape"),
         events=tuple(str(x) for x in data.get("events", ())),
         note=str(data.get("note", "")),
+        triggers=None if data.get("triggers") is None else tuple(str(x) for x in data["triggers"]),
     )
 
 

@@ -189,3 +189,21 @@ def test_next_moves_the_highlight_in_chromium(tmp_path: Path, lab_trace: list[Tr
         assert not errors, errors
     finally:
         driver.quit()
+
+
+def test_recorded_triggers_decide_the_edges_and_pipelined_replies_take_none() -> None:
+    from smtp_fsm import ClientSession
+    from smtp_fsm.stepper import step_edges
+
+    session = ClientSession(local_hostname="client.example", trace=True)
+    session.sendmail("a@example.org", ["b@example.org"], b"x\r\n")
+    for reply in (b"220 mx\r\n", b"250-mx\r\n250 PIPELINING\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n",
+                  b"250 queued\r\n"):
+        session.receive_data(reply)
+        session.data_to_send()
+    assert session.trace is not None
+    edges = step_edges(session.trace)
+    assert [step.triggers for step in session.trace] == [
+        ("greeting_reply",), ("ehlo_reply",), ("begin_mail",), (), (), ("data_reply",), ("final_reply",)]
+    assert edges[3] is None and edges[4] is None  # MAIL's and RCPT's replies were only recorded
+    assert edges[5] == ("envelope", "data_reply", "content")
