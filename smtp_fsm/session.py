@@ -251,9 +251,12 @@ class ClientSession:
             from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
             tuple(mail_options), tuple(rcpt_options),
         )
-        # Syntax is checked now whatever the capabilities: nothing invalid is queued.
-        build_transaction(submission, self.capabilities if self._caps_final else None, self.chunking, self.chunk_size)
-        return self._queue("mail", submission)
+        self._check_open()
+        # Checked now, against the capabilities once they are known (before that, the syntax
+        # alone): nothing invalid is queued.
+        tx = build_transaction(submission, self.capabilities if self._caps_final else None, self.chunking,
+                               self.chunk_size)
+        return self._queue("mail", submission, tx if self._caps_final else None)
 
     def send_message(
         self,
@@ -283,13 +286,13 @@ class ClientSession:
         return tickets
 
     def noop(self) -> int:
-        return self._queue("noop", None)
+        return self._queue("noop")
 
     def rset(self) -> int:
-        return self._queue("rset", None)
+        return self._queue("rset")
 
     def quit(self) -> int:
-        return self._queue("quit", None)
+        return self._queue("quit")
 
     # -- the view the table's conditions read ----------------------------------
 
@@ -418,17 +421,19 @@ class ClientSession:
 
     # -- internals: work ---------------------------------------------------------
 
-    def _queue(self, kind: str, submission: Submission | None) -> int:
+    def _check_open(self) -> None:
         if self.state == table.FAILED and self._error is not None:
             raise self._error  # the server's fault, reported as such
         if self.state in table.FINAL_STATES or self._quit_queued:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
+
+    def _queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None) -> int:
+        self._check_open()
         self._quit_queued = kind == "quit"
         self._tickets += 1
-        work = Work(kind, self._tickets, submission)
-        if submission is not None and self._caps_final:
-            work.tx = build_transaction(submission, self.capabilities, self.chunking, self.chunk_size)
-            work.tx.ticket = work.ticket
+        work = Work(kind, self._tickets, submission, tx)
+        if tx is not None:
+            tx.ticket = work.ticket
         self._work.append(work)
         if self.state == table.READY:
             self._dispatch()

@@ -144,7 +144,8 @@ def escape(data: bytes) -> str:
         elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
             out.append(f"\\x{code - 0xDC00:02x}")
         elif code < 0x20 or code == 0x7F or char in _BREAKS:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            # \xNN is one raw byte; a character beyond ASCII (U+0085 NEL) needs \uNNNN
+            out.append(f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
         else:
             out.append(char)
     if out and out[-1] in (" ", "\t"):

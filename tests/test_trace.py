@@ -217,3 +217,11 @@ def test_a_recorded_session_replays_as_a_test(smtp_server_factory):
     assert result.final_state == "closed"
     assert "auth" in result.states or "auth_response" in result.states
     assert [type(e).__name__ for e in result.events][-1] == "Closed"
+
+
+def test_escape_keeps_unicode_line_breaks_apart_from_raw_bytes():
+    # U+0085 (NEL) is the two bytes C2 85; the lone byte 85 is not UTF-8. Both must come back.
+    for data in (b"\xc2\x85", b"\x85", b"a\xe2\x80\xa8b"):
+        escaped = escape(data)
+        assert "\x85" not in escaped and "\u2028" not in escaped
+        assert unescape(escaped) == data
