@@ -464,7 +464,7 @@ class _TableTransition(Transition):
 
     def execute(self, event_data: EventData) -> bool:
         for condition in self.conditions:
-            if not cast(Callable[[EventData], bool], condition.func)(event_data):
+            if not cast("Callable[[EventData], bool]", condition.func)(event_data):
                 return False
         if self.dest is not None:
             machine = event_data.machine

@@ -11,7 +11,7 @@ of an unfinished reply, so memory stays bounded whatever a server sends.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import RemoteProtocolError
 
@@ -21,17 +21,17 @@ MAX_LINE = 2048
 MAX_LINES = 128
 
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-_CODE_FIRST = b"2345"
-_CODE_SECOND = b"012345"
-_DIGITS = b"0123456789"
+#: Every valid reply code (RFC 5321 §4.2: 2-5, then 0-5, then a digit) and its value.
+_CODES = {b"%d" % code: code for code in range(200, 600) if (code // 10) % 10 <= 5}
+_SEPARATORS = (b" ", b"-", b"")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One complete server reply."""
+class Reply(NamedTuple):
+    """One complete server reply (immutable; a NamedTuple because the parser makes one per
+    reply on the hot path, and a frozen dataclass costs three times as much to build)."""
 
     code: int
-    lines: tuple[str, ...] = field(default=("",))
+    lines: tuple[str, ...] = ("",)
 
     @property
     def text(self) -> str:
@@ -80,6 +80,9 @@ class Reply:
     def __str__(self) -> str:
         return f"{self.code} {self.text_without_code()}".rstrip()
 
+    def __repr__(self) -> str:
+        return f"Reply(code={self.code!r}, lines={self.lines!r})"
+
 
 class ReplyParser:
     """Incremental, bounded reply parser.  ``feed`` returns the completed replies."""
@@ -102,52 +105,36 @@ class ReplyParser:
 
     def feed(self, data: bytes) -> list[Reply]:
         buffer = self._buffer + data if self._buffer else data
-        replies: list[Reply] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\r\n", start)
-            if end < 0:
-                break
-            if end - start > MAX_LINE:
-                raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", buffer[start : start + 80])
-            reply = self._line(buffer, start, end)
-            if reply is not None:
-                replies.append(reply)
-            start = end + 2
-        rest = buffer[start:]
+        lines = buffer.split(b"\r\n")
+        rest = lines.pop()  # the unfinished line (b"" when the data ended with CRLF)
         if len(rest) > MAX_LINE:
             raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", rest[:80])
         if b"\n" in rest:
             # A bare LF with no CR before it: RFC 5321 §2.3.8 allows only CRLF.
             raise RemoteProtocolError("reply line ends in a bare LF", rest[:80])
+        replies: list[Reply] = []
+        for line in lines:
+            code = _CODES.get(line[:3])
+            separator = line[3:4]
+            if code is None or separator not in _SEPARATORS:
+                raise RemoteProtocolError("malformed reply line", line[:80])
+            if len(line) > MAX_LINE:
+                raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", line[:80])
+            if b"\r" in line or b"\n" in line:
+                raise RemoteProtocolError("bare CR or LF inside a reply line", line[:80])
+            text = line[4:].decode("utf-8", "replace")
+            if self._lines and code != self._code:
+                raise RemoteProtocolError("reply code changed inside a multi-line reply", line[:80])
+            if separator == b"-":  # more lines follow
+                if len(self._lines) >= MAX_LINES:
+                    raise RemoteProtocolError(f"reply has more than {MAX_LINES} lines", line[:80])
+                self._code = code
+                self._lines.append(text)
+            elif self._lines:
+                self._lines.append(text)
+                replies.append(Reply(code, tuple(self._lines)))
+                self._lines = []
+            else:
+                replies.append(Reply(code, (text,)))
         self._buffer = rest
         return replies
-
-    def _line(self, buffer: bytes, start: int, end: int) -> Reply | None:
-        line = buffer[start:end]
-        if (
-            len(line) < 3
-            or line[0] not in _CODE_FIRST
-            or line[1] not in _CODE_SECOND
-            or line[2] not in _DIGITS
-            or (len(line) > 3 and line[3] not in b" -")
-        ):
-            raise RemoteProtocolError("malformed reply line", line)
-        if b"\r" in line or b"\n" in line:
-            raise RemoteProtocolError("bare CR or LF inside a reply line", line)
-        code = int(line[:3])
-        if self._lines and code != self._code:
-            raise RemoteProtocolError("reply code changed inside a multi-line reply", line)
-        text = line[4:].decode("utf-8", "replace")
-        if len(line) > 3 and line[3] == 0x2D:  # "-": more lines follow
-            if len(self._lines) >= MAX_LINES:
-                raise RemoteProtocolError(f"reply has more than {MAX_LINES} lines", line)
-            self._code = code
-            self._lines.append(text)
-            return None
-        if self._lines:
-            self._lines.append(text)
-            lines = tuple(self._lines)
-            self._lines = []
-            return Reply(code, lines)
-        return Reply(code, (text,))

@@ -232,3 +232,15 @@ def test_raw_eight_bit_without_8bitmime_is_refused() -> None:
 def test_size_counts_normalised_unstuffed_octets() -> None:
     payload = payload_from_bytes(b".a\nb")
     assert payload.size == len(b".a\r\nb\r\n")
+
+
+@pytest.mark.parametrize("length", [997, 998, 999, 1000, 1999, 2500])
+@pytest.mark.parametrize("before", [b"", b"a\r\n", b"a" * 500 + b"\r\n", (b"b" * 70 + b"\r\n") * 40])
+@pytest.mark.parametrize("after", [b"", b"tail\r\n", (b"c" * 900 + b"\r\n") * 3])
+def test_line_length_limit_exactly_at_998_anywhere(length: int, before: bytes, after: bytes) -> None:
+    content = before + b"x" * length + b"\r\n" + after
+    if length > 998:
+        with pytest.raises(LocalProtocolError, match="998"):
+            check_line_length(content)
+    else:
+        check_line_length(content)
