@@ -82,6 +82,8 @@ def xtext(value: str) -> str:
 
 def format_params(params: dict[str, str | None]) -> str:
     """ESMTP parameters as `` KEY=value``; values must already be xtext where the RFC says so."""
+    if not params:
+        return ""
     parts = []
     for key, value in params.items():
         if not _KEYWORD.match(key):

@@ -29,8 +29,6 @@ from .auth import MAX_AUTH_LINE, Credentials, Mechanism, choose_mechanism
 from .commands import (
     check_ehlo_name,
     command_line,
-    mail_from,
-    rcpt_to,
 )
 from .errors import (
     AuthenticationError,
@@ -141,6 +139,7 @@ class ClientSession:
         self._close_reply: Reply | None = None
         self._eof = False
         self._quit_queued = False
+        self._debug = False  # log.isEnabledFor(DEBUG), read at each entry point
         self._unwritten = 0  # commands in flight whose bytes data_to_send has not handed out yet
         #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
         self.replies_received = 0
@@ -156,6 +155,7 @@ class ClientSession:
         """Feed bytes from the server; ``b""`` means the server closed the connection."""
         if self._eof:
             raise LocalProtocolError("receive_data called after the connection was reported closed")
+        self._debug = log.isEnabledFor(logging.DEBUG)  # once per call, not per reply
         if not data:
             self._eof = True
             if self.state not in table.FINAL_STATES:
@@ -175,7 +175,10 @@ class ClientSession:
         for index, reply in enumerate(replies):
             if self.state in table.FINAL_STATES:
                 break
-            self._on_reply(reply)
+            if self.trace is None:
+                self._handle_reply(reply)
+            else:
+                self._step(reply, "", partial(self._handle_reply, reply))
             if self.state == table.TLS_HANDSHAKE and (index + 1 < count or self._parser.has_partial):
                 self._injected(b"".join(r.to_bytes() for r in replies[index + 1 :]))
                 break
@@ -311,12 +314,6 @@ class ClientSession:
 
     # -- internals: replies ------------------------------------------------------
 
-    def _on_reply(self, reply: Reply) -> None:
-        if self.trace is not None:
-            self._step(reply, "", partial(self._handle_reply, reply))
-        else:
-            self._handle_reply(reply)
-
     def _handle_reply(self, reply: Reply) -> None:
         self.replies_received += 1
         if reply.code == table.SHUTDOWN_CODE and self.state != table.QUIT:
@@ -332,7 +329,7 @@ class ClientSession:
             return
         pending = self._inflight.popleft()
         verb = pending.verb
-        if verb != "GREETING" and log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             log.debug("S: %s", reply)
         if verb in _RECORDERS:
             _RECORDERS[verb](self, pending, reply)
@@ -422,6 +419,7 @@ class ClientSession:
     # -- internals: work ---------------------------------------------------------
 
     def _check_open(self) -> None:
+        self._debug = log.isEnabledFor(logging.DEBUG)
         if self.state == table.FAILED and self._error is not None:
             raise self._error  # the server's fault, reported as such
         if self.state in table.FINAL_STATES or self._quit_queued:
@@ -465,7 +463,7 @@ class ClientSession:
             self._unwritten += 1
         if self.trace is not None:
             self._trace_sent.append(masked if masked is not None else data)
-        if log.isEnabledFor(logging.DEBUG):
+        if self._debug:
             shown = masked if masked is not None else data
             log.debug("C: %s", shown[:200].decode("utf-8", "replace").rstrip())
 
@@ -581,11 +579,10 @@ class ClientSession:
         pipelined = self.pipelining and self.capabilities.pipelining
         group: list[tuple[bytes, Pending]] = []
         record_only = pipelined  # the replies are decided by DATA's or the last chunk's
-        group.append((mail_from(tx.sender_wire, tx.mail_params),
-                      Pending("MAIL", None if record_only else "envelope_reply", tx)))
+        group.append((tx.mail_line, Pending("MAIL", None if record_only else "envelope_reply", tx)))
         for rcpt in recipients:
-            wire, params = tx.rcpt_wire[rcpt]
-            group.append((rcpt_to(wire, params), Pending("RCPT", None if record_only else "envelope_reply", tx, rcpt)))
+            trigger = None if record_only else "envelope_reply"
+            group.append((tx.rcpt_lines[rcpt], Pending("RCPT", trigger, tx, rcpt)))
         if tx.chunked:
             body = tx.body
             size = len(body)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 
 from .auth import Credentials
-from .commands import encode_address, format_params, xtext
+from .commands import encode_address, format_params, mail_from, rcpt_to, xtext
 from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SMTPError
 from .extensions import Capabilities
 from .message import dot_stuff, payload_from_bytes, payload_from_message
@@ -41,9 +41,8 @@ class Transaction:
 
     ticket: int
     result: SendResult
-    sender_wire: str
-    mail_params: str
-    rcpt_wire: dict[str, tuple[str, str]]  # recipient as given -> (address on the wire, RCPT params)
+    mail_line: bytes  # the MAIL FROM command, validated and encoded once
+    rcpt_lines: dict[str, bytes]  # recipient as given -> its RCPT TO command
     body: bytes  # dot-stuffed content for DATA, raw content for BDAT
     chunked: bool
     chunk_size: int
@@ -97,7 +96,7 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool
     """Validate a submission against ``caps`` (or only its syntax when None) and encode it."""
     smtputf8 = caps.smtputf8 if caps is not None else True
     sender_wire, sender_utf8 = encode_address(sub.sender, smtputf8=smtputf8, allow_null=True)
-    rcpt_wire: dict[str, tuple[str, str]] = {}
+    rcpt_lines: dict[str, bytes] = {}
     needs_utf8 = sender_utf8
     dsn = sub.notify is not None or sub.ret is not None or sub.envid is not None
     if dsn and caps is not None and not caps.dsn:
@@ -106,12 +105,15 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool
     for rcpt in sub.recipients:
         wire, utf8 = encode_address(rcpt, smtputf8=smtputf8)
         needs_utf8 = needs_utf8 or utf8
-        params: dict[str, str | None] = dict(rcpt_extra)
         notify = notify_for(sub.notify, rcpt)
+        if notify is None and not rcpt_extra:
+            rcpt_lines[rcpt] = rcpt_to(wire)
+            continue
+        params: dict[str, str | None] = dict(rcpt_extra)
         if notify is not None:
             params["NOTIFY"] = notify
             params["ORCPT"] = "rfc822;" + xtext(rcpt)
-        rcpt_wire[rcpt] = (wire, format_params(params))
+        rcpt_lines[rcpt] = rcpt_to(wire, format_params(params))
     if isinstance(sub.source, Message):
         utf8_headers = needs_utf8 and (caps is None or caps.smtputf8)
         payload = payload_from_message(sub.source, utf8=utf8_headers)
@@ -140,8 +142,8 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool
     chunked = caps is not None and chunking and caps.chunking
     body = payload.content if chunked else dot_stuff(payload.content)
     result = SendResult(sub.sender, sub.recipients)
-    return Transaction(0, result, sender_wire, format_params(params), rcpt_wire, body, chunked,
-                        chunk_size)
+    return Transaction(0, result, mail_from(sender_wire, format_params(params)), rcpt_lines, body, chunked,
+                       chunk_size)
 
 
 def credentials_from(username: str | None, password: str | None, oauth_token: str | None) -> Credentials | None:
@@ -158,6 +160,8 @@ def credentials_from(username: str | None, password: str | None, oauth_token: st
 
 
 def option_params(options: Sequence[str]) -> dict[str, str | None]:
+    if not options:
+        return {}
     params: dict[str, str | None] = {}
     for option in options:
         key, eq, value = option.partition("=")
