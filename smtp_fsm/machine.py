@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -434,22 +435,33 @@ def edges() -> set[tuple[str, str, str]]:
     return {(t.source, t.trigger, t.dest or t.source) for t in TRANSITIONS}
 
 
-class _ModelSet(dict[int, Any]):
-    """transitions keeps its models in a list whose ``in`` and ``remove`` are O(n);
-    with thousands of live sessions that dominates.  This keeps the list's
-    interface with dict speed."""
+class _ModelSet(dict[int, "weakref.ref[Any]"]):
+    """The shared machine's models, held weakly and found by identity.
+
+    transitions keeps its models in a list whose ``in`` and ``remove`` are O(n),
+    which dominates with thousands of live sessions, and holds each strongly, so
+    a session dropped without ``close()`` would live as long as the machine.
+    This keeps the list's interface, with dict speed and weak references.
+    """
 
     def append(self, model: object) -> None:
-        self[id(model)] = model
+        key = id(model)
+
+        def forget(ref: weakref.ref[Any], key: int = key, models: _ModelSet = self) -> None:
+            if models.get(key) is ref:
+                del models[key]
+
+        self[key] = weakref.ref(model, forget)
 
     def remove(self, model: object) -> None:
         del self[id(model)]
 
     def __contains__(self, model: object) -> bool:
-        return super().__contains__(id(model))
+        ref = self.get(id(model))
+        return ref is not None and ref() is model
 
     def __iter__(self) -> Any:
-        return iter(list(self.values()))
+        return iter([model for model in (ref() for ref in self.values()) if model is not None])
 
 
 class _TableTransition(Transition):

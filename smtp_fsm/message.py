@@ -40,9 +40,14 @@ _FIELD_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
 
 
 def normalize_line_endings(data: bytes) -> bytes:
-    """Bare CR and bare LF become CRLF; the result ends with CRLF (empty stays empty)."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+    """Bare CR and bare LF become CRLF; the result ends with CRLF (empty stays empty).
+
+    Most payloads need no change, and proving that is the cost: splitting on CRLF
+    and looking for a CR or LF in what is left takes half the time of counting
+    CR, LF and CRLF separately (the counts do not use memchr).
+    """
+    rest = b"".join(data.split(b"\r\n"))
+    if b"\r" in rest or b"\n" in rest:
         data = _LINE_ENDINGS.sub(b"\r\n", data)
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
@@ -73,12 +78,30 @@ def check_line_length(content: bytes) -> None:
         raise LocalProtocolError(f"the last text line is longer than {MAX_TEXT_LINE} octets (RFC 5321 §4.5.3.1.6)")
 
 
+#: Past this many dots that start no line, a full scan is cheaper than looking at each.
+_DOTS_TO_CHECK = 64
+
+
+def _has_dot_line(content: bytes) -> bool:
+    """Does a line start with "."?  ``find(b".")`` is memchr-fast; dots are rare in mail."""
+    if content.startswith(b"."):
+        return True
+    position = content.find(b".")
+    for _ in range(_DOTS_TO_CHECK):
+        if position < 0:
+            return False
+        if content[position - 1] == 0x0A:  # the dot follows a LF: it starts a line
+            return True
+        position = content.find(b".", position + 1)
+    return b"\n." in content
+
+
 def dot_stuff(content: bytes) -> bytes:
     """RFC 5321 §4.5.2 on normalised content, plus the terminating ``.CRLF``."""
-    if b"\r\n." in content:
+    if _has_dot_line(content):
         content = content.replace(b"\r\n.", b"\r\n..")
-    if content.startswith(b"."):
-        content = b"." + content
+        if content.startswith(b"."):
+            content = b"." + content
     return content + b".\r\n"
 
 

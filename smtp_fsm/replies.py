@@ -25,6 +25,12 @@ _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 _CODES = {b"%d" % code: code for code in range(200, 600) if (code // 10) % 10 <= 5}
 _SEPARATORS = (b" ", b"-", b"")
 
+#: Single-line replies already parsed and checked ("250 OK", "354 go ahead"): servers
+#: repeat a handful of them, and a Reply is immutable, so every session can share them.
+_SEEN: dict[bytes, Reply] = {}
+_SEEN_MAX = 512
+_SEEN_LINE = 80  # long lines are rarely repeated; the cache stays under 64 KiB
+
 
 class Reply(NamedTuple):
     """One complete server reply (immutable; a NamedTuple because the parser makes one per
@@ -114,6 +120,11 @@ class ReplyParser:
             raise RemoteProtocolError("reply line ends in a bare LF", rest[:80])
         replies: list[Reply] = []
         for line in lines:
+            if not self._lines:
+                cached = _SEEN.get(line)
+                if cached is not None:
+                    replies.append(cached)
+                    continue
             code = _CODES.get(line[:3])
             separator = line[3:4]
             if code is None or separator not in _SEPARATORS:
@@ -135,6 +146,9 @@ class ReplyParser:
                 replies.append(Reply(code, tuple(self._lines)))
                 self._lines = []
             else:
-                replies.append(Reply(code, (text,)))
+                reply = Reply(code, (text,))
+                replies.append(reply)
+                if len(line) <= _SEEN_LINE and len(_SEEN) < _SEEN_MAX:
+                    _SEEN[line] = reply
         self._buffer = rest
         return replies

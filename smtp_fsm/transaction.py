@@ -18,7 +18,7 @@ from .auth import Credentials
 from .commands import encode_address, format_params, mail_from, rcpt_to, xtext
 from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SMTPError
 from .extensions import Capabilities
-from .message import dot_stuff, payload_from_bytes, payload_from_message
+from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message
 from .replies import Reply
 from .results import SendResult
 
@@ -82,6 +82,8 @@ class Submission:
     envid: str | None
     mail_options: tuple[str, ...]
     rcpt_options: tuple[str, ...]
+    #: Bytes payloads do not depend on the server: normalised and checked once, kept here.
+    prepared: Payload | None = None
 
 
 @dataclass(slots=True)
@@ -118,7 +120,8 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool
         utf8_headers = needs_utf8 and (caps is None or caps.smtputf8)
         payload = payload_from_message(sub.source, utf8=utf8_headers)
     else:
-        payload = payload_from_bytes(sub.source)
+        payload = sub.prepared or payload_from_bytes(sub.source)
+        sub.prepared = payload
     params = dict(option_params(sub.mail_options))
     if caps is not None:
         payload = payload.for_server(caps.eightbitmime, caps.smtputf8)
