@@ -9,6 +9,7 @@ written (bpo-43124, GHSA-c7w3: command injection through unchecked values).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .errors import LocalProtocolError
 
@@ -36,6 +37,7 @@ def check_ehlo_name(name: str) -> str:
     return name
 
 
+@lru_cache(maxsize=4096)  # a stream of messages repeats its addresses; the answer never changes
 def encode_address(address: str, *, smtputf8: bool, allow_null: bool = False) -> tuple[str, bool]:
     """Validate ``address`` and return (the address as it goes on the wire, needs SMTPUTF8).
 
@@ -106,9 +108,11 @@ def command_line(verb: str, argument: str = "") -> bytes:
     return encoded + b"\r\n"
 
 
+@lru_cache(maxsize=1024)
 def mail_from(address: str, params: str = "") -> bytes:
     return command_line("MAIL", f"FROM:<{address}>{params}")
 
 
+@lru_cache(maxsize=4096)
 def rcpt_to(address: str, params: str = "") -> bytes:
     return command_line("RCPT", f"TO:<{address}>{params}")

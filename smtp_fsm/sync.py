@@ -33,6 +33,7 @@ class SMTPClient(DriverBase):
     """Blocking SMTP/LMTP client.  ``with SMTPClient(host) as smtp: smtp.send_message(msg)``."""
 
     _sock: socket.socket | None = None
+    _read_timeout = 0.0  # what the socket's timeout is set to now
 
     def connect(self) -> SMTPClient:
         """Connect, read the greeting, negotiate EHLO/STARTTLS/AUTH; returns self."""
@@ -47,6 +48,7 @@ class SMTPClient(DriverBase):
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
+        self._read_timeout = self.timeout
         try:
             self._peer_facts(sock.getsockname(), sock.getpeername())
             if self.tls:
@@ -126,8 +128,7 @@ class SMTPClient(DriverBase):
         return collector.ordered(tickets)
 
     def _pump(self, until: Callable[[Event], bool]) -> Event:
-        sock = self._sock
-        if sock is None:
+        if self._sock is None:
             raise LocalProtocolError("not connected")
         session = self.session
         seen = session.replies_received
@@ -145,6 +146,9 @@ class SMTPClient(DriverBase):
                 if session.replies_received != seen:
                     seen = session.replies_received
                     deadline = time.monotonic() + self.timeout
+                    if self._read_timeout != self.timeout and self._sock is not None:
+                        self._read_timeout = self.timeout
+                        self._sock.settimeout(self.timeout)  # not ``sock``: STARTTLS replaces it
                 session.receive_data(self._read(deadline))
                 continue
             if isinstance(event, StartTLS):
@@ -165,24 +169,29 @@ class SMTPClient(DriverBase):
     def _read(self, deadline: float) -> bytes:
         sock = self._sock
         assert sock is not None
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            self.close()
-            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})")
-        try:
-            sock.settimeout(remaining)
-            if _QUICKACK is not None:
-                # Peers that never set TCP_NODELAY stall ~40 ms on delayed ACKs otherwise.
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            return sock.recv(_RECV_SIZE)
-        except TimeoutError as exc:
-            self.close()
-            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})") from exc
-        except OSError as exc:
-            if isinstance(exc, ssl.SSLError):
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 self.close()
-                raise TLSError(f"TLS error while reading: {exc}") from exc
-            return b""  # a reset counts as the server closing; the engine decides if that is an error
+                raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})")
+            if remaining < self._read_timeout:
+                # Lowered only when a reply spans several reads: settimeout costs two fcntl calls.
+                self._read_timeout = remaining
+                sock.settimeout(remaining)
+            try:
+                if _QUICKACK is not None:
+                    # Peers that never set TCP_NODELAY stall ~40 ms on delayed ACKs otherwise.
+                    sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                return sock.recv(_RECV_SIZE)
+            except TimeoutError:
+                # The socket's timeout may be shorter than this deadline (left from a handshake
+                # or an earlier reply): the loop decides whether the deadline itself has passed.
+                self._read_timeout = float("inf")
+            except OSError as exc:
+                if isinstance(exc, ssl.SSLError):
+                    self.close()
+                    raise TLSError(f"TLS error while reading: {exc}") from exc
+                return b""  # a reset counts as the server closing; the engine decides if that is an error
 
     def _handshake(self, deadline: float) -> None:
         assert self._sock is not None
