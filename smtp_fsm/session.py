@@ -577,24 +577,24 @@ class ClientSession:
         """MAIL, RCPT..., DATA (or the BDAT chunks): all at once when pipelining, else one by one."""
         tx.start_round(recipients)
         pipelined = self.pipelining and self.capabilities.pipelining
-        group: list[tuple[bytes, Pending]] = []
-        record_only = pipelined  # the replies are decided by DATA's or the last chunk's
-        group.append((tx.mail_line, Pending("MAIL", None if record_only else "envelope_reply", tx)))
-        for rcpt in recipients:
-            trigger = None if record_only else "envelope_reply"
-            group.append((tx.rcpt_lines[rcpt], Pending("RCPT", trigger, tx, rcpt)))
+
+        def expect(verb: str, rcpt: str | None = None) -> Pending:
+            # The table says which replies only get recorded when the group goes out at once.
+            recorded = pipelined and verb in table.RECORDED_WHEN_PIPELINED
+            return Pending(verb, None if recorded else table.REPLY_TRIGGERS[verb], tx, rcpt)
+
+        group = [(tx.mail_line, expect("MAIL"))]
+        group += [(tx.rcpt_lines[rcpt], expect("RCPT", rcpt)) for rcpt in recipients]
         if tx.chunked:
-            body = tx.body
-            size = len(body)
-            for start in range(0, size, tx.chunk_size) if size else range(1):
-                chunk = body[start : start + tx.chunk_size]
-                if start + tx.chunk_size >= size:
-                    group.append((b"BDAT %d LAST\r\n" % len(chunk) + chunk, Pending("END", "final_reply", tx)))
+            body, step = tx.body, tx.chunk_size
+            for start in range(0, len(body), step) if body else range(1):
+                chunk = body[start : start + step]
+                if start + step >= len(body):
+                    group.append((b"BDAT %d LAST\r\n" % len(chunk) + chunk, expect("END")))
                 else:
-                    trigger = None if record_only else "envelope_reply"
-                    group.append((b"BDAT %d\r\n" % len(chunk) + chunk, Pending("BDAT", trigger, tx)))
+                    group.append((b"BDAT %d\r\n" % len(chunk) + chunk, expect("BDAT")))
         else:
-            group.append((b"DATA\r\n", Pending("DATA", "data_reply", tx)))
+            group.append((b"DATA\r\n", expect("DATA")))
         if pipelined:
             for data, pending in group:
                 self._send(data, pending)
