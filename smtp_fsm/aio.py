@@ -25,7 +25,68 @@ from .events import NEED_DATA, Event, StartTLS
 from .replies import Reply
 from .results import SendResult
 
-_RECV_SIZE = 65536
+
+class _Link(asyncio.Protocol):
+    """The transport's bytes, kept until the pump asks: one future per wait, no StreamReader.
+
+    Streams cost an extra buffer copy and loop turn per read, and ``drain`` per write;
+    this keeps only what the pump needs: received chunks, the end, and write flow control.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: list[bytes] = []
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.paused: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake()
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
+        self.paused = None
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """What arrived since the last read (waits for something); ``b""`` at the end."""
+        if not self.chunks and not self.ended:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.chunks:
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            self.chunks = []
+            return data
+        if isinstance(self.error, ssl.SSLError):
+            raise self.error
+        return b""
 
 
 class AsyncSMTPClient(DriverBase):
@@ -35,17 +96,16 @@ class AsyncSMTPClient(DriverBase):
     half-way for reuse.
     """
 
-    _reader: asyncio.StreamReader | None = None
-    _writer: asyncio.StreamWriter | None = None
+    _link: _Link | None = None
 
     async def connect(self) -> AsyncSMTPClient:
-        if self._writer is not None:
+        if self._link is not None:
             raise LocalProtocolError("already connected")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port,
+                transport, self._link = await loop.create_connection(
+                    _Link, self.host, self.port,
                     ssl=self._context() if self.tls else None,
                     server_hostname=self.server_hostname if self.tls else None,
                 )
@@ -55,11 +115,10 @@ class AsyncSMTPClient(DriverBase):
             raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
         except OSError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        del loop
-        sock = self._writer.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._peer_facts(self._writer.get_extra_info("sockname"), self._writer.get_extra_info("peername"))
+        self._peer_facts(transport.get_extra_info("sockname"), transport.get_extra_info("peername"))
         try:
             self.ready = await self._pump(wait_ready)  # type: ignore[assignment]
         except BaseException:
@@ -73,7 +132,7 @@ class AsyncSMTPClient(DriverBase):
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            if (self._writer is not None and not self.session.is_closed and not self.session.buffered
+            if (self._link is not None and not self.session.is_closed and not self.session.buffered
                     and not isinstance(exc, asyncio.CancelledError)):
                 await self.quit()
         except SMTPError:
@@ -112,9 +171,10 @@ class AsyncSMTPClient(DriverBase):
         return getattr(closed, "reply", None)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = self._reader = None
+        if self._link is not None:
+            if self._link.transport is not None:
+                self._link.transport.close()
+            self._link = None
         self.session.close()
 
     # -- moving bytes --------------------------------------------------------------
@@ -129,7 +189,7 @@ class AsyncSMTPClient(DriverBase):
         return collector.ordered(tickets)
 
     async def _pump(self, until: Callable[[Event], bool]) -> Event:
-        if self._writer is None or self._reader is None:
+        if self._link is None:
             raise LocalProtocolError("not connected")
         try:
             return await self._pump_events(until)
@@ -174,47 +234,48 @@ class AsyncSMTPClient(DriverBase):
             raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {session.state!r})") from exc
 
     async def _write(self, data: bytes) -> None:
-        assert self._writer is not None
-        try:
-            self._writer.write(data)
-            if self._writer.transport.get_write_buffer_size() > 1 << 16:
-                await self._writer.drain()
-        except OSError as exc:
+        link = self._link
+        if link is None or link.transport is None or link.transport.is_closing():
             self.close()
-            raise SMTPConnectError(f"writing to {self.host}:{self.port} failed: {exc}") from exc
+            raise SMTPConnectError(f"writing to {self.host}:{self.port} failed: the connection is closed")
+        link.transport.write(data)
+        if link.paused is not None:
+            await link.paused  # the transport's buffer is full: wait until it drains
 
     async def _read(self) -> bytes:
-        assert self._reader is not None
+        assert self._link is not None
         try:
-            return await self._reader.read(_RECV_SIZE)
+            return await self._link.read()
         except ssl.SSLError as exc:
             self.close()
             raise TLSError(f"TLS error while reading: {exc}") from exc
-        except OSError:
-            return b""  # a reset counts as the server closing; the engine decides if that is an error
 
     async def _handshake(self) -> None:
-        assert self._writer is not None
+        link = self._link
+        assert link is not None and link.transport is not None
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                await self._writer.start_tls(self._context(), server_hostname=self.server_hostname)
+                transport = await loop.start_tls(link.transport, link, self._context(),
+                                                 server_hostname=self.server_hostname)
         except TimeoutError as exc:
             self.close()
             raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
         except (ssl.SSLError, ssl.CertificateError) as exc:
             self.close()
             raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
-        except OSError as exc:
+        except (OSError, ConnectionError) as exc:
             self.close()
             raise SMTPConnectError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from exc
+        if transport is None:
+            self.close()
+            raise SMTPConnectError(f"TLS handshake with {self.host}:{self.port} failed: connection closed")
+        link.transport = transport
 
     async def _flush_and_close(self) -> None:
+        # The engine may have queued a polite QUIT before reporting the error.
         out = self.session.data_to_send()
-        if out and self._writer is not None:
-            try:
-                self._writer.write(out)
-                async with asyncio.timeout(1.0):
-                    await self._writer.drain()
-            except (OSError, TimeoutError):
-                pass
+        link = self._link
+        if out and link is not None and link.transport is not None and not link.transport.is_closing():
+            link.transport.write(out)
         self.close()
