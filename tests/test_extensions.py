@@ -208,3 +208,15 @@ def test_send_many_cut_short_by_421_reports_completed_and_unsent(kind: str, pipe
     assert [r.reply.text for r in error.completed] == ["2.0.0 queued as Q1", "2.0.0 queued as Q2"]
     assert error.unsent == 3
     assert len(server.messages) == 2
+
+
+@both
+def test_send_many_cut_short_by_the_connection_ending(kind: str) -> None:
+    items = [("a@example.test", [f"r{n}@example.test"], f"Subject: {n}\r\n\r\nx\r\n") for n in range(4)]
+    with ESMTPServer(shutdown_after=1, shutdown_reply=None, keywords=("PIPELINING",)) as server:
+        client = make_client(kind, server.host, server.port, timeout=5)
+        with pytest.raises(smtp_fsm.ServerDisconnected) as info, client:
+            client.send_many(items)
+    assert info.value.reply is None and info.value.state == "envelope"
+    assert [r.ok for r in info.value.completed] == [True]
+    assert info.value.unsent == 3

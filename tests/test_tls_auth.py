@@ -170,3 +170,29 @@ def test_starttls_response_injection_is_a_protocol_error(kind: str, tail: bytes)
     server.join(10)
     assert "STARTTLS" in str(info.value)
     assert server.received == b"EHLO [127.0.0.1]\r\nSTARTTLS\r\n"  # no handshake bytes, no AUTH
+
+
+STARTTLS_REFUSED = """
+S: 220 mx.example ESMTP
+C: EHLO [127.0.0.1]
+S: 250-mx.example
+S: 250-AUTH PLAIN LOGIN
+S: 250 STARTTLS
+C: STARTTLS
+S: 454 4.7.0 TLS not available due to temporary reason
+# required: the client gives up politely; no AUTH, no MAIL, ever
+C: QUIT
+S: 221 2.0.0 bye
+"""
+
+
+@both
+def test_required_starttls_refused_with_454_never_sends_auth(kind: str, scripted_smtp_server: object) -> None:
+    server = scripted_smtp_server(STARTTLS_REFUSED)  # type: ignore[operator]
+    with pytest.raises(smtp_fsm.TLSUnavailable) as info, make_client(
+        kind, server.host, server.port, timeout=5, starttls="required",
+        username="alice@example.test", password="secret",
+    ):
+        pass
+    assert info.value.code == 454 and info.value.reply.enhanced_code == "4.7.0"
+    # The fixture's teardown asserts the client wrote exactly the C: lines above.

@@ -32,7 +32,8 @@ class ESMTPServer:
     max_recipients: int | None = None  # beyond this, RCPT gets 452 (RFC 5321 §4.5.3.1.10)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply line
     hold_replies_until_data: bool = False
-    shutdown_after: int | None = None  # after this many messages, answer 421 and close
+    shutdown_after: int | None = None  # after this many messages, answer MAIL with 421 and close
+    shutdown_reply: str | None = "421 4.3.2 shutting down"  # None: close without a word
     commands: list[str] = field(default_factory=list)
     messages: list[ESMTPMessage] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -132,7 +133,8 @@ class _Connection:
     def do_MAIL(self, line: str) -> bool | None:
         limit = self.server.shutdown_after
         if limit is not None and len(self.server.messages) >= limit:
-            self.reply("421 4.3.2 shutting down")
+            if self.server.shutdown_reply is not None:
+                self.reply(self.server.shutdown_reply)
             self.flush()
             return False
         self.reset()
