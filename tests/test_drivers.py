@@ -8,20 +8,13 @@ from email.message import EmailMessage
 
 import pytest
 from drivers import DRIVERS, make_client
+from lab import LAB_MESSAGE, LAB_NORMALISED
 
 import smtp_fsm
 from smtp_fsm.testing import LocalSMTPServer, RecordingHandler, free_port
 
 both = pytest.mark.parametrize("kind", sorted(DRIVERS))
 
-# The original lab's message, byte for byte (note the stray tab and bare LF).
-LAB_MESSAGE = (
-    "from: hspikes <student@163.test>\r\n"
-    "to: hspikes <teacher@qq.test>\r\n"
-    "subject: Hello\r\n"
-    "Content-Type: text/plain\t\n"
-    "\r\n I love computer network!"
-)
 
 
 def chinese_message() -> EmailMessage:
@@ -114,7 +107,7 @@ def test_lab_message_fixture_arrives_normalised(kind: str, smtp_server: LocalSMT
     with make_client(kind, smtp_server.host, smtp_server.port, timeout=10) as client:
         client.sendmail("student@163.test", ["teacher@qq.test"], LAB_MESSAGE)
     (received,) = smtp_server.messages
-    assert received.content == LAB_MESSAGE.replace("\t\n", "\t\r\n").encode() + b"\r\n"
+    assert received.content == LAB_NORMALISED
     assert received.message["subject"] == "Hello"
 
 

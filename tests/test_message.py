@@ -8,6 +8,7 @@ from email.header import Header
 from email.message import EmailMessage, Message
 
 import pytest
+from lab import LAB_MESSAGE, LAB_NORMALISED
 
 from smtp_fsm import LocalProtocolError
 from smtp_fsm.message import (
@@ -19,22 +20,6 @@ from smtp_fsm.message import (
     payload_from_bytes,
     payload_from_message,
     serialise,
-)
-
-#: The lab's own message (lab3 SMTP client): note the stray tab and the bare LF ending Content-Type.
-LAB_MESSAGE = (
-    "from: hspikes <****@163.com>\r\n"
-    "to: hspikes <****@qq.com>\r\n"
-    "subject: Hello\r\n"
-    "Content-Type: text/plain\t\n"
-    "\r\n I love computer network!"
-)
-LAB_NORMALISED = (
-    b"from: hspikes <****@163.com>\r\n"
-    b"to: hspikes <****@qq.com>\r\n"
-    b"subject: Hello\r\n"
-    b"Content-Type: text/plain\t\r\n"
-    b"\r\n I love computer network!\r\n"
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
+from lab import LAB_MESSAGE
 from sansio_helpers import LIVE_STATES, drive_to, ready, reply
 
 from smtp_fsm import (
@@ -22,13 +23,6 @@ from smtp_fsm import machine as table
 OK = b"250 ok\r\n"
 GO = b"354 go ahead\r\n"
 QUEUED = b"250 2.0.0 queued as ABC\r\n"
-LAB_MESSAGE = (
-    "from: hspikes <****@163.com>\r\n"
-    "to: hspikes <****@qq.com>\r\n"
-    "subject: Hello\r\n"
-    "Content-Type: text/plain\t\n"
-    "\r\n I love computer network!"
-)
 
 
 def test_one_message_step_by_step_without_pipelining() -> None:
