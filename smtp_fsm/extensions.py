@@ -69,7 +69,8 @@ class Capabilities:
     def max_size(self) -> int | None:
         """The SIZE limit, or None when no limit is announced (absent, bare SIZE or SIZE 0: RFC 1870 §4)."""
         value = self.keywords.get("SIZE", "")
-        if not value.isdigit() or int(value) == 0:
+        # isdigit() alone accepts "²": only ASCII digits are a number here.
+        if not (value.isascii() and value.isdigit()) or int(value) == 0:
             return None
         return int(value)
 

@@ -23,8 +23,9 @@ recorded: the group's outcome is decided when the reply to DATA or to the
 last chunk arrives, because that command was already sent.  With LMTP the
 delivery replies after the data fire only once, on the last recipient's.
 That is what keeps a pipelined message at two triggers (DATA's 354 and the
-final reply) and a chunked one at one: a ``transitions`` trigger costs about
-10 µs, so triggers, not table look-ups, set the engine's cost.
+final reply) and a chunked one at one: a trigger costs about 2.5 µs here (11 µs
+through transitions' stock classes, see ``_TableEvent``), so triggers, not table look-ups, set the
+engine's cost.
 
 Three rules cut across every state and are rows with many sources:
 a 421 reply ends the session (``server_shutdown``), the server closing the
@@ -186,6 +187,7 @@ class SessionView(Protocol):
 
 
 class TransactionView(Protocol):
+    round_ok: bool
     sender_ok: bool
     accepted_count: int
     rcpt_outstanding: int
@@ -310,9 +312,9 @@ def pipeline_next(ev: EventData) -> bool:
 
 
 def retry_deferred(ev: EventData) -> bool:
-    """Some recipients got 452 while others were accepted: send the message again to them."""
+    """Some recipients got 452 and this round delivered to others: send the message again to them."""
     tx = _session(ev).transaction_view()
-    return positive(ev) and tx.deferred_count > 0 and tx.accepted_count > 0
+    return tx.deferred_count > 0 and tx.round_ok
 
 
 def chunk_refused(ev: EventData) -> bool:
@@ -413,6 +415,9 @@ TRANSITIONS: tuple[TransitionSpec, ...] = (
     ),
     _t("rset_reply", RSET, READY, [positive, abandoning], ["finish_transaction"], "250, transaction abandoned"),
     _t("rset_reply", RSET, READY, [positive], ["command_done"], "250"),
+    # The abandoned message's result is known already: report it before giving up.
+    _t("rset_reply", RSET, QUIT, [abandoning], ["finish_transaction", "fail_reply", "send_quit"],
+       "refused, transaction abandoned"),
     _t("rset_reply", RSET, QUIT, [], ["fail_reply", "send_quit"], "other"),
     _t("noop_reply", NOOP, READY, [positive], ["command_done"], "250"),
     _t("noop_reply", NOOP, QUIT, [], ["fail_reply", "send_quit"], "other"),

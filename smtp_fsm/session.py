@@ -34,7 +34,6 @@ from .errors import (
     AuthenticationError,
     LocalProtocolError,
     RemoteProtocolError,
-    SenderRefused,
     ServerDisconnected,
     SMTPError,
     SMTPReplyError,
@@ -63,6 +62,7 @@ from .transaction import (
     Work,
     build_transaction,
     credentials_from,
+    settle_retry_round,
     transaction_error,
 )
 
@@ -247,7 +247,25 @@ class ClientSession:
         envid: str | None = None,
     ) -> int:
         """Queue one message; returns its ticket (``MessageSent.ticket``)."""
-        recipients = (to_addrs,) if isinstance(to_addrs, str) else tuple(to_addrs)
+        submission, tx = self._submission(from_addr, to_addrs, msg, mail_options=mail_options,
+                                          rcpt_options=rcpt_options, notify=notify, ret=ret, envid=envid)
+        return self._queue("mail", submission, tx)
+
+    def _submission(
+        self,
+        from_addr: str,
+        to_addrs: str | Iterable[str],
+        msg: bytes | str | Message,
+        *,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+        notify: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
+    ) -> tuple[Submission, Transaction | None]:
+        """Check a message against the capabilities once known (the syntax alone before): nothing
+        invalid is queued.  Recipients given twice are sent once."""
+        recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
         if not recipients:
             raise LocalProtocolError("no recipients given")
         submission = Submission(
@@ -255,11 +273,9 @@ class ClientSession:
             tuple(mail_options), tuple(rcpt_options),
         )
         self._check_open()
-        # Checked now, against the capabilities once they are known (before that, the syntax
-        # alone): nothing invalid is queued.
         tx = build_transaction(submission, self.capabilities if self._caps_final else None, self.chunking,
                                self.chunk_size)
-        return self._queue("mail", submission, tx if self._caps_final else None)
+        return submission, (tx if self._caps_final else None)
 
     def send_message(
         self,
@@ -278,15 +294,20 @@ class ClientSession:
         )
 
     def send_many(self, items: Iterable[Message | tuple[str, str | Iterable[str], bytes | str | Message]]) -> list[int]:
-        """Queue several messages (``EmailMessage`` or ``(from, to, msg)``); pipelined when possible."""
-        tickets = []
+        """Queue several messages (``EmailMessage`` or ``(from, to, msg)``); pipelined when possible.
+
+        Every item is checked before any is queued: one invalid item raises and queues nothing.
+        """
+        self._check_open()
+        prepared = []
         for item in items:
             if isinstance(item, Message):
-                tickets.append(self.send_message(item))
+                sender, recipients = envelope_from_headers(item)
+                prepared.append(self._submission(sender, recipients, item))
             else:
-                sender, recipients, msg = item
-                tickets.append(self.sendmail(sender, recipients, msg))
-        return tickets
+                sender, to_addrs, msg = item
+                prepared.append(self._submission(sender, to_addrs, msg))
+        return [self._queue("mail", submission, tx) for submission, tx in prepared]
 
     def noop(self) -> int:
         return self._queue("noop")
@@ -346,9 +367,9 @@ class ClientSession:
     def _record_mail(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
         assert tx is not None
+        tx.mail_reply = reply
         if not 200 <= reply.code < 300:
             tx.sender_ok = False
-            tx.result.error = SenderRefused(reply, tx.result.sender, self.state)
 
     def _record_rcpt(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
@@ -377,15 +398,20 @@ class ClientSession:
     def _record_end(self, pending: Pending, reply: Reply) -> None:
         tx = pending.tx
         assert tx is not None
+        positive = 200 <= reply.code < 300
         if self.lmtp and pending.rcpt is not None:
             # RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
             tx.result.delivery[pending.rcpt] = reply
-            if not 200 <= reply.code < 300:
+            if positive:
+                tx.round_ok = True
+            else:
                 tx.result.accepted.pop(pending.rcpt, None)
                 tx.result.refused[pending.rcpt] = reply
         if pending.trigger is not None:
-            tx.result.reply = reply
-            if tx.chunked and not 200 <= reply.code < 300:
+            tx.result.reply = tx.final_reply = reply
+            if not self.lmtp:
+                tx.round_ok = positive and tx.accepted_count > 0
+            if tx.chunked and not positive:
                 tx.chunk_failed = True
 
     def _fire(self, trigger: str, reply: Reply | None, error: SMTPError | None = None) -> None:
@@ -420,8 +446,8 @@ class ClientSession:
 
     def _check_open(self) -> None:
         self._debug = log.isEnabledFor(logging.DEBUG)
-        if self.state == table.FAILED and self._error is not None:
-            raise self._error  # the server's fault, reported as such
+        if self._error is not None:
+            raise self._error  # the session has ended (it may still be saying QUIT)
         if self.state in table.FINAL_STATES or self._quit_queued:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
 
@@ -641,7 +667,9 @@ class ClientSession:
         result = tx.result
         for rcpt, reply in tx.deferred.items():
             result.refused[rcpt] = reply
-        if result.error is None:
+        if tx.earlier is not None:
+            settle_retry_round(tx)
+        elif result.error is None:
             result.error = transaction_error(tx, source_of(ev))
         self._emit(MessageSent(tx.ticket, result))
         self._tx, self._next_tx = self._next_tx, None

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
-from .auth import Credentials
+from .auth import MAX_AUTH_LINE, Credentials
 from .commands import encode_address, format_params, mail_from, rcpt_to, xtext
-from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SMTPError
+from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SenderRefused, SMTPError
 from .extensions import Capabilities
 from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message
 from .replies import Reply
@@ -53,6 +53,11 @@ class Transaction:
     deferred: dict[str, Reply] = field(default_factory=dict)
     chunk_failed: bool = False
     data_reply: Reply | None = None
+    mail_reply: Reply | None = None
+    final_reply: Reply | None = None  # this round's reply to the end of the content
+    round_ok: bool = False  # this round delivered to someone (for LMTP: any delivery reply 2xx)
+    recipients_round: tuple[str, ...] = ()
+    earlier: Reply | None = None  # the final reply of an earlier round that delivered (452 retries)
     held: deque[tuple[bytes, Pending]] = field(default_factory=deque)
 
     @property
@@ -60,6 +65,11 @@ class Transaction:
         return len(self.deferred)
 
     def start_round(self, recipients: Sequence[str]) -> None:
+        if self.round_ok:
+            self.earlier = self.result.reply  # a 452 retry: what was delivered so far stands
+        self.recipients_round = tuple(recipients)
+        self.mail_reply = self.final_reply = None
+        self.round_ok = False
         self.sender_ok = True
         self.accepted_count = 0
         self.accepted_round = []
@@ -159,6 +169,10 @@ def credentials_from(username: str | None, password: str | None, oauth_token: st
     for value, what in ((username, "username"), (password, "password"), (oauth_token, "oauth_token")):
         if value is not None and ("\0" in value or "\r" in value or "\n" in value):
             raise LocalProtocolError(f"{what} contains NUL, CR or LF")
+    # RFC 4954 §4: an AUTH line (the initial response, base64) is at most 12288 octets.
+    longest = len(f"user={username}\x01auth=Bearer {oauth_token or ''}\x01\x01\0{password or ''}")
+    if 4 * (longest + 2) // 3 + len("AUTH XOAUTH2 \r\n") > MAX_AUTH_LINE:
+        raise LocalProtocolError(f"credentials too long for an AUTH line (RFC 4954 allows {MAX_AUTH_LINE} octets)")
     return Credentials(username, password, oauth_token)
 
 
@@ -187,22 +201,46 @@ def notify_for(notify: Sequence[str] | Mapping[str, Sequence[str]] | None, rcpt:
     return ",".join(words)
 
 
+def round_failure(tx: Transaction) -> Reply | None:
+    """The reply that failed this round as a whole, or None when the round delivered."""
+    if not tx.sender_ok:
+        return tx.mail_reply
+    if tx.data_reply is not None and tx.data_reply.code != 354:
+        return tx.data_reply
+    if tx.final_reply is not None and not tx.round_ok:
+        return tx.final_reply
+    return None
+
+
+def settle_retry_round(tx: Transaction) -> None:
+    """After a 452 retry round: the earlier delivery stands; this round's failures refuse its recipients."""
+    result = tx.result
+    failure = round_failure(tx)
+    if failure is not None:
+        for rcpt in tx.recipients_round:
+            if rcpt not in result.refused:
+                result.accepted.pop(rcpt, None)
+                result.refused[rcpt] = failure
+        result.reply = tx.earlier
+    result.error = None
+
+
 def transaction_error(tx: Transaction, state: str) -> SMTPError | None:
     """Why the message failed as a whole, or None when some recipient got it."""
     result = tx.result
+    if not tx.sender_ok and tx.mail_reply is not None:
+        return SenderRefused(tx.mail_reply, result.sender, state)
     if not result.accepted:
         if result.refused:
             return RecipientsRefused(dict(result.refused), state)
         if tx.data_reply is not None and tx.data_reply.code != 354:
             return DataRefused(tx.data_reply, "DATA refused", state)
         return None
-    # Only this round's DATA counts: a 452 retry in which nobody was accepted ends
-    # in a refused DATA, but the first round's delivery stands.
-    if tx.accepted_count > 0 and tx.data_reply is not None and tx.data_reply.code != 354:
+    if tx.data_reply is not None and tx.data_reply.code != 354:
         return DataRefused(tx.data_reply, "DATA refused", state)
     final = result.reply
     if final is None and not tx.chunked:
-        return None if tx.accepted_count == 0 else DataRefused(tx.data_reply or Reply(554), "no final reply", state)
+        return DataRefused(Reply(554), "no final reply", state)
     if final is not None and not 200 <= final.code < 300 and not result.delivery:
         return DataRefused(final, "message refused", state)
     return None
