@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from email.message import Message
 from typing import Any
 
-from .errors import LocalProtocolError, ServerDisconnected, SMTPError
+from .errors import LocalProtocolError, SMTPError
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .replies import Reply
@@ -111,6 +111,14 @@ class DriverBase:
         """The recorded steps (empty unless the client was made with ``trace=True``)."""
         return list(self.session.trace or [])
 
+    def _is_connected(self) -> bool:
+        raise NotImplementedError
+
+    def _require_connection(self) -> None:
+        # Checked before the engine is given work: a call that fails must queue nothing.
+        if not self._is_connected():
+            raise LocalProtocolError("not connected: use the client in a with block or call connect() first")
+
     def _context(self) -> ssl.SSLContext:
         if self.tls_context is None:
             self.tls_context = ssl.create_default_context()
@@ -139,10 +147,9 @@ class Collector:
         return [self.results[ticket] for ticket in tickets]
 
     def interrupted(self, error: SMTPError, tickets: list[int]) -> SMTPError:
-        """Attach what completed to a ServerDisconnected that cut a batch short."""
-        if isinstance(error, ServerDisconnected):
-            error.completed = [self.results[t] for t in tickets if t in self.results]
-            error.unsent = len(tickets) - len(error.completed)
+        """Attach what completed to the error that cut a batch short (whatever the error)."""
+        error.completed = tuple(self.results[t] for t in tickets if t in self.results)
+        error.unsent = len(tickets) - len(error.completed)
         return error
 
 

@@ -176,31 +176,40 @@ class AsyncSMTPClient(DriverBase):
 
     async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                        **options: Any) -> SendResult:
+        self._require_connection()
         ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
         return single_result((await self._results([ticket]))[0])
 
     async def send_message(self, msg: Message, from_addr: str | None = None,
                            to_addrs: str | Iterable[str] | None = None, **options: Any) -> SendResult:
+        self._require_connection()
         ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
         return single_result((await self._results([ticket]))[0])
 
     async def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
         """As ``SMTPClient.send_many``: one result per message, pipelined when the server allows."""
+        self._require_connection()
         return await self._results(self.session.send_many(items))
 
     async def noop(self) -> Reply:
+        self._require_connection()
         return command_reply(await self._pump(wait_command(self.session.noop())))
 
     async def rset(self) -> Reply:
+        self._require_connection()
         return command_reply(await self._pump(wait_command(self.session.rset())))
 
     async def quit(self) -> Reply | None:
+        self._require_connection()
         self.session.quit()
         try:
             closed = await self._pump(wait_closed)
         finally:
             self.close()
         return getattr(closed, "reply", None)
+
+    def _is_connected(self) -> bool:
+        return self._link is not None
 
     def close(self) -> None:
         if self._link is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,10 @@ exit codes:
 """
 
 # States in which a hang-up means "could not open a session" (exit 3), not a failure mid-session (exit 6).
-_SETUP_STATES = frozenset({machine.GREETING, machine.EHLO, machine.HELO, machine.STARTTLS, machine.TLS_HANDSHAKE})
+_SETUP_STATES = frozenset({
+    machine.GREETING, machine.EHLO, machine.HELO, machine.STARTTLS, machine.TLS_HANDSHAKE,
+    machine.AUTH, machine.AUTH_RESPONSE, machine.AUTH_CANCEL,
+})
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _FORMATS = ("dot", "mmd", "svg")
 #: --trace shows this many lines of the message itself; --dry-run shows all of it.
@@ -213,7 +216,8 @@ def _ready_mail(args: argparse.Namespace) -> Mail:
     parsed = message_from_bytes(data, policy=email_policy.default)
     header_sender, header_recipients = envelope_from_headers(parsed)
     sender = args.from_addr if args.from_addr is not None else header_sender
-    recipients = [*args.to, *args.cc, *args.bcc] or header_recipients
+    # Each option may hold a comma list, as when smtp-fsm builds the message itself.
+    recipients = [addr for _, addr in getaddresses([*args.to, *args.cc, *args.bcc]) if addr] or header_recipients
     if not sender and args.from_addr is None:
         raise UsageError("no sender: give --from or put a From header in the message")
     if not recipients:

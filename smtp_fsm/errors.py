@@ -23,7 +23,14 @@ if TYPE_CHECKING:
 
 
 class SMTPError(Exception):
-    """Base class of every error smtp_fsm raises."""
+    """Base class of every error smtp_fsm raises.
+
+    When an error cuts a ``send_many`` batch short, ``completed`` holds the
+    results of the messages that finished first and ``unsent`` how many did not.
+    """
+
+    completed: tuple[SendResult, ...] = ()
+    unsent: int = 0
 
 
 class LocalProtocolError(SMTPError):
@@ -90,9 +97,7 @@ class ServerDisconnected(SMTPError):
     """The server sent 421 or closed the connection outside of QUIT.
 
     ``reply`` is the 421 reply (None when the connection simply closed),
-    ``state`` the state the session was in.  When raised by ``send_many``,
-    ``completed`` holds the results of the messages that finished before the
-    connection ended and ``unsent`` how many did not.
+    ``state`` the state the session was in.
     """
 
     def __init__(self, message: str, reply: Reply | None = None, state: str | None = None) -> None:
@@ -102,8 +107,6 @@ class ServerDisconnected(SMTPError):
         super().__init__(detail)
         self.reply = reply
         self.state = state
-        self.completed: list[SendResult] = []
-        self.unsent = 0
 
 
 class SMTPTimeout(SMTPError, TimeoutError):

@@ -75,11 +75,13 @@ class SMTPClient(DriverBase):
 
     def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                  **options: Any) -> SendResult:
+        self._require_connection()
         ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
         return single_result(self._results([ticket])[0])
 
     def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
                      **options: Any) -> SendResult:
+        self._require_connection()
         ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
         return single_result(self._results([ticket])[0])
 
@@ -87,25 +89,32 @@ class SMTPClient(DriverBase):
         """Send every message over this connection; one result per message, in order.
 
         A message the server refuses does not stop the others: its result
-        carries the error.  If the connection ends mid-batch, the
-        ``ServerDisconnected`` raised carries ``completed`` and ``unsent``.
+        carries the error.  An error that cuts the batch short (421, the
+        connection's end, a timeout) carries ``completed`` and ``unsent``.
         """
+        self._require_connection()
         return self._results(self.session.send_many(items))
 
     def noop(self) -> Reply:
+        self._require_connection()
         return command_reply(self._pump(wait_command(self.session.noop())))
 
     def rset(self) -> Reply:
+        self._require_connection()
         return command_reply(self._pump(wait_command(self.session.rset())))
 
     def quit(self) -> Reply | None:
         """Send QUIT and close; returns the 221 (None if the server just closed)."""
+        self._require_connection()
         self.session.quit()
         try:
             closed = self._pump(wait_closed)
         finally:
             self.close()
         return getattr(closed, "reply", None)
+
+    def _is_connected(self) -> bool:
+        return self._sock is not None
 
     def close(self) -> None:
         """Close the socket without QUIT (the engine is released too)."""
@@ -143,28 +152,55 @@ class SMTPClient(DriverBase):
                 self._flush_and_close()
                 raise
             if event is NEED_DATA:
+                session.receive_data(self._read(deadline))
                 if session.replies_received != seen:
+                    # A complete reply: the next one gets a whole timeout, writing included.
                     seen = session.replies_received
                     deadline = time.monotonic() + self.timeout
-                    if self._read_timeout != self.timeout and self._sock is not None:
-                        self._read_timeout = self.timeout
-                        self._sock.settimeout(self.timeout)  # not ``sock``: STARTTLS replaces it
-                session.receive_data(self._read(deadline))
+                    self._full_timeout()
                 continue
             if isinstance(event, StartTLS):
                 self._handshake(time.monotonic() + self.timeout)
                 session.tls_established()
+                deadline = time.monotonic() + self.timeout
                 continue
             if until(event):
                 return event
 
+    def _full_timeout(self) -> None:
+        """Give the socket the whole timeout again (a read may have lowered it)."""
+        if self._read_timeout != self.timeout and self._sock is not None:
+            self._read_timeout = self.timeout
+            self._sock.settimeout(self.timeout)
+
     def _write(self, data: bytes) -> None:
         assert self._sock is not None
+        self._full_timeout()
         try:
             self._sock.sendall(data)
-        except OSError as exc:
+        except TimeoutError as exc:
             self.close()
-            raise SMTPConnectError(f"writing to {self.host}:{self.port} failed: {exc}") from exc
+            raise SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
+                              f"(in state {self.session.state!r})") from exc
+        except OSError:
+            self._drain()
+
+    def _drain(self) -> None:
+        """The write failed: the server may have said why (421) before it closed. The engine
+        reads what arrived, then the close, and reports it as for any other close."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.settimeout(1.0)
+            for _ in range(64):  # bounded: what a server sends before closing is small
+                data = sock.recv(_RECV_SIZE)
+                if not data or self.session.is_closed:
+                    break
+                self.session.receive_data(data)
+        except OSError:
+            pass
+        if not self.session.is_closed:
+            self.session.receive_data(b"")
 
     def _read(self, deadline: float) -> bytes:
         sock = self._sock

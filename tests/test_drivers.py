@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from email.message import EmailMessage
 
 import pytest
@@ -217,3 +218,66 @@ def test_asyncio_cancel_closes_the_connection() -> None:
         silent.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+class _ShutsDownDuringContent(threading.Thread):
+    """Accepts one message, then answers the next DATA with 354, reads a little, says 421 and closes."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.port = self.listener.getsockname()[1]
+
+    def run(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(10)
+            reader = conn.makefile("rb")
+            conn.sendall(b"220 mx ESMTP\r\n")
+            reader.readline()  # EHLO
+            conn.sendall(b"250 mx\r\n")
+            for line in iter(reader.readline, b""):
+                if line == b"DATA\r\n":
+                    break
+                conn.sendall(b"250 ok\r\n")
+            conn.sendall(b"354 go\r\n")
+            while reader.readline() not in (b".\r\n", b""):
+                pass
+            conn.sendall(b"250 queued as 1\r\n")
+            for line in iter(reader.readline, b""):
+                if line == b"DATA\r\n":
+                    break
+                conn.sendall(b"250 ok\r\n")
+            conn.sendall(b"354 go\r\n")
+            reader.read(1000)
+            conn.sendall(b"421 4.3.0 shutting down\r\n")
+            conn.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+
+@both
+def test_server_leaving_during_a_large_content_is_reported_with_its_421(kind: str) -> None:
+    server = _ShutsDownDuringContent()
+    server.start()
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 40_000  # 40 MB: more than the socket buffers
+    items = [("a@example.test", ["b@example.test"], b"Subject: small\r\n\r\nx\r\n"),
+             ("a@example.test", ["b@example.test"], big),
+             ("a@example.test", ["b@example.test"], b"Subject: never\r\n\r\nx\r\n")]
+    client = make_client(kind, "127.0.0.1", server.port, timeout=10, pipelining=False)
+    with pytest.raises(smtp_fsm.ServerDisconnected) as info, client:
+        client.send_many(items)
+    server.join(10)
+    assert info.value.reply is not None and info.value.reply.code == 421
+    assert [r.reply.text for r in info.value.completed] == ["queued as 1"]
+    assert info.value.unsent == 2
+
+
+@both
+def test_work_given_before_connecting_raises_and_queues_nothing(kind: str, smtp_server: LocalSMTPServer) -> None:
+    client = make_client(kind, smtp_server.host, smtp_server.port, timeout=10)
+    with pytest.raises(smtp_fsm.LocalProtocolError, match="not connected"):
+        client.sendmail("a@example.test", ["b@example.test"], b"x\r\n")
+    with client:
+        client.noop()
+    assert smtp_server.messages == []
