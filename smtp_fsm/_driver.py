@@ -70,6 +70,8 @@ class DriverBase:
     ) -> None:
         if not host:
             raise LocalProtocolError("host must not be empty")
+        if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+            raise LocalProtocolError(f"port must be a number from 1 to 65535, not {port!r}")
         if timeout is None or timeout <= 0:
             raise LocalProtocolError("timeout must be a positive number of seconds")
         if starttls not in STARTTLS_POLICIES:

@@ -69,7 +69,8 @@ exit codes:
   4  authentication failed, or credentials refused over an unencrypted link
   5  message refused: the sender, every recipient, or the data
   6  protocol error or timeout: the server broke SMTP, did not answer within
-     --timeout, or closed the connection mid-session
+     --timeout (connecting and the TLS handshake included), or closed the
+     connection mid-session
 """
 
 # States in which a hang-up means "could not open a session" (exit 3), not a failure mid-session (exit 6).

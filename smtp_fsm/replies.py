@@ -137,7 +137,7 @@ class ReplyParser:
             if self._lines and code != self._code:
                 raise RemoteProtocolError("reply code changed inside a multi-line reply", line[:80])
             if separator == b"-":  # more lines follow
-                if len(self._lines) >= MAX_LINES:
+                if len(self._lines) >= MAX_LINES - 1:  # room is kept for the final line
                     raise RemoteProtocolError(f"reply has more than {MAX_LINES} lines", line[:80])
                 self._code = code
                 self._lines.append(text)

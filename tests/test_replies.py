@@ -175,3 +175,9 @@ def test_reply_is_immutable() -> None:
     reply = Reply(250, ("ok",))
     with pytest.raises(AttributeError):
         reply.code = 550  # type: ignore[misc]
+
+
+def test_a_reply_of_max_lines_passes_and_one_more_line_is_refused() -> None:
+    ReplyParser().feed(b"250-K\r\n" * (MAX_LINES - 1) + b"250 last\r\n")
+    with pytest.raises(RemoteProtocolError, match="lines"):
+        ReplyParser().feed(b"250-K\r\n" * MAX_LINES + b"250 last\r\n")
