@@ -26,6 +26,7 @@ from .replies import Reply
 from .results import SendResult
 
 _RECV_SIZE = 65536
+_WRITE_PIECE = 1 << 20
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -177,7 +178,14 @@ class SMTPClient(DriverBase):
         assert self._sock is not None
         self._full_timeout()
         try:
-            self._sock.sendall(data)
+            if len(data) <= _WRITE_PIECE:
+                self._sock.sendall(data)
+            else:
+                # sendall's timeout bounds the whole call: in pieces, a large message on a slow
+                # but steady link is bounded by progress instead.
+                view = memoryview(data)
+                for start in range(0, len(data), _WRITE_PIECE):
+                    self._sock.sendall(view[start : start + _WRITE_PIECE])
         except TimeoutError as exc:
             self.close()
             raise SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
