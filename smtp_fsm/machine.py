@@ -319,9 +319,10 @@ def retry_deferred(ev: EventData) -> bool:
 
 
 def chunk_refused(ev: EventData) -> bool:
-    """A BDAT transaction failed: RFC 3030 wants RSET before the next one."""
+    """A chunk of a BDAT transaction was refused (even if BDAT LAST then got 250): RSET, so the
+    next transaction starts clean (RFC 3030 §2: no more chunks after a failed one)."""
     tx = _session(ev).transaction_view()
-    return tx.chunked and not positive(ev)
+    return tx.chunked and tx.chunk_failed
 
 
 def next_in_flight(ev: EventData) -> bool:

@@ -109,3 +109,13 @@ def test_duplicate_recipients_are_sent_once() -> None:
 def test_an_auth_response_longer_than_rfc_4954_allows_is_refused_up_front() -> None:
     with pytest.raises(LocalProtocolError, match="12288"):
         Harness(username="u", password="p" * 10000, loopback=True)
+
+
+def test_a_refused_middle_chunk_is_followed_by_rset_even_if_last_gets_250() -> None:
+    h = ready("PIPELINING", "CHUNKING", chunk_size=4)
+    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"abcdefgh\r\n")
+    assert step.sent.count(b"BDAT ") == 3
+    step = h.feed(b"250 ok\r\n250 ok\r\n250 4 octets\r\n554 5.6.0 chunk refused\r\n250 2.0.0 queued\r\n")
+    assert step.sent == b"RSET\r\n"
+    result = only_result(h.feed(b"250 reset\r\n"))
+    assert result.error is not None and result.error.code == 554
