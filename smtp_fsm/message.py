@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.generator import BytesGenerator
@@ -215,10 +215,6 @@ def payload_from_message(msg: Message, *, utf8: bool = False, seven_bit: bool = 
     content = normalize_line_endings(serialise(msg, utf8=utf8, seven_bit=seven_bit))
     check_line_length(content)
     return Payload(content, not content.isascii(), utf8, msg)
-
-
-def recipients_list(to_addrs: str | Iterable[str]) -> list[str]:
-    return [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
 
 
 def needs_utf8_headers(msg: Message, addresses: Sequence[str]) -> bool:

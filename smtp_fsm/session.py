@@ -252,25 +252,18 @@ class ClientSession:
         return self._queue("mail", submission, tx)
 
     def _submission(
-        self,
-        from_addr: str,
-        to_addrs: str | Iterable[str],
-        msg: bytes | str | Message,
-        *,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-        notify: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-        ret: str | None = None,
-        envid: str | None = None,
+        self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message, **options: Any
     ) -> tuple[Submission, Transaction | None]:
         """Check a message against the capabilities once known (the syntax alone before): nothing
-        invalid is queued.  Recipients given twice are sent once."""
+        invalid is queued.  Recipients given twice are sent once.  ``options`` are sendmail's
+        keywords, named and typed there."""
         recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
         if not recipients:
             raise LocalProtocolError("no recipients given")
+        ret = options.get("ret")
         submission = Submission(
-            from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
-            tuple(mail_options), tuple(rcpt_options),
+            from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None, options.get("envid"),
+            tuple(options.get("mail_options", ())), tuple(options.get("rcpt_options", ())),
         )
         self._check_open()
         tx = build_transaction(submission, self.capabilities if self._caps_final else None, self.chunking,
