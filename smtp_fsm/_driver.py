@@ -18,8 +18,9 @@ from typing import Any
 from .errors import LocalProtocolError, SMTPError
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
+from .message import envelope_from_headers
 from .replies import Reply
-from .results import SendResult
+from .results import Outcome, SendResult
 from .session import DEFAULT_CHUNK_SIZE, STARTTLS_POLICIES, ClientSession, StartTLSPolicy
 from .trace import TraceStep
 
@@ -53,6 +54,7 @@ class DriverBase:
         *,
         local_hostname: str | None = None,
         timeout: float = 60.0,
+        data_timeout: float = 600.0,
         tls: bool = False,
         starttls: StartTLSPolicy = "opportunistic",
         tls_context: ssl.SSLContext | None = None,
@@ -72,8 +74,9 @@ class DriverBase:
             raise LocalProtocolError("host must not be empty")
         if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
             raise LocalProtocolError(f"port must be a number from 1 to 65535, not {port!r}")
-        if timeout is None or timeout <= 0:
-            raise LocalProtocolError("timeout must be a positive number of seconds")
+        for value, name in ((timeout, "timeout"), (data_timeout, "data_timeout")):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise LocalProtocolError(f"{name} must be a positive number of seconds, not {value!r}")
         if starttls not in STARTTLS_POLICIES:
             raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
         if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
@@ -81,6 +84,9 @@ class DriverBase:
         self.host = host
         self.port = port if port is not None else (SUBMISSIONS_PORT if tls else (LMTP_PORT if lmtp else SMTP_PORT))
         self.timeout = float(timeout)
+        #: RFC 5321 §4.5.3.2.6: the reply to the end of the data gets 10 minutes, since giving
+        #: up earlier is what turns a delivered message into a duplicate when it is sent again.
+        self.data_timeout = float(data_timeout)
         self.tls = tls
         self.tls_context = tls_context
         self.server_hostname = server_hostname or host
@@ -127,31 +133,74 @@ class DriverBase:
         return self.tls_context
 
     def _peer_facts(self, sockname: Any, peername: Any) -> None:
-        self.session.loopback = is_loopback(str(peername[0]))
-        if not self._local_hostname_given:
+        # None when the server reset the connection right after accepting it: the session
+        # then reads the end of the connection and reports it (ServerDisconnected, greeting).
+        if peername is not None:
+            self.session.loopback = is_loopback(str(peername[0]))
+        if sockname is not None and not self._local_hostname_given:
             self.session.local_hostname = address_literal(str(sockname[0]))
+
+    def _reply_limit(self) -> tuple[float, str]:
+        """The deadline for the reply awaited now, and what to call it in a timeout error."""
+        if self.session.awaiting_final_reply:
+            return self.data_timeout, "final reply to the data"
+        return self.timeout, "complete reply"
+
+    def _refuse_on_ended_session(self, items: list[Any]) -> None:
+        """Raise the session's error before new work: the server left (or said 421) while idle."""
+        error = self.session.error
+        if error is not None:
+            error.completed, error.uncertain, error.unsent = (), (), tuple(items)
+            raise error
 
 
 class Collector:
     """Reads events until the one a call waits for; keeps the results of ``send_many``."""
 
-    def __init__(self, tickets: Iterable[int] = ()) -> None:
+    def __init__(self, session: ClientSession, tickets: Iterable[int] = ()) -> None:
+        self.session = session
         self.waiting = set(tickets)
         self.results: dict[int, SendResult] = {}
+        self.cut_short = False
 
     def take(self, event: Event) -> bool:
-        """Record ``event``; True when every awaited ticket is done."""
+        """Record ``event``; True when every awaited ticket is done and none was cut short.
+
+        A message the session's end cut short comes just before that error: the pump
+        goes on to raise it, so the caller sees the error with every message's fate.
+        """
         if isinstance(event, MessageSent) and event.ticket in self.waiting:
             self.results[event.ticket] = event.result
-        return len(self.results) == len(self.waiting)
+            error = event.result.error
+            if error is not None and error is self.session.error:
+                self.cut_short = True
+        return len(self.results) == len(self.waiting) and not self.cut_short
 
     def ordered(self, tickets: list[int]) -> list[SendResult]:
         return [self.results[ticket] for ticket in tickets]
 
-    def interrupted(self, error: SMTPError, tickets: list[int]) -> SMTPError:
-        """Attach what completed to the error that cut a batch short (whatever the error)."""
-        error.completed = tuple(self.results[t] for t in tickets if t in self.results)
-        error.unsent = len(tickets) - len(error.completed)
+    def interrupted(self, error: SMTPError, tickets: list[int], items: list[Any]) -> SMTPError:
+        """Attach every message's fate to the error that cut the call short (whatever the error).
+
+        A driver's own error (a timeout, a TLS failure) leaves the engine unaware: closing it
+        with that error settles each unfinished message, uncertain or not sent.
+        """
+        self.session.close(error)
+        for _ in range(len(tickets) + 2):  # each call takes one queued event; bounded
+            try:
+                event = self.session.next_event()
+            except SMTPError:
+                break
+            if not isinstance(event, MessageSent):
+                break
+            self.take(event)
+        done = (Outcome.DELIVERED, Outcome.REFUSED)
+        fates = [self.results.get(ticket) for ticket in tickets]
+        error.completed = tuple(result for result in fates if result is not None and result.outcome in done)
+        error.uncertain = tuple(item for item, result in zip(items, fates, strict=True)
+                                if result is not None and result.outcome is Outcome.UNCERTAIN)
+        error.unsent = tuple(item for item, result in zip(items, fates, strict=True)
+                             if result is None or result.outcome is Outcome.NOT_SENT)
         return error
 
 
@@ -173,6 +222,14 @@ def wait_closed(event: Event) -> bool:
 def command_reply(event: Event) -> Reply:
     assert isinstance(event, CommandDone)
     return event.reply
+
+
+def message_item(msg: Message, from_addr: str | None, to_addrs: str | Iterable[str] | None) -> SendItem:
+    """What ``send_message`` was given, as ``send_many`` would take it (for ``error.unsent``)."""
+    if from_addr is None and to_addrs is None:
+        return msg
+    sender, recipients = envelope_from_headers(msg)
+    return (from_addr if from_addr is not None else sender, to_addrs if to_addrs is not None else recipients, msg)
 
 
 def single_result(result: SendResult) -> SendResult:

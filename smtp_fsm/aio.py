@@ -15,6 +15,7 @@ from ._driver import (
     DriverBase,
     SendItem,
     command_reply,
+    message_item,
     single_result,
     wait_closed,
     wait_command,
@@ -98,19 +99,19 @@ class _ReplyDeadline:
     much as parsing the reply.)
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, limit: Callable[[], tuple[float, str]]) -> None:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
-        self.timeout = timeout
+        self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
         self.progress = self.loop.time()
         self.expired = False
-        self.handle = self.loop.call_at(self.progress + timeout, self._fire)
+        self.handle = self.loop.call_at(self.progress + limit()[0], self._fire)
 
     def moved(self) -> None:
         self.progress = self.loop.time()
 
     def _fire(self) -> None:
-        due = self.progress + self.timeout
+        due = self.progress + self.limit()[0]
         if due > self.loop.time():
             self.handle = self.loop.call_at(due, self._fire)
         elif self.task is not None:
@@ -136,22 +137,25 @@ class AsyncSMTPClient(DriverBase):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                transport, self._link = await loop.create_connection(
-                    _Link, self.host, self.port,
-                    ssl=self._context() if self.tls else None,
-                    server_hostname=self.server_hostname if self.tls else None,
-                )
+                transport, self._link = await loop.create_connection(_Link, self.host, self.port)
         except TimeoutError as exc:
-            raise SMTPTimeout(f"connecting to {self.host}:{self.port} timed out") from exc
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
+                                   f"{self.timeout} s") from exc
         except OSError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if sock is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # reset right after the accept: reading the greeting reports it
+        # Either is None after such a reset; the session then reads the end and reports it.
         self._peer_facts(transport.get_extra_info("sockname"), transport.get_extra_info("peername"))
         try:
+            if self.tls:
+                # The handshake apart from the connect, as in the blocking driver: a refused
+                # connection is SMTPConnectError, a handshake cut or refused is TLSError.
+                await self._handshake()
             self.ready = await self._pump(wait_ready)  # type: ignore[assignment]
         except BaseException:
             self.close()
@@ -176,27 +180,30 @@ class AsyncSMTPClient(DriverBase):
 
     async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                        **options: Any) -> SendResult:
-        self._require_connection()
+        items: list[SendItem] = [(from_addr, to_addrs, msg)]
+        await self._before_work(items)
         ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
-        return single_result((await self._results([ticket]))[0])
+        return single_result((await self._results([ticket], items))[0])
 
     async def send_message(self, msg: Message, from_addr: str | None = None,
                            to_addrs: str | Iterable[str] | None = None, **options: Any) -> SendResult:
-        self._require_connection()
+        items = [message_item(msg, from_addr, to_addrs)]
+        await self._before_work(items)
         ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
-        return single_result((await self._results([ticket]))[0])
+        return single_result((await self._results([ticket], items))[0])
 
     async def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
         """As ``SMTPClient.send_many``: one result per message, pipelined when the server allows."""
-        self._require_connection()
-        return await self._results(self.session.send_many(items))
+        batch = list(items)
+        await self._before_work(batch)
+        return await self._results(self.session.send_many(batch), batch)
 
     async def noop(self) -> Reply:
-        self._require_connection()
+        await self._before_work([])
         return command_reply(await self._pump(wait_command(self.session.noop())))
 
     async def rset(self) -> Reply:
-        self._require_connection()
+        await self._before_work([])
         return command_reply(await self._pump(wait_command(self.session.rset())))
 
     async def quit(self) -> Reply | None:
@@ -220,13 +227,33 @@ class AsyncSMTPClient(DriverBase):
 
     # -- moving bytes --------------------------------------------------------------
 
-    async def _results(self, tickets: list[int]) -> list[SendResult]:
-        collector = Collector(tickets)
+    async def _before_work(self, items: list[Any]) -> None:
+        """No transaction starts on a dead connection: take in what the idle server sent."""
+        self._require_connection()
+        self._absorb()
+        if self.session.error is not None:
+            await self._flush_and_close()
+            self._refuse_on_ended_session(items)
+
+    def _absorb(self) -> None:
+        """Feed the engine what arrived while the connection was idle (a 421, the close)."""
+        link = self._link
+        assert link is not None
+        session = self.session
+        if link.chunks and not session.is_closed:
+            data = b"".join(link.chunks)
+            link.chunks = []
+            session.receive_data(data)
+        if link.ended and not session.is_closed:
+            session.receive_data(b"")
+
+    async def _results(self, tickets: list[int], items: list[Any]) -> list[SendResult]:
+        collector = Collector(self.session, tickets)
         if tickets:
             try:
                 await self._pump(collector.take)
             except SMTPError as exc:
-                raise collector.interrupted(exc, tickets) from None
+                raise collector.interrupted(exc, tickets, items) from None
         return collector.ordered(tickets)
 
     async def _pump(self, until: Callable[[Event], bool]) -> Event:
@@ -241,7 +268,7 @@ class AsyncSMTPClient(DriverBase):
     async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
         session = self.session
         seen = session.replies_received
-        deadline = _ReplyDeadline(self.timeout)
+        deadline = _ReplyDeadline(self._reply_limit)
         try:
             while True:
                 out = session.data_to_send()
@@ -270,16 +297,23 @@ class AsyncSMTPClient(DriverBase):
                 raise
             if deadline.task is not None:
                 deadline.task.uncancel()
+            limit, awaited = self._reply_limit()
+            error = SMTPTimeout(f"no {awaited} within {limit} s (in state {session.state!r})")
+            session.close(error)  # unfinished messages: uncertain or not sent, with this error
             self.close()
-            raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {session.state!r})") from None
+            raise error from None
         finally:
             deadline.cancel()
 
     async def _write(self, data: bytes) -> None:
         link = self._link
-        if link is None or link.transport is None or link.transport.is_closing():
-            self.close()
-            raise SMTPConnectError(f"writing to {self.host}:{self.port} failed: the connection is closed")
+        assert link is not None
+        if link.transport is None or link.transport.is_closing():
+            # The server left: it may have said why (421) first.  The engine reads that and
+            # the end, and reports them as for any other close (as the blocking driver does).
+            link.ended = True
+            self._absorb()
+            return
         link.transport.write(data)
         if link.paused is not None:
             await link.paused  # the transport's buffer is full: wait until it drains
@@ -289,8 +323,10 @@ class AsyncSMTPClient(DriverBase):
         try:
             return await self._link.read()
         except ssl.SSLError as exc:
+            error = TLSError(f"TLS error while reading: {exc}")
+            self.session.close(error)
             self.close()
-            raise TLSError(f"TLS error while reading: {exc}") from exc
+            raise error from exc
 
     async def _handshake(self) -> None:
         link = self._link
@@ -306,12 +342,14 @@ class AsyncSMTPClient(DriverBase):
         except (ssl.SSLError, ssl.CertificateError) as exc:
             self.close()
             raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
-        except (OSError, ConnectionError) as exc:
+        except OSError as exc:
+            # The server cut the handshake: the same TLSError as the blocking driver's.
             self.close()
-            raise SMTPConnectError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from exc
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
+                           f"{exc or type(exc).__name__}") from exc
         if transport is None:
             self.close()
-            raise SMTPConnectError(f"TLS handshake with {self.host}:{self.port} failed: connection closed")
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: the connection closed")
         link.transport = transport
 
     async def _flush_and_close(self) -> None:

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 from .errors import LocalProtocolError
 
-#: RFC 4954 §4: an AUTH command line may be up to 12288 octets.
+#: RFC 4954 §4: a line of the SASL exchange (a response to a 334) may be up to 12288 octets.
 MAX_AUTH_LINE = 12288
+#: RFC 4954 §4: the AUTH command itself keeps SMTP's command line limit (RFC 5321 §4.5.3.1.4);
+#: an initial response that would exceed it is sent after an empty 334 instead.
+MAX_AUTH_COMMAND = 512
 
 
 @dataclass(frozen=True)

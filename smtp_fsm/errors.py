@@ -15,7 +15,7 @@ Everything the library raises is an :class:`SMTPError`.  The split follows h11:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .replies import Reply
@@ -25,12 +25,17 @@ if TYPE_CHECKING:
 class SMTPError(Exception):
     """Base class of every error smtp_fsm raises.
 
-    When an error cuts a ``send_many`` batch short, ``completed`` holds the
-    results of the messages that finished first and ``unsent`` how many did not.
+    When an error cuts a driver's ``send_many`` (or ``sendmail``) short, it says
+    what became of every message: ``completed`` holds the results of those that
+    finished (delivered or refused), ``uncertain`` the submitted items whose
+    content went out with no final reply (they may have been delivered), and
+    ``unsent`` the submitted items none of whose content went out (safe to send
+    again).  Items are exactly what the caller passed, in order.
     """
 
     completed: tuple[SendResult, ...] = ()
-    unsent: int = 0
+    uncertain: tuple[Any, ...] = ()
+    unsent: tuple[Any, ...] = ()
 
 
 class LocalProtocolError(SMTPError):

@@ -186,6 +186,8 @@ class SessionView(Protocol):
 
     def abandoning(self) -> bool: ...
 
+    def auth_initial_owed(self) -> bool: ...
+
 
 class TransactionView(Protocol):
     round_ok: bool
@@ -224,19 +226,22 @@ def refused(ev: EventData) -> bool:
     return True
 
 
+# RFC 5321 §4.2: a client acts on the first digit of a code it does not know, so the
+# conditions below test a reply's class; the exact codes (220, 334, 354) are its usual members.
+
 def service_ready(ev: EventData) -> bool:
-    """220: the greeting, or the go-ahead for the TLS handshake."""
-    return reply_of(ev).code == 220
+    """2xx (220): the greeting, or the go-ahead for the TLS handshake."""
+    return reply_of(ev).code // 100 == 2
 
 
 def challenge(ev: EventData) -> bool:
-    """334: the server sends a SASL challenge."""
-    return reply_of(ev).code == 334
+    """3xx (334): the server sends a SASL challenge."""
+    return reply_of(ev).code // 100 == 3
 
 
 def start_data(ev: EventData) -> bool:
-    """354: send the content."""
-    return reply_of(ev).code == 354
+    """3xx (354): send the content."""
+    return reply_of(ev).code // 100 == 3
 
 
 def ehlo_unsupported(ev: EventData) -> bool:
@@ -281,9 +286,10 @@ def auth_unavailable(ev: EventData) -> bool:
 
 
 def challenge_valid(ev: EventData) -> bool:
-    """The 334 text is base64 and the mechanism expects another step."""
+    """The 334 text is base64 and the mechanism expects another step (or the initial
+    response that was too long for the AUTH line is owed, RFC 4954 §4)."""
     s = _session(ev)
-    if s.auth_mech is None or s.auth_step >= s.auth_mech.max_steps:
+    if s.auth_mech is None or (s.auth_step >= s.auth_mech.max_steps and not s.auth_initial_owed()):
         return False
     try:
         base64.b64decode(reply_of(ev).lines[0].strip(), validate=True)

@@ -21,8 +21,10 @@ MAX_LINE = 2048
 MAX_LINES = 128
 
 _ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
-#: Every valid reply code (RFC 5321 §4.2: 2-5, then 0-5, then a digit) and its value.
-_CODES = {b"%d" % code: code for code in range(200, 600) if (code // 10) % 10 <= 5}
+#: Every reply code a client acts on, and its value.  RFC 5321 §4.2 defines 2-5, then 0-5,
+#: then a digit; §4.2 (and §4.3.1) also asks a client to act on a code it does not know by
+#: its first digit, so a "571" is a 5xx refusal, not a broken reply.
+_CODES = {b"%d" % code: code for code in range(200, 600)}
 _SEPARATORS = (b" ", b"-", b"")
 
 #: Single-line replies already parsed and checked ("250 OK", "354 go ahead"): servers
@@ -58,10 +60,6 @@ class Reply(NamedTuple):
         return match.group(0)
 
     @property
-    def is_positive(self) -> bool:
-        return 200 <= self.code < 400
-
-    @property
     def is_transient(self) -> bool:
         """4xx: try again later."""
         return 400 <= self.code < 500
@@ -90,15 +88,59 @@ class Reply(NamedTuple):
         return f"Reply(code={self.code!r}, lines={self.lines!r})"
 
 
-class ReplyParser:
-    """Incremental, bounded reply parser.  ``feed`` returns the completed replies."""
+def _fault(line: bytes, complete: bool, code: bytes | None) -> tuple[int, str] | None:
+    """Where ``line`` first goes wrong, and why; None while it can still become a valid reply line.
 
-    __slots__ = ("_buffer", "_code", "_lines")
+    Errors are placed at the first offending byte, so whether a bad line arrives whole or
+    a byte at a time, the same error with the same excerpt is reported (feeding is
+    split-independent, bad streams included).  ``complete`` is False for a line whose CRLF
+    has not arrived: a CR at its very end may be the start of that CRLF.  ``code`` is the
+    code of the multi-line reply this line continues, if any.
+    """
+    body = line if complete or not line.endswith(b"\r") else line[:-1]
+    candidates: list[tuple[int, str]] = []
+    for index, byte in enumerate(body[:4]):
+        valid = (byte in b"2345" if index == 0 else byte in b"0123456789" if index < 3 else byte in b" -")
+        if not valid:
+            candidates.append((index, "malformed reply line"))
+            break
+    else:
+        if complete and len(body) < 3:
+            candidates.append((len(body), "malformed reply line"))
+    if code is not None:
+        for index, byte in enumerate(body[:3]):
+            if byte != code[index]:
+                candidates.append((index, "reply code changed inside a multi-line reply"))
+                break
+    for bad in (body.find(b"\r"), body.find(b"\n")):
+        if bad >= 0:
+            candidates.append((bad, "bare CR or LF inside a reply line"))
+    if len(body) > MAX_LINE:
+        candidates.append((MAX_LINE, f"reply line longer than {MAX_LINE} octets"))
+    return min(candidates, key=lambda found: found[0]) if candidates else None
+
+
+def _error(line: bytes, fault: tuple[int, str]) -> RemoteProtocolError:
+    position, reason = fault
+    # The excerpt ends at the offending byte: the same however the line was split.
+    return RemoteProtocolError(reason, line[: min(position + 1, 80)])
+
+
+class ReplyParser:
+    """Incremental, bounded reply parser.
+
+    ``feed`` returns the replies completed by the bytes given.  When the bytes go
+    wrong, the replies completed before the bad byte are still returned, and ``error``
+    holds the :class:`RemoteProtocolError`; the parser then takes nothing more.
+    """
+
+    __slots__ = ("_buffer", "_code", "_lines", "error")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._code = 0
         self._lines: list[str] = []
+        self.error: RemoteProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -110,14 +152,11 @@ class ReplyParser:
         return bool(self._buffer or self._lines)
 
     def feed(self, data: bytes) -> list[Reply]:
+        if self.error is not None:
+            return []
         buffer = self._buffer + data if self._buffer else data
         lines = buffer.split(b"\r\n")
         rest = lines.pop()  # the unfinished line (b"" when the data ended with CRLF)
-        if len(rest) > MAX_LINE:
-            raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", rest[:80])
-        if b"\n" in rest:
-            # A bare LF with no CR before it: RFC 5321 §2.3.8 allows only CRLF.
-            raise RemoteProtocolError("reply line ends in a bare LF", rest[:80])
         replies: list[Reply] = []
         for line in lines:
             if not self._lines:
@@ -127,18 +166,14 @@ class ReplyParser:
                     continue
             code = _CODES.get(line[:3])
             separator = line[3:4]
-            if code is None or separator not in _SEPARATORS:
-                raise RemoteProtocolError("malformed reply line", line[:80])
-            if len(line) > MAX_LINE:
-                raise RemoteProtocolError(f"reply line longer than {MAX_LINE} octets", line[:80])
-            if b"\r" in line or b"\n" in line:
-                raise RemoteProtocolError("bare CR or LF inside a reply line", line[:80])
+            if (code is None or separator not in _SEPARATORS or len(line) > MAX_LINE or b"\r" in line
+                    or b"\n" in line or (self._lines and code != self._code)):
+                return self._fail(replies, line, complete=True)
             text = line[4:].decode("utf-8", "replace")
-            if self._lines and code != self._code:
-                raise RemoteProtocolError("reply code changed inside a multi-line reply", line[:80])
             if separator == b"-":  # more lines follow
                 if len(self._lines) >= MAX_LINES - 1:  # room is kept for the final line
-                    raise RemoteProtocolError(f"reply has more than {MAX_LINES} lines", line[:80])
+                    self.error = RemoteProtocolError(f"reply has more than {MAX_LINES} lines", line[:80])
+                    return replies
                 self._code = code
                 self._lines.append(text)
             elif self._lines:
@@ -150,5 +185,18 @@ class ReplyParser:
                 replies.append(reply)
                 if len(line) <= _SEEN_LINE and len(_SEEN) < _SEEN_MAX:
                     _SEEN[line] = reply
+        if rest and _fault(rest, False, self._continued()) is not None:
+            return self._fail(replies, rest, complete=False)
         self._buffer = rest
+        return replies
+
+    def _continued(self) -> bytes | None:
+        return b"%d" % self._code if self._lines else None
+
+    def _fail(self, replies: list[Reply], line: bytes, complete: bool) -> list[Reply]:
+        fault = _fault(line, complete, self._continued())
+        assert fault is not None
+        self.error = _error(line, fault)
+        self._buffer = b""
+        self._lines = []
         return replies

@@ -1,11 +1,32 @@
-"""What a sent message came to: :class:`SendResult`, one per message."""
+"""What a sent message came to: :class:`SendResult`, one per message, and its :class:`Outcome`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .errors import SMTPError
 from .replies import Reply
+
+
+class Outcome(StrEnum):
+    """The four fates of a message; every :class:`SendResult` has exactly one.
+
+    The line between ``NOT_SENT`` and ``UNCERTAIN`` is the first byte of the
+    message's content handed out by ``data_to_send()``: from then on the server
+    may have it, and only its final reply can say.  A message lost in that window
+    (RFC 1047) is ``UNCERTAIN``, never ``NOT_SENT``, so resending it is the
+    caller's explicit choice.
+    """
+
+    #: A final 2xx came after the data (some recipients may still be in ``refused``).
+    DELIVERED = "delivered"
+    #: The server refused it: the sender, every recipient, or the data.
+    REFUSED = "refused"
+    #: None of its content was handed to the transport: safe to send again.
+    NOT_SENT = "not_sent"
+    #: Its content was handed out and no final reply came: it may have been delivered.
+    UNCERTAIN = "uncertain"
 
 
 @dataclass
@@ -17,7 +38,8 @@ class SendResult:
     delivery moves to ``refused`` with the delivery reply).  ``reply`` is the
     final reply to the data (its text usually carries the queue id);
     ``delivery`` holds LMTP's per-recipient replies after the data.  ``error``
-    is set when the message as a whole failed.
+    is set when the message as a whole did not go: refused, or cut short by the
+    session's end (then ``outcome`` says whether its content went out).
     """
 
     sender: str
@@ -27,14 +49,15 @@ class SendResult:
     reply: Reply | None = None
     delivery: dict[str, Reply] = field(default_factory=dict)
     error: SMTPError | None = None
+    outcome: Outcome = Outcome.NOT_SENT
 
     @property
     def ok(self) -> bool:
-        """True when the message was taken for at least one recipient."""
-        return self.error is None and bool(self.accepted)
+        """True when the message was delivered (to at least one recipient)."""
+        return self.outcome is Outcome.DELIVERED
 
     def __repr__(self) -> str:
-        state = "ok" if self.ok else f"failed: {self.error}"
+        state = "ok" if self.ok else f"{self.outcome}: {self.error}"
         return (
             f"<SendResult {state}; accepted={list(self.accepted)} refused="
             f"{ {addr: reply.code for addr, reply in self.refused.items()} } reply={self.reply}>"

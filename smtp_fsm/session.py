@@ -25,11 +25,8 @@ from typing import Any, Literal, cast
 from transitions import EventData, MachineError
 
 from . import machine as table
-from .auth import MAX_AUTH_LINE, Credentials, Mechanism, choose_mechanism
-from .commands import (
-    check_ehlo_name,
-    command_line,
-)
+from .auth import MAX_AUTH_COMMAND, Credentials, Mechanism, choose_mechanism
+from .commands import check_ehlo_name, command_line
 from .errors import (
     AuthenticationError,
     LocalProtocolError,
@@ -53,7 +50,7 @@ from .extensions import Capabilities
 from .machine import reply_of, source_of
 from .message import envelope_from_headers
 from .replies import Reply, ReplyParser
-from .results import SendResult
+from .results import Outcome, SendResult
 from .trace import MASK, TraceStep
 from .transaction import (
     Pending,
@@ -72,6 +69,8 @@ StartTLSPolicy = Literal["opportunistic", "required", "never"]
 STARTTLS_POLICIES = ("opportunistic", "required", "never")
 DEFAULT_CHUNK_SIZE = 1 << 20
 _MACHINE_EVENTS = table.MACHINE.events
+#: Commands in flight that carry a message's content: BDAT chunks and the end of the data.
+_CONTENT_VERBS = frozenset({"BDAT", "END"})
 
 
 class ClientSession:
@@ -141,6 +140,8 @@ class ClientSession:
         self._quit_queued = False
         self._debug = False  # log.isEnabledFor(DEBUG), read at each entry point
         self._unwritten = 0  # commands in flight whose bytes data_to_send has not handed out yet
+        self._content_queued: list[Transaction] = []  # messages whose content is in _out, not handed out yet
+        self._auth_initial: bytes | None = None  # an initial response too long for the AUTH line, owed at 334
         #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
         self.replies_received = 0
         self.trace: list[TraceStep] | None = [] if trace else None
@@ -166,11 +167,8 @@ class ClientSession:
         if self.state == table.TLS_HANDSHAKE:
             self._injected(data)
             return
-        try:
-            replies = self._parser.feed(data)
-        except RemoteProtocolError as exc:
-            self._step(None, "broken reply", partial(self._fire, "protocol_error", None, exc))
-            return
+        parser = self._parser
+        replies = parser.feed(data)
         count = len(replies)
         for index, reply in enumerate(replies):
             if self.state in table.FINAL_STATES:
@@ -179,17 +177,32 @@ class ClientSession:
                 self._handle_reply(reply)
             else:
                 self._step(reply, "", partial(self._handle_reply, reply))
-            if self.state == table.TLS_HANDSHAKE and (index + 1 < count or self._parser.has_partial):
+            if self.state == table.TLS_HANDSHAKE and (index + 1 < count or parser.has_partial or parser.error):
                 self._injected(b"".join(r.to_bytes() for r in replies[index + 1 :]))
                 break
+        # Replies completed before bad bytes were handled first (a 250 that accepted a
+        # message is never lost to the garbage after it); then the bad bytes end the session.
+        if parser.error is not None and self.state not in table.FINAL_STATES:
+            if self.state == table.TLS_HANDSHAKE:
+                self._injected(parser.error.data or b"")
+            else:
+                self._step(None, "broken reply", partial(self._fire, "protocol_error", None, parser.error))
         if self.state == table.READY and self._work:
             self._dispatch()
 
     def data_to_send(self) -> bytes:
-        """The bytes to write to the server now (possibly empty)."""
+        """The bytes to write to the server now (possibly empty).
+
+        From here on, a message whose content is in these bytes may reach the server:
+        if no final reply comes, its outcome is ``uncertain``, never ``not_sent``.
+        """
         self._unwritten = 0
         if not self._out:
             return b""
+        if self._content_queued:
+            for tx in self._content_queued:
+                tx.content_out = True
+            self._content_queued = []
         out = self._out
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
@@ -214,18 +227,39 @@ class ClientSession:
         self.encrypted = True
         self._step(None, "TLS established", partial(self._fire, "tls_established", None))
 
-    def close(self) -> None:
-        """Release the engine: it leaves the shared machine and takes no more input or work."""
+    def close(self, reason: SMTPError | None = None) -> None:
+        """Release the engine: it leaves the shared machine and takes no more input or work.
+
+        Messages not finished yet get their ``MessageSent`` now (``uncertain`` when their
+        content was handed out, else ``not_sent``), with ``reason`` (why the caller gave up:
+        a timeout, say) as their error; ``next_event`` still hands them out.
+        """
         self._eof = True
         self._quit_queued = True
-        self._work.clear()
-        self._out.clear()
+        self._drop_unsent_output()
+        if self._tx is not None or self._next_tx is not None or self._work:
+            self._settle_unfinished(reason or SMTPError(f"the session was closed in state {self.state!r}"))
         if self in table.MACHINE.models:
             table.MACHINE.remove_model(self)
 
     @property
     def is_closed(self) -> bool:
         return self.state in table.FINAL_STATES
+
+    @property
+    def error(self) -> SMTPError | None:
+        """The error that ended the session, once it has ended with one (else None)."""
+        return self._error
+
+    @property
+    def awaiting_final_reply(self) -> bool:
+        """The oldest reply awaited is the one to the end of a message's data.
+
+        RFC 5321 §4.5.3.2.6 gives that reply 10 minutes, because a client that gives up
+        earlier is what creates duplicates: drivers apply their ``data_timeout`` to it.
+        """
+        inflight = self._inflight
+        return bool(inflight) and inflight[0].verb == "END"
 
     @property
     def buffered(self) -> int:
@@ -325,6 +359,9 @@ class ClientSession:
 
     def abandoning(self) -> bool:
         return self._tx is not None
+
+    def auth_initial_owed(self) -> bool:
+        return self._auth_initial is not None
 
     # -- internals: replies ------------------------------------------------------
 
@@ -467,7 +504,7 @@ class ClientSession:
                     work.tx.ticket = work.ticket
                 except LocalProtocolError as exc:
                     sub = work.submission
-                    failed = SendResult(sub.sender, sub.recipients, error=exc)
+                    failed = SendResult(sub.sender, sub.recipients, error=exc, outcome=Outcome.NOT_SENT)
                     self._emit(MessageSent(work.ticket, failed))
                     continue
             kept.append(work)
@@ -495,13 +532,52 @@ class ClientSession:
             self._trace_events.append(repr(event))
 
     def _fail(self, error: SMTPError) -> None:
+        # Once the session is broken nothing more reaches the transport but what the table
+        # says next (at most the courtesy QUIT): content queued behind the bad reply would
+        # otherwise be written and stored while its message is reported as not sent.
+        self._drop_unsent_output()
         if self._error is None:
             self._error = error
             # Results already delivered stay; a handshake request that the error overtook does not.
             self._events = deque(event for event in self._events if not isinstance(event, StartTLS))
+            self._settle_unfinished(error)
             self._events.append(error)
             if self.trace is not None:
                 self._trace_events.append(f"{type(error).__name__}: {error}")
+        self._work.clear()
+        self._tx = self._next_tx = None
+
+    def _drop_unsent_output(self) -> None:
+        """Forget the bytes not handed out yet, and the commands in flight that they carried."""
+        for _ in range(min(self._unwritten, len(self._inflight))):
+            self._inflight.pop()
+        self._unwritten = 0
+        self._out.clear()
+        self._content_queued.clear()
+
+    def _settle_unfinished(self, error: SMTPError) -> None:
+        """Every message not finished yet gets its result: uncertain once its content went out."""
+        unfinished = [tx for tx in (self._tx, self._next_tx) if tx is not None]
+        unfinished += [work.tx for work in self._work if work.tx is not None]
+        for tx in unfinished:
+            result = tx.result
+            if tx.content_out:
+                result.outcome = Outcome.UNCERTAIN
+            elif tx.earlier is not None:  # an earlier round of a 452 retry delivered
+                result.outcome, result.reply = Outcome.DELIVERED, tx.earlier
+            else:
+                result.outcome = Outcome.NOT_SENT
+            if result.outcome is Outcome.DELIVERED:
+                for rcpt in tx.recipients_round:  # the retry round's RCPT 250s delivered nothing
+                    if rcpt in result.accepted:
+                        result.refused[rcpt] = result.accepted.pop(rcpt)
+            else:
+                result.error = error
+            self._emit(MessageSent(tx.ticket, result))
+        for work in self._work:
+            if work.tx is None and work.submission is not None:
+                sub = work.submission
+                self._emit(MessageSent(work.ticket, SendResult(sub.sender, sub.recipients, error=error)))
         self._work.clear()
         self._tx = self._next_tx = None
 
@@ -545,21 +621,27 @@ class ClientSession:
         self.auth_mech = mech
         self.auth_step = 0
         initial = mech.initial(self.credentials)
-        if initial is None:
-            line, masked = f"AUTH {mech.name}\r\n".encode(), None
-        else:
+        self._auth_initial = None
+        line, masked = f"AUTH {mech.name}\r\n".encode(), None
+        if initial is not None:
             encoded = base64.b64encode(initial).decode("ascii") or "="
-            line = f"AUTH {mech.name} {encoded}\r\n".encode()
-            masked = f"AUTH {mech.name} ".encode() + MASK + b"\r\n"
-        if len(line) > MAX_AUTH_LINE:
-            raise LocalProtocolError("AUTH initial response longer than RFC 4954 allows")
+            with_initial = f"AUTH {mech.name} {encoded}\r\n".encode()
+            if len(with_initial) <= MAX_AUTH_COMMAND:
+                line, masked = with_initial, f"AUTH {mech.name} ".encode() + MASK + b"\r\n"
+            else:
+                # RFC 4954 §4: an initial response that would make the AUTH command longer
+                # than SMTP's line limit MUST NOT be used; it answers the empty 334 instead.
+                self._auth_initial = initial
         self._send(line, Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), masked)
 
     def send_auth_response(self, ev: EventData) -> None:
         assert self.auth_mech is not None and self.credentials is not None
-        challenge_bytes = base64.b64decode(reply_of(ev).lines[0].strip())
-        answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
-        self.auth_step += 1
+        if self._auth_initial is not None:
+            answer, self._auth_initial = self._auth_initial, None
+        else:
+            challenge_bytes = base64.b64decode(reply_of(ev).lines[0].strip())
+            answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
+            self.auth_step += 1
         line = base64.b64encode(answer) + b"\r\n"
         self._send(line, Pending("AUTH", table.REPLY_TRIGGERS["AUTH"]), MASK + b"\r\n")
 
@@ -617,6 +699,8 @@ class ClientSession:
         if pipelined:
             for data, pending in group:
                 self._send(data, pending)
+            if tx.chunked:
+                self._content_queued.append(tx)  # BDAT carries the content with the command
         else:
             self._send(*group[0])
             tx.held.extend(group[1:])
@@ -624,16 +708,21 @@ class ClientSession:
     def send_next_held(self, ev: EventData) -> None:
         tx = self.transaction_view()
         if tx.held:
-            self._send(*tx.held.popleft())
+            data, pending = tx.held.popleft()
+            if pending.verb in _CONTENT_VERBS:
+                self._content_queued.append(tx)
+            self._send(data, pending)
 
     def send_content(self, ev: EventData) -> None:
         tx = self.transaction_view()
+        self._content_queued.append(tx)
         if self.lmtp:
             accepted = tx.accepted_round
             self._send(tx.body, None)
             for index, rcpt in enumerate(accepted):
                 last = index == len(accepted) - 1
                 self._inflight.append(Pending("END", "final_reply" if last else None, tx, rcpt))
+            self._unwritten += len(accepted)
         else:
             self._send(tx.body, Pending("END", "final_reply", tx))
 
@@ -664,6 +753,7 @@ class ClientSession:
             settle_retry_round(tx)
         elif result.error is None:
             result.error = transaction_error(tx, source_of(ev))
+        result.outcome = Outcome.DELIVERED if result.error is None and result.accepted else Outcome.REFUSED
         self._emit(MessageSent(tx.ticket, result))
         self._tx, self._next_tx = self._next_tx, None
 

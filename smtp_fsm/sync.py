@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -15,6 +16,7 @@ from ._driver import (
     DriverBase,
     SendItem,
     command_reply,
+    message_item,
     single_result,
     wait_closed,
     wait_command,
@@ -44,14 +46,18 @@ class SMTPClient(DriverBase):
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         except TimeoutError as exc:
-            raise SMTPTimeout(f"connecting to {self.host}:{self.port} timed out") from exc
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
+                                   f"{self.timeout} s") from exc
         except OSError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._read_timeout = self.timeout
         try:
-            self._peer_facts(sock.getsockname(), sock.getpeername())
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._peer_facts(sock.getsockname(), sock.getpeername())
+            except OSError:
+                pass  # reset right after the accept: reading the greeting reports it
             if self.tls:
                 self._handshake(deadline)
             self.ready = self._pump(wait_ready)  # type: ignore[assignment]
@@ -76,32 +82,36 @@ class SMTPClient(DriverBase):
 
     def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                  **options: Any) -> SendResult:
-        self._require_connection()
+        items: list[SendItem] = [(from_addr, to_addrs, msg)]
+        self._before_work(items)
         ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
-        return single_result(self._results([ticket])[0])
+        return single_result(self._results([ticket], items)[0])
 
     def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
                      **options: Any) -> SendResult:
-        self._require_connection()
+        items = [message_item(msg, from_addr, to_addrs)]
+        self._before_work(items)
         ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
-        return single_result(self._results([ticket])[0])
+        return single_result(self._results([ticket], items)[0])
 
     def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
         """Send every message over this connection; one result per message, in order.
 
         A message the server refuses does not stop the others: its result
         carries the error.  An error that cuts the batch short (421, the
-        connection's end, a timeout) carries ``completed`` and ``unsent``.
+        connection's end, a timeout) carries ``completed``, ``uncertain`` and
+        ``unsent``.
         """
-        self._require_connection()
-        return self._results(self.session.send_many(items))
+        batch = list(items)
+        self._before_work(batch)
+        return self._results(self.session.send_many(batch), batch)
 
     def noop(self) -> Reply:
-        self._require_connection()
+        self._before_work([])
         return command_reply(self._pump(wait_command(self.session.noop())))
 
     def rset(self) -> Reply:
-        self._require_connection()
+        self._before_work([])
         return command_reply(self._pump(wait_command(self.session.rset())))
 
     def quit(self) -> Reply | None:
@@ -128,13 +138,46 @@ class SMTPClient(DriverBase):
 
     # -- moving bytes --------------------------------------------------------------
 
-    def _results(self, tickets: list[int]) -> list[SendResult]:
-        collector = Collector(tickets)
+    def _before_work(self, items: list[Any]) -> None:
+        """No transaction starts on a dead connection: take in what the idle server sent."""
+        self._require_connection()
+        self._absorb()
+        if self.session.error is not None:
+            self._flush_and_close()
+            self._refuse_on_ended_session(items)
+
+    def _absorb(self) -> None:
+        """Feed the engine what arrived while the connection was idle (a 421, the close), without waiting."""
+        sock = self._sock
+        assert sock is not None
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+        if not pending and not poller.poll(0):
+            return  # the common case: nothing arrived, one system call
+        sock.settimeout(0.0)
+        self._read_timeout = 0.0
+        try:
+            for _ in range(64):  # bounded: what a server says before leaving is small
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                except OSError:
+                    data = b""  # a reset: the server is gone
+                self.session.receive_data(data)
+                if not data or self.session.is_closed:
+                    break
+        finally:
+            self._full_timeout()
+
+    def _results(self, tickets: list[int], items: list[Any]) -> list[SendResult]:
+        collector = Collector(self.session, tickets)
         if tickets:
             try:
                 self._pump(collector.take)
             except SMTPError as exc:
-                raise collector.interrupted(exc, tickets) from None
+                raise collector.interrupted(exc, tickets, items) from None
         return collector.ordered(tickets)
 
     def _pump(self, until: Callable[[Event], bool]) -> Event:
@@ -142,7 +185,7 @@ class SMTPClient(DriverBase):
             raise LocalProtocolError("not connected")
         session = self.session
         seen = session.replies_received
-        deadline = time.monotonic() + self.timeout
+        progress = time.monotonic()
         while True:
             out = session.data_to_send()
             if out:
@@ -153,17 +196,18 @@ class SMTPClient(DriverBase):
                 self._flush_and_close()
                 raise
             if event is NEED_DATA:
-                session.receive_data(self._read(deadline))
+                limit, awaited = self._reply_limit()
+                session.receive_data(self._read(progress + limit, limit, awaited))
                 if session.replies_received != seen:
                     # A complete reply: the next one gets a whole timeout, writing included.
                     seen = session.replies_received
-                    deadline = time.monotonic() + self.timeout
+                    progress = time.monotonic()
                     self._full_timeout()
                 continue
             if isinstance(event, StartTLS):
                 self._handshake(time.monotonic() + self.timeout)
                 session.tls_established()
-                deadline = time.monotonic() + self.timeout
+                progress = time.monotonic()
                 continue
             if until(event):
                 return event
@@ -187,11 +231,17 @@ class SMTPClient(DriverBase):
                 for start in range(0, len(data), _WRITE_PIECE):
                     self._sock.sendall(view[start : start + _WRITE_PIECE])
         except TimeoutError as exc:
-            self.close()
-            raise SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
-                              f"(in state {self.session.state!r})") from exc
+            error = SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
+                                f"(in state {self.session.state!r})")
+            self._abandon(error)
+            raise error from exc
         except OSError:
             self._drain()
+
+    def _abandon(self, error: SMTPError) -> None:
+        """Give up on the connection: unfinished messages get ``error`` (uncertain or not sent)."""
+        self.session.close(error)
+        self.close()
 
     def _drain(self) -> None:
         """The write failed: the server may have said why (421) before it closed. The engine
@@ -210,14 +260,15 @@ class SMTPClient(DriverBase):
         if not self.session.is_closed:
             self.session.receive_data(b"")
 
-    def _read(self, deadline: float) -> bytes:
+    def _read(self, deadline: float, limit: float, awaited: str) -> bytes:
         sock = self._sock
         assert sock is not None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.close()
-                raise SMTPTimeout(f"no complete reply within {self.timeout} s (in state {self.session.state!r})")
+                error = SMTPTimeout(f"no {awaited} within {limit} s (in state {self.session.state!r})")
+                self._abandon(error)
+                raise error
             if remaining < self._read_timeout:
                 # Lowered only when a reply spans several reads: settimeout costs two fcntl calls.
                 self._read_timeout = remaining
@@ -233,8 +284,9 @@ class SMTPClient(DriverBase):
                 self._read_timeout = float("inf")
             except OSError as exc:
                 if isinstance(exc, ssl.SSLError):
-                    self.close()
-                    raise TLSError(f"TLS error while reading: {exc}") from exc
+                    broken = TLSError(f"TLS error while reading: {exc}")
+                    self._abandon(broken)
+                    raise broken from exc
                 return b""  # a reset counts as the server closing; the engine decides if that is an error
 
     def _handshake(self, deadline: float) -> None:
@@ -247,7 +299,9 @@ class SMTPClient(DriverBase):
         except (ssl.SSLError, ssl.CertificateError) as exc:
             raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
         except OSError as exc:
-            raise SMTPConnectError(f"TLS handshake with {self.host}:{self.port} failed: {exc}") from exc
+            # The server cut the handshake (a reset, or a close the TLS layer saw as EOF).
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
+                           f"{exc or type(exc).__name__}") from exc
 
     def _flush_and_close(self) -> None:
         # The engine may have queued a polite QUIT before reporting the error.

@@ -59,6 +59,7 @@ class Transaction:
     recipients_round: tuple[str, ...] = ()
     earlier: Reply | None = None  # the final reply of an earlier round that delivered (452 retries)
     held: deque[tuple[bytes, Pending]] = field(default_factory=deque)
+    content_out: bool = False  # this round's content was handed to the transport (data_to_send)
 
     @property
     def deferred_count(self) -> int:
@@ -78,6 +79,7 @@ class Transaction:
         self.chunk_failed = False
         self.data_reply = None
         self.held.clear()
+        self.content_out = False
 
 
 @dataclass(slots=True)
@@ -169,9 +171,10 @@ def credentials_from(username: str | None, password: str | None, oauth_token: st
     for value, what in ((username, "username"), (password, "password"), (oauth_token, "oauth_token")):
         if value is not None and ("\0" in value or "\r" in value or "\n" in value):
             raise LocalProtocolError(f"{what} contains NUL, CR or LF")
-    # RFC 4954 §4: an AUTH line (the initial response, base64) is at most 12288 octets.
-    longest = len(f"user={username}\x01auth=Bearer {oauth_token or ''}\x01\x01\0{password or ''}")
-    if 4 * (longest + 2) // 3 + len("AUTH XOAUTH2 \r\n") > MAX_AUTH_LINE:
+    # RFC 4954 §4: a response line (base64, CRLF) is at most 12288 octets.  An initial response
+    # too long for the AUTH command itself is sent as the answer to an empty 334 instead.
+    longest = len(f"user={username}\x01auth=Bearer {oauth_token or ''}\x01\x01\0{password or ''}".encode())
+    if 4 * ((longest + 2) // 3) + len("\r\n") > MAX_AUTH_LINE:
         raise LocalProtocolError(f"credentials too long for an AUTH line (RFC 4954 allows {MAX_AUTH_LINE} octets)")
     return Credentials(username, password, oauth_token)
 
@@ -205,7 +208,7 @@ def round_failure(tx: Transaction) -> Reply | None:
     """The reply that failed this round as a whole, or None when the round delivered."""
     if not tx.sender_ok:
         return tx.mail_reply
-    if tx.data_reply is not None and tx.data_reply.code != 354:
+    if tx.data_reply is not None and tx.data_reply.code // 100 != 3:
         return tx.data_reply
     if tx.final_reply is not None and not tx.round_ok:
         return tx.final_reply
@@ -233,10 +236,10 @@ def transaction_error(tx: Transaction, state: str) -> SMTPError | None:
     if not result.accepted:
         if result.refused:
             return RecipientsRefused(dict(result.refused), state)
-        if tx.data_reply is not None and tx.data_reply.code != 354:
+        if tx.data_reply is not None and tx.data_reply.code // 100 != 3:
             return DataRefused(tx.data_reply, "DATA refused", state)
         return None
-    if tx.data_reply is not None and tx.data_reply.code != 354:
+    if tx.data_reply is not None and tx.data_reply.code // 100 != 3:
         return DataRefused(tx.data_reply, "DATA refused", state)
     final = result.reply
     if final is None and not tx.chunked:

@@ -54,14 +54,16 @@ S: 221 bye
 
 
 def run_sync(server: ScriptedSMTPServer) -> None:
-    with SMTPClient(server.host, server.port, local_hostname="client.example", timeout=TIMEOUT) as client:
+    with SMTPClient(server.host, server.port, local_hostname="client.example", timeout=TIMEOUT,
+                    data_timeout=TIMEOUT) as client:
         client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
         client.noop()
         client.noop()
 
 
 async def run_async(server: ScriptedSMTPServer) -> None:
-    async with AsyncSMTPClient(server.host, server.port, local_hostname="client.example", timeout=TIMEOUT) as client:
+    async with AsyncSMTPClient(server.host, server.port, local_hostname="client.example", timeout=TIMEOUT,
+                               data_timeout=TIMEOUT) as client:
         await client.sendmail("a@example.org", ["b@example.net"], MESSAGE)
         await client.noop()
         await client.noop()

@@ -394,7 +394,10 @@ def test_421_mid_content_reports_and_sends_nothing_more() -> None:
     h.feed(OK + OK + GO)
     step = h.feed(b"421 4.4.2 timeout\r\n")
     assert isinstance(step.error, ServerDisconnected) and step.sent == b""
-    assert step.of(MessageSent) == []  # nothing claimed as sent
+    # Nothing claimed as delivered: the first message's content went out (uncertain), the
+    # second's never did (not sent); both carry the 421 as their error.
+    fates = [(event.result.outcome, event.result.error) for event in step.of(MessageSent)]
+    assert fates == [("uncertain", step.error), ("not_sent", step.error)]
 
 
 # --- fragmentation ---------------------------------------------------------------------

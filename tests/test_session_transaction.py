@@ -138,9 +138,9 @@ def test_data_refused_then_rset(code: int) -> None:
 
 
 @pytest.mark.parametrize("pipelined", [False, True])
-@pytest.mark.parametrize("code", [250, 220, 350])
+@pytest.mark.parametrize("code", [250, 220, 450, 554])
 def test_data_answered_without_354_is_not_a_sent_message(code: int, pipelined: bool) -> None:
-    # RFC 5321 §4.1.1.4: only 354 lets the content go; anything else means the message was not taken.
+    # RFC 5321 §4.1.1.4: only a 3xx (354) lets the content go; anything else means the message was not taken.
     h = ready(*(("PIPELINING",) if pipelined else ()))
     ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
     if pipelined:
