@@ -30,7 +30,7 @@ from .events import (
 )
 from .extensions import Capabilities
 from .replies import Reply
-from .results import SendResult
+from .results import Outcome, SendResult
 from .session import ClientSession
 from .sync import SMTPClient
 
@@ -49,6 +49,7 @@ __all__ = [
     "Event",
     "LocalProtocolError",
     "MessageSent",
+    "Outcome",
     "RecipientsRefused",
     "RemoteProtocolError",
     "Reply",

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from email.message import Message
 from typing import Any
 
-from .errors import LocalProtocolError, SMTPError
+from .errors import LocalProtocolError, ServerDisconnected, SMTPError
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
@@ -139,6 +139,12 @@ class DriverBase:
             self.session.loopback = is_loopback(str(peername[0]))
         if sockname is not None and not self._local_hostname_given:
             self.session.local_hostname = address_literal(str(sockname[0]))
+
+    def _reset_at_connect(self) -> ServerDisconnected:
+        """The server accepted and reset at once, before connect() returned: as a reset before the
+        greeting that lands a moment later (the same error whichever side of connect() it falls)."""
+        self.session.close()
+        return ServerDisconnected("server closed the connection", None, self.session.state)
 
     def _reply_limit(self) -> tuple[float, str]:
         """The deadline for the reply awaited now, and what to call it in a timeout error."""

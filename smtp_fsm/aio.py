@@ -105,14 +105,25 @@ class _ReplyDeadline:
         self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
         self.progress = self.loop.time()
         self.expired = False
-        self.handle = self.loop.call_at(self.progress + limit()[0], self._fire)
+        self.due = self.progress + limit()[0]
+        self.handle = self.loop.call_at(self.due, self._fire)
 
     def moved(self) -> None:
         self.progress = self.loop.time()
 
+    def tightened(self) -> None:
+        """Bring the timer forward when the reply awaited now has a shorter limit (a data_timeout
+        below timeout); a longer one needs nothing, the timer re-arms when it fires."""
+        due = self.progress + self.limit()[0]
+        if due < self.due:
+            self.handle.cancel()
+            self.due = due
+            self.handle = self.loop.call_at(due, self._fire)
+
     def _fire(self) -> None:
         due = self.progress + self.limit()[0]
         if due > self.loop.time():
+            self.due = due
             self.handle = self.loop.call_at(due, self._fire)
         elif self.task is not None:
             self.expired = True
@@ -141,6 +152,8 @@ class AsyncSMTPClient(DriverBase):
         except TimeoutError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
                                    f"{self.timeout} s") from exc
+        except ConnectionResetError as exc:
+            raise self._reset_at_connect() from exc
         except OSError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         sock = transport.get_extra_info("socket")
@@ -269,6 +282,7 @@ class AsyncSMTPClient(DriverBase):
         session = self.session
         seen = session.replies_received
         deadline = _ReplyDeadline(self._reply_limit)
+        tighter_final = self.data_timeout < self.timeout  # rare: then the timer may need to move earlier
         try:
             while True:
                 out = session.data_to_send()
@@ -283,6 +297,8 @@ class AsyncSMTPClient(DriverBase):
                     if session.replies_received != seen:
                         seen = session.replies_received
                         deadline.moved()
+                    if tighter_final:
+                        deadline.tightened()
                     session.receive_data(await self._read())
                     continue
                 if isinstance(event, StartTLS):

@@ -48,6 +48,8 @@ class SMTPClient(DriverBase):
         except TimeoutError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
                                    f"{self.timeout} s") from exc
+        except ConnectionResetError as exc:
+            raise self._reset_at_connect() from exc
         except OSError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._sock = sock
