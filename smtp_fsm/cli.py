@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import machine
+from .addresses import encode_address
 from .auth import MECHANISMS
 from .errors import (
     AuthenticationError,
@@ -154,6 +155,22 @@ def _read_bytes(name: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
 
 
+def _typed_addresses(flag: str, values: Sequence[str], *, sender: bool = False) -> list[str]:
+    """The addresses in ``values`` ("Name <addr>" or a bare address, comma lists allowed) exactly as typed.
+
+    Each is checked by the engine's own validator, as the envelope address the user wrote: the email
+    package would otherwise repair some on their way into the headers ("a b@example.org" comes back as
+    '"a b"@example.org'), and the envelope would name a mailbox nobody typed.
+    """
+    addresses = [addr for _, addr in getaddresses(list(values)) if addr]
+    for addr in addresses:
+        try:
+            encode_address(addr, smtputf8=True, allow_null=sender)  # the server's SMTPUTF8 is not known yet
+        except LocalProtocolError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+    return addresses
+
+
 def _build_mail(args: argparse.Namespace) -> Mail:
     if args.message is not None:
         return _ready_mail(args)
@@ -161,6 +178,9 @@ def _build_mail(args: argparse.Namespace) -> Mail:
         raise UsageError("--from is required (unless --message gives a From header)")
     if not (args.to or args.cc or args.bcc):
         raise UsageError("give at least one recipient with --to, --cc or --bcc")
+    _typed_addresses("--from", [args.from_addr], sender=True)
+    for flag, values in (("--to", args.to), ("--cc", args.cc), ("--bcc", args.bcc)):
+        _typed_addresses(flag, values)
     if args.body is not None and args.body_file is not None:
         raise UsageError("give --body or --body-file, not both")
     msg = EmailMessage(policy=email_policy.default)
@@ -216,9 +236,13 @@ def _ready_mail(args: argparse.Namespace) -> Mail:
     data = _read_bytes(args.message, "message")
     parsed = message_from_bytes(data, policy=email_policy.default)
     header_sender, header_recipients = envelope_from_headers(parsed)
-    sender = args.from_addr if args.from_addr is not None else header_sender
+    if args.from_addr is None:
+        sender = header_sender
+    else:  # "Name <addr>" works here too, as when smtp-fsm builds the message; --from "" is the null sender
+        sender = next(iter(_typed_addresses("--from", [args.from_addr], sender=True)), "")
     # Each option may hold a comma list, as when smtp-fsm builds the message itself.
-    recipients = [addr for _, addr in getaddresses([*args.to, *args.cc, *args.bcc]) if addr] or header_recipients
+    recipients = [addr for flag, values in (("--to", args.to), ("--cc", args.cc), ("--bcc", args.bcc))
+                  for addr in _typed_addresses(flag, values)] or header_recipients
     if not sender and args.from_addr is None:
         raise UsageError("no sender: give --from or put a From header in the message")
     if not recipients:

@@ -37,40 +37,6 @@ def check_ehlo_name(name: str) -> str:
     return name
 
 
-@lru_cache(maxsize=4096)  # a stream of messages repeats its addresses; the answer never changes
-def encode_address(address: str, *, smtputf8: bool, allow_null: bool = False) -> tuple[str, bool]:
-    """Validate ``address`` and return (the address as it goes on the wire, needs SMTPUTF8).
-
-    A non-ASCII local part needs SMTPUTF8 (RFC 6531).  A non-ASCII domain with
-    an ASCII local part is sent as IDNA A-labels when the server lacks
-    SMTPUTF8, and as UTF-8 when it has it.
-    """
-    check_no_controls(address, "address")
-    if "<" in address or ">" in address:
-        raise LocalProtocolError(f"address must not contain '<' or '>': {address!r}")
-    if not address:
-        if allow_null:
-            return "", False
-        raise LocalProtocolError("empty recipient address")
-    if address.isascii():
-        return address, False
-    local, at, domain = address.rpartition("@")
-    if not at:
-        local, domain = address, ""
-    if local.isascii():
-        if smtputf8:
-            return address, True
-        try:
-            return f"{local}@{domain.encode('idna').decode('ascii')}", False
-        except UnicodeError as exc:
-            raise LocalProtocolError(f"domain of {address!r} cannot be encoded as IDNA: {exc}") from None
-    if not smtputf8:
-        raise LocalProtocolError(
-            f"{address!r} has a non-ASCII local part and the server does not offer SMTPUTF8 (RFC 6531)"
-        )
-    return address, True
-
-
 def xtext(value: str) -> str:
     """RFC 3461 §4 xtext: "+", "=" and everything outside 33..126 as +XX."""
     out = []

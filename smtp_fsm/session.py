@@ -463,7 +463,10 @@ class ClientSession:
         # NO STARTTLS (USENIX Security 2021): bytes between the 220 and the
         # handshake would be read as if they came over TLS.
         exc = RemoteProtocolError("bytes received after the 220 to STARTTLS, before the TLS handshake",
-                                  data, self.state)
+                                  None, self.state)
+        # What arrived is kept, but not shown in the message: how much came in the same read
+        # depends on where TCP split it, and the error must read the same however it did.
+        exc.data = data
         self._step(None, "bytes injected after STARTTLS", partial(self._fire, "protocol_error", None, exc))
 
     def _dispatch(self) -> None:

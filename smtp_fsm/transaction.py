@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
+from .addresses import encode_address
 from .auth import MAX_AUTH_LINE, Credentials
-from .commands import encode_address, format_params, mail_from, rcpt_to, xtext
+from .commands import format_params, mail_from, rcpt_to, xtext
 from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SenderRefused, SMTPError
 from .extensions import Capabilities
 from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message

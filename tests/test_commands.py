@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from smtp_fsm import LocalProtocolError
+from smtp_fsm.addresses import encode_address
 from smtp_fsm.commands import (
     MAX_COMMAND_LINE,
     check_ehlo_name,
     check_no_controls,
     command_line,
-    encode_address,
     format_params,
     mail_from,
     rcpt_to,
