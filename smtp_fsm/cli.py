@@ -64,14 +64,15 @@ exit codes:
   0  all recipients accepted (for demo, diagram, trace: done)
   1  some recipients refused; the message went to the others
   2  usage error: bad arguments or an unreadable file; nothing was sent
-  3  connection or TLS failure: cannot connect, TLS handshake or certificate
-     failed, STARTTLS required but unavailable, greeting refused, or the
-     server hung up before the session was open
+  3  connection or TLS failure: cannot connect (refused, or no answer within
+     --timeout), TLS handshake or certificate failed or cut, STARTTLS required
+     but unavailable, greeting refused, or the server hung up before the
+     session was open
   4  authentication failed, or credentials refused over an unencrypted link
   5  message refused: the sender, every recipient, or the data
   6  protocol error or timeout: the server broke SMTP, did not answer within
-     --timeout (connecting and the TLS handshake included), or closed the
-     connection mid-session
+     --timeout (the TLS handshake included; the final reply: --data-timeout),
+     or closed the connection mid-session
 """
 
 # States in which a hang-up means "could not open a session" (exit 3), not a failure mid-session (exit 6).
@@ -340,7 +341,8 @@ def _client(args: argparse.Namespace, host: str, port: int | None) -> SMTPClient
     token_only = mechanism is not None and not mechanism.needs_password  # XOAUTH2 takes a bearer token
     try:
         return SMTPClient(
-            host, port, local_hostname=args.ehlo, timeout=args.timeout, tls=args.tls, starttls=args.starttls,
+            host, port, local_hostname=args.ehlo, timeout=args.timeout, data_timeout=args.data_timeout,
+            tls=args.tls, starttls=args.starttls,
             tls_context=_tls_context(args), username=args.auth_user,
             password=None if token_only else secret, oauth_token=secret if token_only else None,
             auth_mechanism=args.auth_mech, allow_insecure_auth=args.allow_insecure_auth,
@@ -590,6 +592,9 @@ def _add_send(commands: Any) -> None:
     where.add_argument("--ehlo", metavar="NAME", help="name for EHLO/LHLO (default: our address as a literal)")
     where.add_argument("--timeout", type=_timeout, default=60.0, metavar="SECONDS",
                        help="deadline for the connection and for each complete reply (default: 60)")
+    where.add_argument("--data-timeout", type=_timeout, default=600.0, metavar="SECONDS",
+                       help="deadline for the reply to the end of the data (default: 600, RFC 5321 §4.5.3.2.6: "
+                            "giving up earlier is what sends a message twice)")
     where.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033): LHLO, one reply per recipient")
     where.add_argument("--no-pipelining", action="store_true", help="do not pipeline even when the server offers it")
 

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from drivers import DRIVERS, make_client
+from sansio_helpers import GREETING, Harness, ehlo, ready
 
 import smtp_fsm
 from smtp_fsm import (
@@ -43,8 +45,6 @@ from smtp_fsm import (
 )
 from smtp_fsm.replies import MAX_LINE
 from smtp_fsm.testing import LocalSMTPServer
-from tests.drivers import DRIVERS, make_client
-from tests.sansio_helpers import GREETING, Harness, ehlo, ready
 
 both = pytest.mark.parametrize("kind", list(DRIVERS))
 TIMEOUT = 5.0  # no test here waits for it unless it is about timeouts
@@ -533,3 +533,14 @@ def test_a_tls_error_chains_the_ssl_error() -> None:
                                                                    timeout=TIMEOUT):
             pass
     assert isinstance(info.value.__cause__, ssl.SSLError | OSError)
+
+
+@pytest.mark.parametrize(("timeouts", "expected"), [(["--timeout", "0.4", "--data-timeout", "5"], cli.EXIT_OK),
+                                                    (["--timeout", "5", "--data-timeout", "0.3"], cli.EXIT_PROTOCOL)])
+def test_the_command_line_takes_a_data_timeout(timeouts: list[str], expected: int,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with RawServer(slow_final_reply(1.0)) as server:
+        code = cli.main(["send", "--server", f"127.0.0.1:{server.port}", "--from", "a@example.test",
+                         "--to", "b@example.test", "--body", "hi", *timeouts])
+    assert code == expected, capsys.readouterr().err
+    assert len(server.stored) == 1
