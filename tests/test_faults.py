@@ -128,9 +128,14 @@ def greet(server: RawServer, conn: socket.socket, *keywords: str) -> None:
     conn.sendall(ehlo(*keywords))
 
 
-def serve_one_message(server: RawServer, conn: socket.socket) -> None:
+def read_group(server: RawServer, conn: socket.socket) -> None:
+    """The pipelined MAIL, RCPT, DATA of a one-recipient message."""
     for expected in (b"MAIL", b"RCPT", b"DATA"):
         assert server.line(conn).startswith(expected)
+
+
+def serve_one_message(server: RawServer, conn: socket.socket) -> None:
+    read_group(server, conn)
     conn.sendall(b"250 ok\r\n250 ok\r\n354 go\r\n")
     server.content(conn)
     conn.sendall(b"250 2.0.0 queued as Q1\r\n")
@@ -141,8 +146,7 @@ def serve_one_message(server: RawServer, conn: socket.socket) -> None:
 
 def pre_answering(server: RawServer, conn: socket.socket) -> None:
     greet(server, conn, "PIPELINING")
-    for expected in (b"MAIL", b"RCPT", b"DATA"):
-        assert server.line(conn).startswith(expected)
+    read_group(server, conn)
     # The final 250 arrives before the content was sent: the client must not send it now.
     conn.sendall(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
     with contextlib.suppress(OSError, ConnectionResetError, AssertionError):
@@ -375,8 +379,7 @@ def test_results_have_an_outcome_when_all_goes_well(smtp_server: LocalSMTPServer
 def slow_final_reply(delay: float) -> Callable[[RawServer, socket.socket], None]:
     def handler(server: RawServer, conn: socket.socket) -> None:
         greet(server, conn, "PIPELINING")
-        for expected in (b"MAIL", b"RCPT", b"DATA"):
-            assert server.line(conn).startswith(expected)
+        read_group(server, conn)
         conn.sendall(b"250 ok\r\n250 ok\r\n354 go\r\n")
         server.content(conn)
         time.sleep(delay)  # the stored message's final reply is slow (a content scanner, say)
@@ -465,8 +468,7 @@ def mid_batch_421(server: RawServer, conn: socket.socket) -> None:
 
 def reset_after_data(server: RawServer, conn: socket.socket) -> None:
     greet(server, conn, "PIPELINING")
-    for expected in (b"MAIL", b"RCPT", b"DATA"):
-        assert server.line(conn).startswith(expected)
+    read_group(server, conn)
     conn.sendall(b"250 ok\r\n250 ok\r\n354 go\r\n")
     server.content(conn)
     reset(conn)
