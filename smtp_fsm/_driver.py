@@ -10,8 +10,9 @@ EHLO), and turning the engine's events into return values and exceptions.
 from __future__ import annotations
 
 import ipaddress
+import select
 import ssl
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from email.message import Message
 from typing import Any
 
@@ -29,6 +30,17 @@ SUBMISSIONS_PORT = 465  # RFC 8314 implicit TLS
 LMTP_PORT = 24
 
 SendItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
+
+
+def readable_now(fileno: int) -> bool:
+    """Whether the socket has bytes (or its end) waiting, without blocking: one system call."""
+    if fileno < 0:
+        return False
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fileno], [], [], 0)[0])  # Windows has no poll
 
 
 def address_literal(ip: str) -> str:
@@ -228,6 +240,24 @@ def wait_closed(event: Event) -> bool:
 def command_reply(event: Event) -> Reply:
     assert isinstance(event, CommandDone)
     return event.reply
+
+
+def reusable(to_addrs: str | Iterable[str]) -> str | Iterable[str]:
+    """Recipients that can be read twice: a one-shot iterator becomes a tuple.
+
+    The engine reads them once to queue the message, and an error may hand the item back in
+    ``unsent`` for the caller to send again: an exhausted iterator would send to nobody.
+    """
+    return to_addrs if isinstance(to_addrs, str | Collection) else tuple(to_addrs)
+
+
+def reusable_item(item: SendItem) -> SendItem:
+    """A ``send_many`` item as given, unless its recipients are a one-shot iterator."""
+    if isinstance(item, Message):
+        return item
+    sender, to_addrs, msg = item
+    kept = reusable(to_addrs)
+    return item if kept is to_addrs else (sender, kept, msg)
 
 
 def message_item(msg: Message, from_addr: str | None, to_addrs: str | Iterable[str] | None) -> SendItem:

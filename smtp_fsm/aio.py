@@ -16,6 +16,9 @@ from ._driver import (
     SendItem,
     command_reply,
     message_item,
+    readable_now,
+    reusable,
+    reusable_item,
     single_result,
     wait_closed,
     wait_command,
@@ -96,24 +99,30 @@ class _ReplyDeadline:
     Replies arrive far more often than deadlines expire, so a reply only notes the
     time; when the timer fires it either re-arms for the latest reply's deadline or
     cancels the waiting task.  (Rescheduling a timeout at every reply cost about as
-    much as parsing the reply.)
+    much as parsing the reply.)  While a large write drains, ``timeout`` bounds its
+    progress instead, as the blocking driver's pieces do: a slow but steady upload is
+    not cut, a stalled one is.
     """
 
-    def __init__(self, limit: Callable[[], tuple[float, str]]) -> None:
+    def __init__(self, limit: Callable[[], tuple[float, str]], timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
+        self.timeout = timeout
         self.progress = self.loop.time()
         self.expired = False
+        self.draining: Callable[[], int] | None = None  # the write buffer's size, while a write drains
+        self.unwritten = 0
         self.due = self.progress + limit()[0]
         self.handle = self.loop.call_at(self.due, self._fire)
 
     def moved(self) -> None:
         self.progress = self.loop.time()
 
-    def tightened(self) -> None:
-        """Bring the timer forward when the reply awaited now has a shorter limit (a data_timeout
-        below timeout); a longer one needs nothing, the timer re-arms when it fires."""
+    def check(self) -> None:
+        """Bring the timer forward when the reply awaited now has a shorter limit than it was
+        armed for (a reply after the final one, or a data_timeout below timeout); a longer one
+        needs nothing: the timer re-arms when it fires."""
         due = self.progress + self.limit()[0]
         if due < self.due:
             self.handle.cancel()
@@ -121,8 +130,15 @@ class _ReplyDeadline:
             self.handle = self.loop.call_at(due, self._fire)
 
     def _fire(self) -> None:
-        due = self.progress + self.limit()[0]
-        if due > self.loop.time():
+        now = self.loop.time()
+        if self.draining is not None:
+            unwritten = self.draining()
+            if unwritten < self.unwritten:  # the server is taking the data: progress
+                self.unwritten, self.progress = unwritten, now
+            due = self.progress + self.timeout
+        else:
+            due = self.progress + self.limit()[0]
+        if due > now:
             self.due = due
             self.handle = self.loop.call_at(due, self._fire)
         elif self.task is not None:
@@ -141,6 +157,7 @@ class AsyncSMTPClient(DriverBase):
     """
 
     _link: _Link | None = None
+    _fileno = -1  # the socket's descriptor, to see whether the kernel holds bytes the loop has not read
 
     async def connect(self) -> AsyncSMTPClient:
         if self._link is not None:
@@ -159,6 +176,7 @@ class AsyncSMTPClient(DriverBase):
         sock = transport.get_extra_info("socket")
         try:
             if sock is not None:
+                self._fileno = sock.fileno()
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # reset right after the accept: reading the greeting reports it
@@ -193,6 +211,7 @@ class AsyncSMTPClient(DriverBase):
 
     async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                        **options: Any) -> SendResult:
+        to_addrs = reusable(to_addrs)
         items: list[SendItem] = [(from_addr, to_addrs, msg)]
         await self._before_work(items)
         ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
@@ -207,7 +226,7 @@ class AsyncSMTPClient(DriverBase):
 
     async def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
         """As ``SMTPClient.send_many``: one result per message, pipelined when the server allows."""
-        batch = list(items)
+        batch = [reusable_item(item) for item in items]
         await self._before_work(batch)
         return await self._results(self.session.send_many(batch), batch)
 
@@ -243,6 +262,15 @@ class AsyncSMTPClient(DriverBase):
     async def _before_work(self, items: list[Any]) -> None:
         """No transaction starts on a dead connection: take in what the idle server sent."""
         self._require_connection()
+        link = self._link
+        assert link is not None
+        if not link.chunks and not link.ended and readable_now(self._fileno):
+            # The kernel holds bytes (a 421, the close) that the loop has not read yet, because
+            # this task kept it busy: let it run a few turns to take them in.
+            for _ in range(8):  # bounded: the transport reads them on the loop's next turns
+                await asyncio.sleep(0)
+                if link.chunks or link.ended:
+                    break
         self._absorb()
         if self.session.error is not None:
             await self._flush_and_close()
@@ -281,13 +309,12 @@ class AsyncSMTPClient(DriverBase):
     async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
         session = self.session
         seen = session.replies_received
-        deadline = _ReplyDeadline(self._reply_limit)
-        tighter_final = self.data_timeout < self.timeout  # rare: then the timer may need to move earlier
+        deadline = _ReplyDeadline(self._reply_limit, self.timeout)
         try:
             while True:
                 out = session.data_to_send()
                 if out:
-                    await self._write(out)
+                    await self._write(out, deadline)
                 try:
                     event = session.next_event()
                 except SMTPError:
@@ -297,8 +324,7 @@ class AsyncSMTPClient(DriverBase):
                     if session.replies_received != seen:
                         seen = session.replies_received
                         deadline.moved()
-                    if tighter_final:
-                        deadline.tightened()
+                    deadline.check()
                     session.receive_data(await self._read())
                     continue
                 if isinstance(event, StartTLS):
@@ -313,15 +339,19 @@ class AsyncSMTPClient(DriverBase):
                 raise
             if deadline.task is not None:
                 deadline.task.uncancel()
-            limit, awaited = self._reply_limit()
-            error = SMTPTimeout(f"no {awaited} within {limit} s (in state {session.state!r})")
+            if deadline.draining is not None:
+                error = SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
+                                    f"(in state {session.state!r})")
+            else:
+                limit, awaited = self._reply_limit()
+                error = SMTPTimeout(f"no {awaited} within {limit} s (in state {session.state!r})")
             session.close(error)  # unfinished messages: uncertain or not sent, with this error
             self.close()
             raise error from None
         finally:
             deadline.cancel()
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, deadline: _ReplyDeadline) -> None:
         link = self._link
         assert link is not None
         if link.transport is None or link.transport.is_closing():
@@ -330,9 +360,18 @@ class AsyncSMTPClient(DriverBase):
             link.ended = True
             self._absorb()
             return
-        link.transport.write(data)
+        transport = link.transport
+        transport.write(data)
         if link.paused is not None:
-            await link.paused  # the transport's buffer is full: wait until it drains
+            # The transport's buffer is full: wait until it drains, bounded by progress.
+            deadline.draining, deadline.unwritten = transport.get_write_buffer_size, transport.get_write_buffer_size()
+            try:
+                await link.paused
+            finally:
+                deadline.draining = None
+        # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2: the
+        # timeouts run while awaiting a reply), as in the blocking driver.
+        deadline.moved()
 
     async def _read(self) -> bytes:
         assert self._link is not None
@@ -362,7 +401,7 @@ class AsyncSMTPClient(DriverBase):
             # The server cut the handshake: the same TLSError as the blocking driver's.
             self.close()
             raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
-                           f"{exc or type(exc).__name__}") from exc
+                           f"{str(exc) or type(exc).__name__}") from exc
         if transport is None:
             self.close()
             raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: the connection closed")

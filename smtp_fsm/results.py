@@ -38,8 +38,9 @@ class SendResult:
     delivery moves to ``refused`` with the delivery reply).  ``reply`` is the
     final reply to the data (its text usually carries the queue id);
     ``delivery`` holds LMTP's per-recipient replies after the data.  ``error``
-    is set when the message as a whole did not go: refused, or cut short by the
-    session's end (then ``outcome`` says whether its content went out).
+    is set when the message as a whole did not go (refused, or cut short by the
+    session's end: then ``outcome`` says whether its content went out), and on a
+    message delivered to some recipients before the session ended (see ``unfinished``).
     """
 
     sender: str
@@ -50,6 +51,10 @@ class SendResult:
     delivery: dict[str, Reply] = field(default_factory=dict)
     error: SMTPError | None = None
     outcome: Outcome = Outcome.NOT_SENT
+    #: Recipients that the session's end left without a final reply, each ``NOT_SENT`` or
+    #: ``UNCERTAIN``, in a message ``DELIVERED`` to others first: an LMTP server that answered
+    #: for some recipients only, or a 452 retry round cut short.  Empty otherwise.
+    unfinished: dict[str, Outcome] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -59,6 +59,7 @@ from .transaction import (
     Work,
     build_transaction,
     credentials_from,
+    settle_cut_short,
     settle_retry_round,
     transaction_error,
 )
@@ -180,15 +181,14 @@ class ClientSession:
             if self.state == table.TLS_HANDSHAKE and (index + 1 < count or parser.has_partial or parser.error):
                 self._injected(b"".join(r.to_bytes() for r in replies[index + 1 :]))
                 break
+            if self.state == table.READY and self._work:
+                # Queued work starts at once, as it would had this reply come alone: what the
+                # replies after it in this read meet does not depend on where TCP split them.
+                self._dispatch()
         # Replies completed before bad bytes were handled first (a 250 that accepted a
         # message is never lost to the garbage after it); then the bad bytes end the session.
         if parser.error is not None and self.state not in table.FINAL_STATES:
-            if self.state == table.TLS_HANDSHAKE:
-                self._injected(parser.error.data or b"")
-            else:
-                self._step(None, "broken reply", partial(self._fire, "protocol_error", None, parser.error))
-        if self.state == table.READY and self._work:
-            self._dispatch()
+            self._step(None, "broken reply", partial(self._fire, "protocol_error", None, parser.error))
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the server now (possibly empty).
@@ -560,25 +560,15 @@ class ClientSession:
 
     def _settle_unfinished(self, error: SMTPError) -> None:
         """Every message not finished yet gets its result: uncertain once its content went out."""
-        unfinished = [tx for tx in (self._tx, self._next_tx) if tx is not None]
-        unfinished += [work.tx for work in self._work if work.tx is not None]
-        for tx in unfinished:
-            result = tx.result
-            if tx.content_out:
-                result.outcome = Outcome.UNCERTAIN
-            elif tx.earlier is not None:  # an earlier round of a 452 retry delivered
-                result.outcome, result.reply = Outcome.DELIVERED, tx.earlier
-            else:
-                result.outcome = Outcome.NOT_SENT
-            if result.outcome is Outcome.DELIVERED:
-                for rcpt in tx.recipients_round:  # the retry round's RCPT 250s delivered nothing
-                    if rcpt in result.accepted:
-                        result.refused[rcpt] = result.accepted.pop(rcpt)
-            else:
-                result.error = error
-            self._emit(MessageSent(tx.ticket, result))
+        for tx in (self._tx, self._next_tx):
+            if tx is not None:
+                settle_cut_short(tx, error, self.state)
+                self._emit(MessageSent(tx.ticket, tx.result))
         for work in self._work:
-            if work.tx is None and work.submission is not None:
+            if work.tx is not None:  # queued, built, never started
+                work.tx.result.error = error
+                self._emit(MessageSent(work.ticket, work.tx.result))
+            elif work.submission is not None:
                 sub = work.submission
                 self._emit(MessageSent(work.ticket, SendResult(sub.sender, sub.recipients, error=error)))
         self._work.clear()

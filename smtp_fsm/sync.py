@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import time
@@ -17,6 +16,9 @@ from ._driver import (
     SendItem,
     command_reply,
     message_item,
+    readable_now,
+    reusable,
+    reusable_item,
     single_result,
     wait_closed,
     wait_command,
@@ -84,6 +86,7 @@ class SMTPClient(DriverBase):
 
     def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                  **options: Any) -> SendResult:
+        to_addrs = reusable(to_addrs)
         items: list[SendItem] = [(from_addr, to_addrs, msg)]
         self._before_work(items)
         ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
@@ -104,7 +107,7 @@ class SMTPClient(DriverBase):
         connection's end, a timeout) carries ``completed``, ``uncertain`` and
         ``unsent``.
         """
-        batch = list(items)
+        batch = [reusable_item(item) for item in items]
         self._before_work(batch)
         return self._results(self.session.send_many(batch), batch)
 
@@ -152,10 +155,8 @@ class SMTPClient(DriverBase):
         """Feed the engine what arrived while the connection was idle (a 421, the close), without waiting."""
         sock = self._sock
         assert sock is not None
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
         pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
-        if not pending and not poller.poll(0):
+        if not pending and not readable_now(sock.fileno()):
             return  # the common case: nothing arrived, one system call
         sock.settimeout(0.0)
         self._read_timeout = 0.0
@@ -192,6 +193,9 @@ class SMTPClient(DriverBase):
             out = session.data_to_send()
             if out:
                 self._write(out)
+                # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2: the
+                # timeouts run while awaiting a reply); the write itself is bounded by progress.
+                progress = time.monotonic()
             try:
                 event = session.next_event()
             except SMTPError:
@@ -303,7 +307,7 @@ class SMTPClient(DriverBase):
         except OSError as exc:
             # The server cut the handshake (a reset, or a close the TLS layer saw as EOF).
             raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
-                           f"{exc or type(exc).__name__}") from exc
+                           f"{str(exc) or type(exc).__name__}") from exc
 
     def _flush_and_close(self) -> None:
         # The engine may have queued a polite QUIT before reporting the error.

@@ -21,7 +21,7 @@ from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SenderRe
 from .extensions import Capabilities
 from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message
 from .replies import Reply
-from .results import SendResult
+from .results import Outcome, SendResult
 
 _DSN_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
@@ -227,6 +227,42 @@ def settle_retry_round(tx: Transaction) -> None:
                 result.refused[rcpt] = failure
         result.reply = tx.earlier
     result.error = None
+
+
+def settle_cut_short(tx: Transaction, error: SMTPError, state: str) -> None:
+    """The session ended (``error``) before this message's final reply: record what became of it.
+
+    A round the server had already refused as a whole is ``REFUSED`` whatever came after.
+    Otherwise the recipients still waiting are ``UNCERTAIN`` once the round's content was
+    handed out, else ``NOT_SENT``; a message that some final 2xx delivered first (an earlier
+    452 round, LMTP's replies for some recipients) stays ``DELIVERED`` with those recipients
+    in ``unfinished``.
+    """
+    result = tx.result
+    for rcpt, reply in tx.deferred.items():
+        result.refused[rcpt] = reply
+    if round_failure(tx) is not None or (tx.rcpt_outstanding == 0 and tx.accepted_count == 0):
+        if tx.earlier is not None:
+            settle_retry_round(tx)
+            result.outcome = Outcome.DELIVERED
+        else:
+            result.error = transaction_error(tx, state) or error
+            result.outcome = Outcome.REFUSED
+        return
+    fate = Outcome.UNCERTAIN if tx.content_out else Outcome.NOT_SENT
+    waiting = [rcpt for rcpt in tx.recipients_round if rcpt not in result.refused and rcpt not in result.delivery]
+    delivered_now = any(result.delivery[rcpt].code // 100 == 2 for rcpt in tx.recipients_round
+                        if rcpt in result.delivery)
+    result.error = error
+    if tx.earlier is None and not delivered_now:
+        result.outcome = fate
+        return
+    result.outcome = Outcome.DELIVERED
+    for rcpt in waiting:
+        result.accepted.pop(rcpt, None)
+        result.unfinished[rcpt] = fate
+    if not delivered_now:
+        result.reply = tx.earlier
 
 
 def transaction_error(tx: Transaction, state: str) -> SMTPError | None:

@@ -546,3 +546,178 @@ def test_the_command_line_takes_a_data_timeout(timeouts: list[str], expected: in
                          "--to", "b@example.test", "--body", "hi", *timeouts])
     assert code == expected, capsys.readouterr().err
     assert len(server.stored) == 1
+
+
+# -- found in review: outcomes already decided, partial deliveries, deadlines, the idle race -------------
+
+
+def test_a_message_the_server_refused_stays_refused_when_the_session_ends_during_rset() -> None:
+    # Every RCPT refused, then BDAT LAST answered 554: the server decided; its close during the RSET
+    # changes nothing (not uncertain: no recipient was accepted).
+    h = ready("PIPELINING", "CHUNKING")
+    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    assert h.feed(b"250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n").sent == b"RSET\r\n"
+    result = h.results(h.feed(b""))[ticket]
+    assert result.outcome is Outcome.REFUSED and isinstance(result.error, smtp_fsm.RecipientsRefused)
+    # The DATA path, a 421 during the RSET.
+    h = ready("PIPELINING")
+    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.feed(b"250 ok\r\n550 5.1.1 no such user\r\n554 no valid recipients\r\n")
+    result = h.results(h.feed(b"421 4.3.2 bye\r\n"))[ticket]
+    assert result.outcome is Outcome.REFUSED and result.refused["b@y.org"].code == 550
+
+
+def test_lmtp_delivery_to_some_recipients_then_the_end_is_delivered_with_the_rest_unfinished() -> None:
+    h = ready("PIPELINING", lmtp=True)
+    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.feed(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    h.feed(b"250 2.0.0 <b> delivered\r\n")
+    step = h.feed(b"")
+    result = h.results(step)[ticket]
+    assert result.outcome is Outcome.DELIVERED and result.delivery["b@y.org"].code == 250
+    assert result.unfinished == {"c@y.org": Outcome.UNCERTAIN} and "c@y.org" not in result.accepted
+    assert result.error is step.error  # the message was cut short: the error says so
+
+
+@pytest.mark.parametrize(("round_two", "fate"), [(b"", Outcome.NOT_SENT), (b"250 ok\r\n250 ok\r\n354 go\r\n",
+                                                                          Outcome.UNCERTAIN)])
+def test_a_452_retry_round_cut_short_keeps_the_first_delivery(round_two: bytes, fate: Outcome) -> None:
+    h = ready("PIPELINING")
+    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.feed(b"250 ok\r\n250 ok\r\n452 4.5.3 too many recipients\r\n354 go\r\n")
+    assert h.feed(b"250 queued Q1\r\n").sent.startswith(b"MAIL FROM")  # the retry round for c
+    if round_two:
+        assert h.feed(round_two).sent == b"Subject: x\r\n\r\nhi\r\n.\r\n"
+    result = h.results(h.feed(b"421 4.3.2 bye\r\n"))[ticket]
+    assert result.outcome is Outcome.DELIVERED and result.reply is not None and result.reply.text == "queued Q1"
+    assert list(result.accepted) == ["b@y.org"] and result.unfinished == {"c@y.org": fate}
+
+
+@both
+def test_a_452_retry_cut_short_is_raised_with_the_partial_result(kind: str) -> None:
+    def handler(server: RawServer, conn: socket.socket) -> None:
+        greet(server, conn, "PIPELINING")
+        for _ in range(4):
+            server.line(conn)  # MAIL, RCPT b, RCPT c, DATA
+        conn.sendall(b"250 ok\r\n250 ok\r\n452 4.5.3 too many recipients\r\n354 go\r\n")
+        server.content(conn)
+        conn.sendall(b"250 queued Q1\r\n")
+        server.line(conn)  # the retry round's MAIL
+        conn.sendall(b"421 4.3.2 shutting down\r\n")
+
+    item = ("a@example.test", ["b@example.test", "c@example.test"], MESSAGE)
+    with RawServer(handler) as server:
+        client = make_client(kind, "127.0.0.1", server.port, timeout=TIMEOUT)
+        with pytest.raises(ServerDisconnected) as info, client:
+            client.sendmail(*item)
+    [result] = info.value.completed
+    assert result.outcome is Outcome.DELIVERED and result.unfinished == {"c@example.test": Outcome.NOT_SENT}
+    assert info.value.unsent == () and info.value.uncertain == ()
+
+
+def test_the_error_state_does_not_depend_on_where_the_read_was_split() -> None:
+    def run(pieces: list[bytes]) -> tuple[str, str | None]:
+        h = ready()
+        h.call("send_many", [("a@x.org", ["b@y.org"], b"one\r\n"), ("a@x.org", ["b@y.org"], b"two\r\n")])
+        for reply_ in (b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
+            h.feed(reply_)
+        for piece in pieces:
+            h.session.receive_data(piece)
+        step = h.collect()
+        return step.state, getattr(step.errors[0], "state", None)
+
+    assert run([b"250 queued 1\r\n421 4.3.0 bye\r\n"]) == run([b"250 queued 1\r\n", b"421 4.3.0 bye\r\n"])
+
+
+def final_then_silence(server: RawServer, conn: socket.socket) -> None:
+    greet(server, conn, "PIPELINING")
+    read_group(server, conn)
+    conn.sendall(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    server.content(conn)
+    time.sleep(0.6)  # a slow final reply: within data_timeout
+    conn.sendall(b"250 queued 1\r\n")
+    with contextlib.suppress(OSError):
+        conn.recv(65536)  # the next message's MAIL is never answered
+        time.sleep(TIMEOUT)
+
+
+@both
+def test_the_reply_after_a_slow_final_reply_gets_timeout_again(kind: str) -> None:
+    with RawServer(final_then_silence) as server:
+        client = make_client(kind, "127.0.0.1", server.port, timeout=0.4, data_timeout=3)
+        started = time.monotonic()
+        with pytest.raises(SMTPTimeout, match=r"no complete reply within 0\.4 s") as info, client:
+            client.send_many([ITEM, ("a@example.test", ["c@example.test"], MESSAGE)])
+        assert time.monotonic() - started < 2.0  # not 0.6 + data_timeout
+    assert [r.outcome for r in info.value.completed] == ["delivered"]
+
+
+def idle_421_while_the_app_is_busy(server: RawServer, conn: socket.socket) -> None:
+    greet(server, conn, "PIPELINING")
+    serve_one_message(server, conn)
+    conn.sendall(b"421 4.3.2 shutting down\r\n")
+    conn.shutdown(socket.SHUT_WR)
+    with contextlib.suppress(OSError, AssertionError, ConnectionResetError):
+        serve_one_message(server, conn)
+
+
+def test_asyncio_reads_an_idle_421_the_loop_has_not_seen_yet() -> None:
+    async def main(port: int) -> ServerDisconnected:
+        async with smtp_fsm.AsyncSMTPClient("127.0.0.1", port, timeout=TIMEOUT) as client:
+            await client.sendmail(*ITEM)
+            time.sleep(0.3)  # blocking work: the 421 sits in the kernel, unread by the loop
+            with pytest.raises(ServerDisconnected) as info:
+                await client.sendmail(*ITEM)
+            return info.value
+
+    with RawServer(idle_421_while_the_app_is_busy) as server:
+        error = asyncio.run(asyncio.wait_for(main(server.port), 30))
+    assert error.reply is not None and error.reply.code == 421 and error.unsent == (ITEM,)
+    assert len(server.stored) == 1
+
+
+def slow_bdat_reader(server: RawServer, conn: socket.socket) -> None:
+    greet(server, conn, "PIPELINING", "CHUNKING")
+    assert server.line(conn).startswith(b"MAIL")
+    assert server.line(conn).startswith(b"RCPT")
+    conn.sendall(b"250 ok\r\n250 ok\r\n")
+    content = b""
+    for _ in range(100):  # bounded: the client's message has a handful of 1 MiB chunks
+        head = server.line(conn).split()
+        size = int(head[1])
+        chunk, server.buffer = server.buffer[:size], server.buffer[size:]
+        while len(chunk) < size:
+            chunk += conn.recv(min(65536, size - len(chunk)))
+            time.sleep(0.01)  # a slow link: about 6 MB/s
+        content += chunk
+        if len(head) > 2:  # BDAT n LAST
+            break
+        conn.sendall(b"250 2.0.0 chunk received\r\n")  # each chunk answered as soon as it is read
+    server.stored.append(content)
+    conn.sendall(b"250 2.0.0 queued\r\n")
+    with contextlib.suppress(OSError):
+        server.line(conn)
+        conn.sendall(b"221 bye\r\n")
+
+
+@both
+def test_a_slow_but_steady_upload_is_not_cut_by_the_reply_timeout(kind: str) -> None:
+    # Pipelined BDAT: the whole message goes in one write while the chunks' replies are awaited
+    # with `timeout`; the deadline counts from the end of the write, whose own bound is progress.
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 6000  # 6 MB: about a second on this link
+    with RawServer(slow_bdat_reader) as server:
+        with make_client(kind, "127.0.0.1", server.port, timeout=0.5, data_timeout=5) as client:
+            result = client.sendmail("a@example.test", ["b@example.test"], big)
+    assert result.outcome is Outcome.DELIVERED and server.stored == [big]
+
+
+@both
+def test_unsent_items_can_be_sent_again_even_when_recipients_were_an_iterator(kind: str) -> None:
+    with RawServer(leaves_while_idle("421")) as server:
+        client = make_client(kind, "127.0.0.1", server.port, timeout=TIMEOUT)
+        with pytest.raises(ServerDisconnected) as info, client:
+            client.sendmail(*ITEM)
+            time.sleep(0.3)
+            client.send_many([("a@example.test", iter(["c@example.test", "d@example.test"]), MESSAGE), ITEM])
+    [first, second] = info.value.unsent
+    assert list(first[1]) == ["c@example.test", "d@example.test"] and second is ITEM
