@@ -70,6 +70,9 @@ StartTLSPolicy = Literal["opportunistic", "required", "never"]
 STARTTLS_POLICIES = ("opportunistic", "required", "never")
 DEFAULT_CHUNK_SIZE = 1 << 20
 _MACHINE_EVENTS = table.MACHINE.events
+# Read per reply or per message: module globals are cheaper than attribute look-ups.
+_DELIVERED, _REFUSED = Outcome.DELIVERED, Outcome.REFUSED
+_ENDED, _READY, _TLS_HANDSHAKE = table.FINAL_STATES, table.READY, table.TLS_HANDSHAKE
 #: Commands in flight that carry a message's content: BDAT chunks and the end of the data.
 _CONTENT_VERBS = frozenset({"BDAT", "END"})
 
@@ -171,17 +174,19 @@ class ClientSession:
         parser = self._parser
         replies = parser.feed(data)
         count = len(replies)
+        tracing = self.trace is not None
         for index, reply in enumerate(replies):
-            if self.state in table.FINAL_STATES:
-                break
-            if self.trace is None:
-                self._handle_reply(reply)
-            else:
+            if tracing:
                 self._step(reply, "", partial(self._handle_reply, reply))
-            if self.state == table.TLS_HANDSHAKE and (index + 1 < count or parser.has_partial or parser.error):
+            else:
+                self._handle_reply(reply)
+            state = self.state
+            if state in _ENDED:
+                break
+            if state == _TLS_HANDSHAKE and (index + 1 < count or parser.has_partial or parser.error):
                 self._injected(b"".join(r.to_bytes() for r in replies[index + 1 :]))
                 break
-            if self.state == table.READY and self._work:
+            if state == _READY and self._work:
                 # Queued work starts at once, as it would had this reply come alone: what the
                 # replies after it in this read meet does not depend on where TCP split them.
                 self._dispatch()
@@ -202,7 +207,7 @@ class ClientSession:
         if self._content_queued:
             for tx in self._content_queued:
                 tx.content_out = True
-            self._content_queued = []
+            self._content_queued.clear()
         out = self._out
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
@@ -740,13 +745,17 @@ class ClientSession:
     def finish_transaction(self, ev: EventData) -> None:
         tx = self.transaction_view()
         result = tx.result
-        for rcpt, reply in tx.deferred.items():
-            result.refused[rcpt] = reply
-        if tx.earlier is not None:
-            settle_retry_round(tx)
-        elif result.error is None:
-            result.error = transaction_error(tx, source_of(ev))
-        result.outcome = Outcome.DELIVERED if result.error is None and result.accepted else Outcome.REFUSED
+        if tx.round_ok and tx.sender_ok and not tx.chunk_failed and not tx.deferred and tx.earlier is None:
+            # The common case, decided by the round's own flags: a final 2xx for accepted recipients.
+            result.outcome = _DELIVERED
+        else:
+            for rcpt, reply in tx.deferred.items():
+                result.refused[rcpt] = reply
+            if tx.earlier is not None:
+                settle_retry_round(tx)
+            elif result.error is None:
+                result.error = transaction_error(tx, source_of(ev))
+            result.outcome = _DELIVERED if result.error is None and result.accepted else _REFUSED
         self._emit(MessageSent(tx.ticket, result))
         self._tx, self._next_tx = self._next_tx, None
 

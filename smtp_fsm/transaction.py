@@ -260,7 +260,7 @@ def settle_cut_short(tx: Transaction, error: SMTPError, state: str) -> None:
     result.outcome = Outcome.DELIVERED
     for rcpt in waiting:
         result.accepted.pop(rcpt, None)
-        result.unfinished[rcpt] = fate
+    result.unfinished = dict.fromkeys(waiting, fate)
     if not delivered_now:
         result.reply = tx.earlier
 
