@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable
 from email.message import Message
 from typing import Any
 
-from .errors import LocalProtocolError, ServerDisconnected, SMTPError
+from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
@@ -158,11 +158,16 @@ class DriverBase:
         self.session.close()
         return ServerDisconnected("server closed the connection", None, self.session.state)
 
-    def _reply_limit(self) -> tuple[float, str]:
-        """The deadline for the reply awaited now, and what to call it in a timeout error."""
+    def _reply_timeout(self) -> float:
+        """The deadline for the reply awaited now: ``data_timeout`` for the final one."""
+        return self.data_timeout if self.session.awaiting_final_reply else self.timeout
+
+    def _reply_timed_out(self) -> SMTPTimeout:
         if self.session.awaiting_final_reply:
-            return self.data_timeout, "final reply to the data"
-        return self.timeout, "complete reply"
+            awaited, limit = "final reply to the data", self.data_timeout
+        else:
+            awaited, limit = "complete reply", self.timeout
+        return SMTPTimeout(f"no {awaited} within {limit} s (in state {self.session.state!r})")
 
     def _refuse_on_ended_session(self, items: list[Any]) -> None:
         """Raise the session's error before new work: the server left (or said 421) while idle."""

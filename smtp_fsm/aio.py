@@ -104,7 +104,7 @@ class _ReplyDeadline:
     not cut, a stalled one is.
     """
 
-    def __init__(self, limit: Callable[[], tuple[float, str]], timeout: float) -> None:
+    def __init__(self, limit: Callable[[], float], timeout: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
@@ -113,7 +113,7 @@ class _ReplyDeadline:
         self.expired = False
         self.draining: Callable[[], int] | None = None  # the write buffer's size, while a write drains
         self.unwritten = 0
-        self.due = self.progress + limit()[0]
+        self.due = self.progress + limit()
         self.handle = self.loop.call_at(self.due, self._fire)
 
     def moved(self) -> None:
@@ -123,7 +123,7 @@ class _ReplyDeadline:
         """Bring the timer forward when the reply awaited now has a shorter limit than it was
         armed for (a reply after the final one, or a data_timeout below timeout); a longer one
         needs nothing: the timer re-arms when it fires."""
-        due = self.progress + self.limit()[0]
+        due = self.progress + self.limit()
         if due < self.due:
             self.handle.cancel()
             self.due = due
@@ -137,7 +137,7 @@ class _ReplyDeadline:
                 self.unwritten, self.progress = unwritten, now
             due = self.progress + self.timeout
         else:
-            due = self.progress + self.limit()[0]
+            due = self.progress + self.limit()
         if due > now:
             self.due = due
             self.handle = self.loop.call_at(due, self._fire)
@@ -309,7 +309,7 @@ class AsyncSMTPClient(DriverBase):
     async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
         session = self.session
         seen = session.replies_received
-        deadline = _ReplyDeadline(self._reply_limit, self.timeout)
+        deadline = _ReplyDeadline(self._reply_timeout, self.timeout)
         try:
             while True:
                 out = session.data_to_send()
@@ -322,9 +322,11 @@ class AsyncSMTPClient(DriverBase):
                     raise
                 if event is NEED_DATA:
                     if session.replies_received != seen:
+                        # A reply: the next one gets its own whole timeout, which is shorter
+                        # than the one armed when the reply just read was the final one.
                         seen = session.replies_received
                         deadline.moved()
-                    deadline.check()
+                        deadline.check()
                     session.receive_data(await self._read())
                     continue
                 if isinstance(event, StartTLS):
@@ -343,8 +345,7 @@ class AsyncSMTPClient(DriverBase):
                 error = SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
                                     f"(in state {session.state!r})")
             else:
-                limit, awaited = self._reply_limit()
-                error = SMTPTimeout(f"no {awaited} within {limit} s (in state {session.state!r})")
+                error = self._reply_timed_out()
             session.close(error)  # unfinished messages: uncertain or not sent, with this error
             self.close()
             raise error from None
@@ -370,8 +371,10 @@ class AsyncSMTPClient(DriverBase):
             finally:
                 deadline.draining = None
         # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2: the
-        # timeouts run while awaiting a reply), as in the blocking driver.
+        # timeouts run while awaiting a reply), as in the blocking driver; what is awaited
+        # may have changed (a data_timeout below timeout).
         deadline.moved()
+        deadline.check()
 
     async def _read(self) -> bytes:
         assert self._link is not None

@@ -202,10 +202,9 @@ class SMTPClient(DriverBase):
                 self._flush_and_close()
                 raise
             if event is NEED_DATA:
-                limit, awaited = self._reply_limit()
-                session.receive_data(self._read(progress + limit, limit, awaited))
+                session.receive_data(self._read(progress + self._reply_timeout()))
                 if session.replies_received != seen:
-                    # A complete reply: the next one gets a whole timeout, writing included.
+                    # A complete reply: the next one gets a whole timeout.
                     seen = session.replies_received
                     progress = time.monotonic()
                     self._full_timeout()
@@ -266,13 +265,13 @@ class SMTPClient(DriverBase):
         if not self.session.is_closed:
             self.session.receive_data(b"")
 
-    def _read(self, deadline: float, limit: float, awaited: str) -> bytes:
+    def _read(self, deadline: float) -> bytes:
         sock = self._sock
         assert sock is not None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                error = SMTPTimeout(f"no {awaited} within {limit} s (in state {self.session.state!r})")
+                error = self._reply_timed_out()
                 self._abandon(error)
                 raise error
             if remaining < self._read_timeout:
