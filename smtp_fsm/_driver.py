@@ -32,15 +32,23 @@ LMTP_PORT = 24
 SendItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
 
 
-def readable_now(fileno: int) -> bool:
-    """Whether the socket has bytes (or its end) waiting, without blocking: one system call."""
-    if fileno < 0:
-        return False
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fileno, select.POLLIN)
-        return bool(poller.poll(0))
-    return bool(select.select([fileno], [], [], 0)[0])  # Windows has no poll
+class Readable:
+    """Whether a socket has bytes (or its end) waiting, without blocking: one system call.
+
+    Made once per connection (the descriptor outlives a TLS upgrade), since drivers ask
+    before every transaction on a connection that may have sat idle.
+    """
+
+    def __init__(self, fileno: int) -> None:
+        self.fileno = fileno
+        self.poller = select.poll() if hasattr(select, "poll") else None  # Windows has no poll
+        if self.poller is not None:
+            self.poller.register(fileno, select.POLLIN)
+
+    def __call__(self) -> bool:
+        if self.poller is not None:
+            return bool(self.poller.poll(0))
+        return bool(select.select([self.fileno], [], [], 0)[0])
 
 
 def address_literal(ip: str) -> str:

@@ -13,10 +13,10 @@ from typing import Any
 from ._driver import (
     Collector,
     DriverBase,
+    Readable,
     SendItem,
     command_reply,
     message_item,
-    readable_now,
     reusable,
     reusable_item,
     single_result,
@@ -157,7 +157,7 @@ class AsyncSMTPClient(DriverBase):
     """
 
     _link: _Link | None = None
-    _fileno = -1  # the socket's descriptor, to see whether the kernel holds bytes the loop has not read
+    _readable: Readable | None = None  # whether the kernel holds bytes that the loop has not read yet
 
     async def connect(self) -> AsyncSMTPClient:
         if self._link is not None:
@@ -176,7 +176,7 @@ class AsyncSMTPClient(DriverBase):
         sock = transport.get_extra_info("socket")
         try:
             if sock is not None:
-                self._fileno = sock.fileno()
+                self._readable = Readable(sock.fileno())
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # reset right after the accept: reading the greeting reports it
@@ -264,7 +264,7 @@ class AsyncSMTPClient(DriverBase):
         self._require_connection()
         link = self._link
         assert link is not None
-        if not link.chunks and not link.ended and readable_now(self._fileno):
+        if not link.chunks and not link.ended and self._readable is not None and self._readable():
             # The kernel holds bytes (a 421, the close) that the loop has not read yet, because
             # this task kept it busy: let it run a few turns to take them in.
             for _ in range(8):  # bounded: the transport reads them on the loop's next turns

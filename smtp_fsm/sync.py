@@ -13,10 +13,10 @@ from typing import Any
 from ._driver import (
     Collector,
     DriverBase,
+    Readable,
     SendItem,
     command_reply,
     message_item,
-    readable_now,
     reusable,
     reusable_item,
     single_result,
@@ -39,6 +39,7 @@ class SMTPClient(DriverBase):
 
     _sock: socket.socket | None = None
     _read_timeout = 0.0  # what the socket's timeout is set to now
+    _readable: Readable
 
     def connect(self) -> SMTPClient:
         """Connect, read the greeting, negotiate EHLO/STARTTLS/AUTH; returns self."""
@@ -55,6 +56,7 @@ class SMTPClient(DriverBase):
         except OSError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         self._sock = sock
+        self._readable = Readable(sock.fileno())
         self._read_timeout = self.timeout
         try:
             try:
@@ -156,7 +158,7 @@ class SMTPClient(DriverBase):
         sock = self._sock
         assert sock is not None
         pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
-        if not pending and not readable_now(sock.fileno()):
+        if not pending and not self._readable():
             return  # the common case: nothing arrived, one system call
         sock.settimeout(0.0)
         self._read_timeout = 0.0
