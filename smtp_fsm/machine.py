@@ -34,15 +34,17 @@ reply that breaks the protocol ends it (``protocol_error``).
 
 The machine is a ``transitions.Machine`` (not a GraphMachine, not a
 HierarchicalMachine) built once from exactly these rows and shared by every
-session: sessions are its models, held weakly.  diagram.py draws the same
-table, and a test checks that the runtime machine's edges are the table's.
+session, through transitions' public surface only: ``event_cls`` and
+``transition_cls`` override the public ``Event.trigger`` and
+``Transition.execute``, and sessions are not registered as models (each
+keeps its own ``state``).  diagram.py draws the same table, and a test
+checks that the runtime machine's edges are the table's.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -448,35 +450,6 @@ def edges() -> set[tuple[str, str, str]]:
     return {(t.source, t.trigger, t.dest or t.source) for t in TRANSITIONS}
 
 
-class _ModelSet(dict[int, "weakref.ref[Any]"]):
-    """The shared machine's models, held weakly and found by identity.
-
-    transitions keeps its models in a list whose ``in`` and ``remove`` are O(n),
-    which dominates with thousands of live sessions, and holds each strongly, so
-    a session dropped without ``close()`` would live as long as the machine.
-    This keeps the list's interface, with dict speed and weak references.
-    """
-
-    def append(self, model: object) -> None:
-        key = id(model)
-
-        def forget(ref: weakref.ref[Any], key: int = key, models: _ModelSet = self) -> None:
-            if models.get(key) is ref:
-                del models[key]
-
-        self[key] = weakref.ref(model, forget)
-
-    def remove(self, model: object) -> None:
-        del self[id(model)]
-
-    def __contains__(self, model: object) -> bool:
-        ref = self.get(id(model))
-        return ref is not None and ref() is model
-
-    def __iter__(self) -> Any:
-        return iter([model for model in (ref() for ref in self.values()) if model is not None])
-
-
 class _TableTransition(Transition):
     """A row of the table: its conditions in order, the state change, its ``after`` actions.
 
@@ -525,26 +498,19 @@ class _TableEvent(Event):
 
 
 class SessionMachine(Machine):
-    """A plain Machine that binds no convenience methods onto its models.
+    """A plain Machine whose rows and triggers are the table's (``transition_cls``, ``event_cls``).
 
-    transitions normally gives every model a ``trigger``, ``may_trigger``, one
-    method per trigger and one ``is_<state>`` per state: about 16 KiB per
-    session.  Sessions fire triggers through ``events[name].trigger(model)``
-    instead, so they need none of it.
+    It has no models: sessions are never registered (``model=None``).  Each keeps its
+    own ``state`` attribute and fires ``MACHINE.events[name].trigger(session, ...)``,
+    the pattern transitions' FAQ gives for many short-lived models on one class-level
+    machine.  So nothing is bound onto a session (transitions would add a method per
+    trigger and per state, about 16 KiB), nothing holds it (a session dropped without
+    ``close()`` is collected), and a trigger changes nothing shared: the machine is safe
+    to use from many threads, each with its own sessions.
     """
 
     transition_cls = _TableTransition
     event_cls = _TableEvent
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.models = _ModelSet()  # type: ignore[assignment]
-
-    def _checked_assignment(self, model: Any, name: str, func: Any) -> None:
-        return None
-
-    def _add_model_to_state(self, state: Any, model: Any) -> None:
-        return None
 
 
 def build_machine() -> SessionMachine:

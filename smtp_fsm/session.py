@@ -126,7 +126,7 @@ class ClientSession:
         self.auth_step = 0
         self.capabilities = Capabilities()
         self.greeting: Reply | None = None
-        self.state: str = table.INITIAL  # kept by transitions from here on
+        self.state: str = table.INITIAL  # moved by the table's rows (machine.py) from here on
 
         self._parser = ReplyParser()
         self._out: list[bytes] = []
@@ -152,7 +152,6 @@ class ClientSession:
         self._trace_sent: list[bytes] = []
         self._trace_events: list[str] = []
         self._trace_triggers: list[str] = []
-        table.MACHINE.add_model(self, initial=table.INITIAL)
 
     # -- the I/O surface ------------------------------------------------------
 
@@ -233,7 +232,7 @@ class ClientSession:
         self._step(None, "TLS established", partial(self._fire, "tls_established", None))
 
     def close(self, reason: SMTPError | None = None) -> None:
-        """Release the engine: it leaves the shared machine and takes no more input or work.
+        """Release the engine: it takes no more input or work.
 
         Messages not finished yet get their ``MessageSent`` now (``uncertain`` when their
         content was handed out, else ``not_sent``), with ``reason`` (why the caller gave up:
@@ -244,8 +243,6 @@ class ClientSession:
         self._drop_unsent_output()
         if self._tx is not None or self._next_tx is not None or self._work:
             self._settle_unfinished(reason or SMTPError(f"the session was closed in state {self.state!r}"))
-        if self in table.MACHINE.models:
-            table.MACHINE.remove_model(self)
 
     @property
     def is_closed(self) -> bool:
