@@ -111,6 +111,7 @@ class _ReplyDeadline:
         self.timeout = timeout
         self.progress = self.loop.time()
         self.expired = False
+        self.expired_writing = False
         self.draining: Callable[[], int] | None = None  # the write buffer's size, while a write drains
         self.unwritten = 0
         self.due = self.progress + limit()
@@ -143,6 +144,7 @@ class _ReplyDeadline:
             self.handle = self.loop.call_at(due, self._fire)
         elif self.task is not None:
             self.expired = True
+            self.expired_writing = self.draining is not None  # the write's finally clears draining
             self.task.cancel()
 
     def cancel(self) -> None:
@@ -219,6 +221,7 @@ class AsyncSMTPClient(DriverBase):
 
     async def send_message(self, msg: Message, from_addr: str | None = None,
                            to_addrs: str | Iterable[str] | None = None, **options: Any) -> SendResult:
+        to_addrs = reusable(to_addrs) if to_addrs is not None else None
         items = [message_item(msg, from_addr, to_addrs)]
         await self._before_work(items)
         ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
@@ -339,9 +342,9 @@ class AsyncSMTPClient(DriverBase):
         except asyncio.CancelledError:
             if not deadline.expired:
                 raise
-            if deadline.task is not None:
-                deadline.task.uncancel()
-            if deadline.draining is not None:
+            if deadline.task is not None and deadline.task.uncancel() > 0:
+                raise  # the caller cancelled in the same turn: its cancellation wins (and closes)
+            if deadline.expired_writing:
                 error = SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
                                     f"(in state {session.state!r})")
             else:

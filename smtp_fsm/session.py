@@ -442,7 +442,8 @@ class ClientSession:
         if pending.trigger is not None:
             tx.result.reply = tx.final_reply = reply
             if not self.lmtp:
-                tx.round_ok = positive and tx.accepted_count > 0
+                # A refused sender or chunk fails the round even when BDAT LAST got 250.
+                tx.round_ok = positive and tx.accepted_count > 0 and tx.sender_ok and not tx.chunk_failed
             if tx.chunked and not positive:
                 tx.chunk_failed = True
 
@@ -564,7 +565,8 @@ class ClientSession:
         """Every message not finished yet gets its result: uncertain once its content went out."""
         for tx in (self._tx, self._next_tx):
             if tx is not None:
-                settle_cut_short(tx, error, self.state)
+                # The state the session failed in (the error's), not 'failed', names where it was cut.
+                settle_cut_short(tx, error, getattr(error, "state", None) or self.state)
                 self._emit(MessageSent(tx.ticket, tx.result))
         for work in self._work:
             if work.tx is not None:  # queued, built, never started

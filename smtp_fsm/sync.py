@@ -96,6 +96,7 @@ class SMTPClient(DriverBase):
 
     def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
                      **options: Any) -> SendResult:
+        to_addrs = reusable(to_addrs) if to_addrs is not None else None
         items = [message_item(msg, from_addr, to_addrs)]
         self._before_work(items)
         ticket = self.session.send_message(msg, from_addr, to_addrs, **options)

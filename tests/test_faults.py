@@ -721,3 +721,90 @@ def test_unsent_items_can_be_sent_again_even_when_recipients_were_an_iterator(ki
             client.send_many([("a@example.test", iter(["c@example.test", "d@example.test"]), MESSAGE), ITEM])
     [first, second] = info.value.unsent
     assert list(first[1]) == ["c@example.test", "d@example.test"] and second is ITEM
+
+
+# -- found in the second review -----------------------------------------------------------------------------
+
+
+def test_a_refused_chunk_is_not_retried_as_a_452_round_even_when_bdat_last_got_250() -> None:
+    h = ready("PIPELINING", "CHUNKING", chunk_size=4)
+    ticket, step = h.call("sendmail", "s@x.org", ["a@x.org", "b@x.org"], b"Subject: t\r\n\r\nhi\r\n")
+    chunks = step.sent.count(b"BDAT")
+    # MAIL 250, RCPT a 250, RCPT b 452, the first chunk 554, the rest (LAST included) 250.
+    step = h.feed(b"250 ok\r\n250 ok\r\n452 4.5.3 later\r\n554 5.6.0 chunk refused\r\n" + b"250 ok\r\n" * (chunks - 1))
+    assert step.sent == b"RSET\r\n"  # not a retry round for b: the message failed
+    result = h.results(h.feed(b"250 reset\r\n"))[ticket]
+    assert result.outcome is Outcome.REFUSED and isinstance(result.error, smtp_fsm.DataRefused)
+
+
+def test_asyncio_names_a_stalled_write_as_such() -> None:
+    def stalls(server: RawServer, conn: socket.socket) -> None:
+        greet(server, conn)
+        for _ in range(3):
+            server.line(conn)  # MAIL, RCPT, DATA (one by one: no PIPELINING)
+            conn.sendall(b"354 go\r\n" if _ == 2 else b"250 ok\r\n")
+        time.sleep(3)  # never reads the content: the client's write stalls
+
+    big = b"Subject: x\r\n\r\n" + (b"z" * 998 + b"\r\n") * 30000  # 30 MB: more than the socket buffers
+
+    async def main(port: int) -> SMTPTimeout:
+        client = smtp_fsm.AsyncSMTPClient("127.0.0.1", port, timeout=0.5, data_timeout=30)
+        await client.connect()
+        try:
+            with pytest.raises(SMTPTimeout) as info:
+                await client.sendmail("a@example.test", ["b@example.test"], big)
+        finally:
+            client.close()
+        return info.value
+
+    with RawServer(stalls) as server:
+        started = time.monotonic()
+        error = asyncio.run(asyncio.wait_for(main(server.port), 30))
+        assert time.monotonic() - started < 5  # timeout bounds the write's progress, not data_timeout
+    assert "no progress within 0.5 s" in str(error) and error.uncertain == (("a@example.test", ["b@example.test"],
+                                                                             big),)
+
+
+def test_asyncio_a_cancel_in_the_same_turn_as_the_deadline_stays_a_cancel() -> None:
+    def silent_after_ehlo(server: RawServer, conn: socket.socket) -> None:
+        greet(server, conn)
+        with contextlib.suppress(OSError, AssertionError, ConnectionResetError):
+            server.line(conn)  # MAIL: never answered
+            time.sleep(3)
+
+    async def main(port: int) -> str:
+        client = smtp_fsm.AsyncSMTPClient("127.0.0.1", port, timeout=0.5)
+        await client.connect()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, time.sleep, 0.4)  # a busy loop: the deadline and the cancel fall in one turn
+        task = asyncio.current_task()
+        assert task is not None
+        loop.call_later(0.45, task.cancel)
+        try:
+            await client.sendmail(*ITEM)
+        except asyncio.CancelledError:
+            task.uncancel()
+            return "cancelled"
+        except SMTPTimeout:
+            return "timeout"
+        return "sent"
+
+    with RawServer(silent_after_ehlo) as server:
+        assert asyncio.run(asyncio.wait_for(main(server.port), 30)) == "cancelled"
+
+
+@both
+def test_send_message_with_iterator_recipients_leaves_a_reusable_unsent_item(kind: str) -> None:
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@example.test", "x@example.test", "hi"
+    msg.set_content("hi")
+    with RawServer(leaves_while_idle("421")) as server:
+        client = make_client(kind, "127.0.0.1", server.port, timeout=TIMEOUT)
+        with pytest.raises(ServerDisconnected) as info, client:
+            client.sendmail(*ITEM)
+            time.sleep(0.3)
+            client.send_message(msg, to_addrs=iter(["c@example.test"]))
+    [(sender, recipients, again)] = info.value.unsent
+    assert sender == "a@example.test" and list(recipients) == ["c@example.test"] and again is msg
