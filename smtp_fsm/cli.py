@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email import message_from_bytes
 from email import policy as email_policy
+from email.errors import MessageError
 from email.message import EmailMessage
-from email.utils import formatdate, getaddresses, make_msgid
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -156,19 +157,62 @@ def _read_bytes(name: str, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
 
 
+def _split_address_list(value: str) -> list[str]:
+    """``value``'s comma-separated items; commas inside quotes or angle brackets do not separate."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted, angle, escaped = False, 0, False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "<" and not quoted:
+            angle += 1
+        elif char == ">" and not quoted and angle:
+            angle -= 1
+        elif char == "," and not quoted and not angle:
+            items.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    items.append("".join(current))
+    return [item.strip() for item in items if item.strip()]
+
+
+def _address_of(item: str) -> str:
+    """The address in ``Name <addr>`` (what the brackets hold), or the item itself."""
+    if item.endswith(">") and "<" in item:
+        return item[item.rindex("<") + 1 : -1].strip()
+    return item
+
+
 def _typed_addresses(flag: str, values: Sequence[str], *, sender: bool = False) -> list[str]:
     """The addresses in ``values`` ("Name <addr>" or a bare address, comma lists allowed) exactly as typed.
 
     Each is checked by the engine's own validator, as the envelope address the user wrote: the email
-    package would otherwise repair some on their way into the headers ("a b@example.org" comes back as
-    '"a b"@example.org'), and the envelope would name a mailbox nobody typed.
+    package would repair or drop some on their way into the headers ("a b@example.org" comes back as
+    '"a b"@example.org', "c@" as nothing), and the envelope would name a mailbox nobody typed.  The null
+    sender is sent only when asked for by name: ``--from '<>'``.
     """
-    addresses = [addr for _, addr in getaddresses(list(values)) if addr]
-    for addr in addresses:
-        try:
-            encode_address(addr, smtputf8=True, allow_null=sender)  # the server's SMTPUTF8 is not known yet
-        except LocalProtocolError as exc:
-            raise UsageError(f"{flag}: {exc}") from None
+    addresses = []
+    for value in values:
+        items = _split_address_list(value)
+        if not items:
+            hint = " (the null sender is --from '<>')" if sender else ""
+            raise UsageError(f"{flag}: no address given{hint}")
+        for item in items:
+            address = _address_of(item)
+            if not address and not (sender and item == "<>"):
+                hint = "; the null sender is --from '<>'" if sender else ""
+                raise UsageError(f"{flag}: {item!r} holds no address{hint}")
+            try:
+                encode_address(address, smtputf8=True, allow_null=sender)  # the server's SMTPUTF8 is not known yet
+            except LocalProtocolError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+            addresses.append(address)
     return addresses
 
 
@@ -179,15 +223,16 @@ def _build_mail(args: argparse.Namespace) -> Mail:
         raise UsageError("--from is required (unless --message gives a From header)")
     if not (args.to or args.cc or args.bcc):
         raise UsageError("give at least one recipient with --to, --cc or --bcc")
-    _typed_addresses("--from", [args.from_addr], sender=True)
-    for flag, values in (("--to", args.to), ("--cc", args.cc), ("--bcc", args.bcc)):
-        _typed_addresses(flag, values)
+    [sender] = _one_sender(args.from_addr)
+    recipients = [addr for flag, values in (("--to", args.to), ("--cc", args.cc), ("--bcc", args.bcc))
+                  for addr in _typed_addresses(flag, values)]
     if args.body is not None and args.body_file is not None:
         raise UsageError("give --body or --body-file, not both")
     msg = EmailMessage(policy=email_policy.default)
     given = {name.lower() for name, _ in args.header}
     try:
-        msg["From"] = args.from_addr
+        if sender:  # the null sender has no From header to give
+            msg["From"] = args.from_addr
         for name, values in (("To", args.to), ("Cc", args.cc), ("Bcc", args.bcc)):
             if values:
                 msg[name] = ", ".join(values)  # Bcc is for the envelope only: the engine strips the header
@@ -203,11 +248,19 @@ def _build_mail(args: argparse.Namespace) -> Mail:
         msg.set_content(_body_text(args))
         for name in args.attach:
             _attach(msg, name)
-    except (ValueError, TypeError, UnicodeError) as exc:
-        # The email package refuses CR/LF in header values, undecodable argv bytes, etc.
+    except (ValueError, TypeError, UnicodeError, LookupError, MessageError) as exc:
+        # The email package refuses CR/LF in header values, undecodable argv bytes, and (with an
+        # IndexError, a LookupError) some odd display names.
         raise UsageError(f"cannot build the message: {exc}") from None
-    sender, recipients = envelope_from_headers(msg)
+    # The envelope is what was typed and checked above, not what the headers make of it.
     return Mail(sender, recipients, msg)
+
+
+def _one_sender(value: str) -> list[str]:
+    senders = _typed_addresses("--from", [value], sender=True)
+    if len(senders) != 1:
+        raise UsageError(f"--from: give one sender, not {len(senders)}")
+    return senders
 
 
 def _body_text(args: argparse.Namespace) -> str:
@@ -239,8 +292,8 @@ def _ready_mail(args: argparse.Namespace) -> Mail:
     header_sender, header_recipients = envelope_from_headers(parsed)
     if args.from_addr is None:
         sender = header_sender
-    else:  # "Name <addr>" works here too, as when smtp-fsm builds the message; --from "" is the null sender
-        sender = next(iter(_typed_addresses("--from", [args.from_addr], sender=True)), "")
+    else:  # "Name <addr>" works here too, as when smtp-fsm builds the message; '<>' is the null sender
+        [sender] = _one_sender(args.from_addr)
     # Each option may hold a comma list, as when smtp-fsm builds the message itself.
     recipients = [addr for flag, values in (("--to", args.to), ("--cc", args.cc), ("--bcc", args.bcc))
                   for addr in _typed_addresses(flag, values)] or header_recipients
@@ -397,6 +450,10 @@ def _report_result(result: SendResult, quiet: bool) -> int:
         _print_recipients(result)
         final = f": {_describe(result.reply)}" if result.reply is not None else ""
         print(f"sent to {len(result.accepted)} of {len(result.recipients)} recipient(s){final}")
+    else:
+        # --quiet keeps the news a script must not miss: who did not get it (stderr).
+        for rcpt, reply in result.refused.items():
+            print(f"{PROG}: refused <{rcpt}>: {_describe(reply)}", file=sys.stderr)
     return code
 
 
@@ -405,6 +462,9 @@ def _report_error(error: SMTPError, code: int, mail: Mail, quiet: bool) -> None:
         for rcpt, reply in error.replies.items():
             print(f"refused   <{rcpt}>: {_describe(reply)}")
         print(f"sent to 0 of {len(mail.recipients)} recipient(s)")
+    elif isinstance(error, RecipientsRefused):
+        for rcpt, reply in error.replies.items():
+            print(f"{PROG}: refused <{rcpt}>: {_describe(reply)}", file=sys.stderr)
     what = "timeout" if isinstance(error, SMTPTimeout) else _WHAT_FAILED[code]
     detail = str(error)
     if not detail.startswith(what):  # the engine's own wording often says it already
@@ -643,7 +703,7 @@ def _add_send(commands: Any) -> None:
                      help=f"save the trace as JSON lines (for '{PROG} trace FILE --html PAGE')")
     out.add_argument("--dry-run", action="store_true",
                      help="print the envelope and the exact bytes after DATA; do not connect")
-    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors and refused recipients (stderr)")
 
 
 def _add_demo(commands: Any) -> None:

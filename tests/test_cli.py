@@ -173,6 +173,19 @@ def test_quiet_prints_nothing_on_success(server: LocalSMTPServer) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (cli.EXIT_OK, b"", b"")
 
 
+def test_quiet_still_reports_refused_recipients_on_stderr(server: LocalSMTPServer) -> None:
+    done = run_cli("send", "--quiet", "--server", address(server), "--from", SENDER, "--to", RCPT,
+                   "--to", "nobody@example.org", "--body", "x")
+    assert (done.returncode, done.stdout) == (cli.EXIT_SOME_REFUSED, b"")
+    assert text(done.stderr) == "smtp-fsm: refused <nobody@example.org>: 550 5.1.1 no such user\n"
+    done = run_cli("send", "--quiet", "--server", address(server), "--from", SENDER, "--to", "nobody@example.org",
+                   "--body", "x")
+    assert done.returncode == cli.EXIT_REFUSED and done.stdout == b""
+    lines = text(done.stderr).splitlines()
+    assert lines[0] == "smtp-fsm: refused <nobody@example.org>: 550 5.1.1 no such user"
+    assert lines[-1].startswith("smtp-fsm: message refused")
+
+
 def test_message_from_stdin_is_sent_as_is(server: LocalSMTPServer) -> None:
     raw = (b"From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: ready-made\r\n"
            b"X-Custom: kept\r\n\r\nfirst line\r\n.a dot line\r\n..two dots\r\nlast\r\n")
