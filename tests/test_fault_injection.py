@@ -104,7 +104,8 @@ class Run:
 def run_session(server: FaultServer, driver: str, cut: Cut | None) -> Run:
     items = make_items()
     run = Run(driver, cut, items, server.arm(cut))
-    client = make_client(driver, server.host, server.port, timeout=TIMEOUT, local_hostname="client.test")
+    client = make_client(driver, server.host, server.port, timeout=TIMEOUT, data_timeout=TIMEOUT,
+                         local_hostname="client.test")
     phase = "connect"
     clock = time.monotonic()
 
