@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import select
+import socket
 import ssl
 from collections.abc import Collection, Iterable
 from email.message import Message
@@ -30,6 +31,9 @@ SUBMISSIONS_PORT = 465  # RFC 8314 implicit TLS
 LMTP_PORT = 24
 
 SendItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
+
+#: The address families a driver may be limited to; 0 (AF_UNSPEC) takes whatever the name resolves to.
+FAMILIES = frozenset({socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6})
 
 
 class Readable:
@@ -57,6 +61,43 @@ def address_literal(ip: str) -> str:
     return f"[IPv6:{addr}]" if addr.version == 6 else f"[{addr}]"
 
 
+def check_server_hostname(name: object) -> None:
+    """The name for SNI and the certificate check, refused here rather than as a ValueError mid-handshake."""
+    if not isinstance(name, str) or not name or name.startswith(".") or any(c <= " " or c == "\x7f" for c in name):
+        raise LocalProtocolError(f"server_hostname must be a host name or address, not {name!r}")
+    try:
+        name.encode("idna")  # what the ssl module does with it before the handshake
+    except UnicodeError as exc:
+        raise LocalProtocolError(f"server_hostname {name!r} is not a valid host name: {exc}") from None
+
+
+def check_source_address(source_address: object, family: int) -> tuple[str, int] | None:
+    """``(host, port)`` to bind before connecting (port 0: any), checked before any connection is made.
+
+    An address literal of the other family than ``family`` is refused here: binding it could only fail,
+    later and with a less clear message.
+    """
+    if source_address is None:
+        return None
+    if not isinstance(source_address, tuple | list) or len(source_address) != 2:
+        raise LocalProtocolError(f"source_address must be a (host, port) pair, not {source_address!r}")
+    host, port = source_address
+    if not isinstance(host, str) or not host or any(c <= " " or c == "\x7f" for c in host):
+        raise LocalProtocolError(f"source_address needs a local address or host name, not {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+        raise LocalProtocolError(f"source_address port must be a number from 0 (any) to 65535, not {port!r}")
+    version: int
+    try:
+        version = ipaddress.ip_address(host.split("%", 1)[0]).version
+    except ValueError:
+        version = 0  # a name: resolved when connecting
+    wanted = 4 if family == socket.AF_INET else 6 if family == socket.AF_INET6 else 0
+    if version and wanted and version != wanted:
+        raise LocalProtocolError(f"source_address {host} is an IPv{version} address, "
+                                 f"but the connection is limited to IPv{wanted}")
+    return host, port
+
+
 def is_loopback(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip.split("%", 1)[0]).is_loopback
@@ -75,6 +116,8 @@ class DriverBase:
         local_hostname: str | None = None,
         timeout: float = 60.0,
         data_timeout: float = 600.0,
+        family: int = socket.AF_UNSPEC,
+        source_address: tuple[str, int] | None = None,
         tls: bool = False,
         starttls: StartTLSPolicy = "opportunistic",
         tls_context: ssl.SSLContext | None = None,
@@ -101,6 +144,13 @@ class DriverBase:
             raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
         if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
             raise LocalProtocolError("tls_context must be an ssl.SSLContext")
+        if server_hostname:  # None or "" falls back to host, as before
+            check_server_hostname(server_hostname)
+        # bool is an int, and False == AF_UNSPEC: refused so that a flag passed by mistake says so.
+        if isinstance(family, bool) or not isinstance(family, int) or family not in FAMILIES:
+            raise LocalProtocolError(f"family must be socket.AF_INET, socket.AF_INET6 or 0 (either), not {family!r}")
+        self.family = socket.AddressFamily(family)
+        self.source_address = check_source_address(source_address, self.family)
         self.host = host
         self.port = port if port is not None else (SUBMISSIONS_PORT if tls else (LMTP_PORT if lmtp else SMTP_PORT))
         self.timeout = float(timeout)

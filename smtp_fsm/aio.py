@@ -167,7 +167,8 @@ class AsyncSMTPClient(DriverBase):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                transport, self._link = await loop.create_connection(_Link, self.host, self.port)
+                transport, self._link = await loop.create_connection(
+                    _Link, self.host, self.port, family=self.family, local_addr=self.source_address)
         except TimeoutError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
                                    f"{self.timeout} s") from exc

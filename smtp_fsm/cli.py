@@ -15,6 +15,7 @@ import math
 import mimetypes
 import os
 import re
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -25,9 +26,10 @@ from email.errors import MessageError
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from . import machine
+from ._driver import check_server_hostname
 from .addresses import encode_address
 from .auth import MECHANISMS
 from .errors import (
@@ -60,9 +62,10 @@ EXIT_AUTH = 4
 EXIT_REFUSED = 5
 EXIT_PROTOCOL = 6
 
+#: The full table is in ``send --help`` only: the other commands have no exit code but 0 and 2 to explain.
 EXIT_CODES_HELP = """\
 exit codes:
-  0  all recipients accepted (for demo, diagram, trace: done)
+  0  all recipients accepted (for serve, demo, diagram, trace: done)
   1  some recipients refused; the message went to the others
   2  usage error: bad arguments or an unreadable file; nothing was sent
   3  connection or TLS failure: cannot connect (refused, or no answer within
@@ -82,6 +85,16 @@ _SETUP_STATES = frozenset({
     machine.AUTH, machine.AUTH_RESPONSE, machine.AUTH_CANCEL,
 })
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
+#: RFC 2045 §5.1 type "/" subtype, each an RFC 2045 token.
+_MIME_TYPE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)/([!#$%&'*+.^_`|~0-9A-Za-z-]+)")
+#: Composite types a file cannot be attached as: they may not be base64-encoded (RFC 2045 §6.4, RFC 2046
+#: §5.2.1), and that is how a file's bytes go out.
+_COMPOSITE_TYPES = ("message", "multipart")
+#: swaks' defaults for a message given no subject or body ("test <date>", "This is a test mailing").
+_DEFAULT_SUBJECT = "test {date}"
+_DEFAULT_BODY = "This is a test mailing\n"
+INSECURE_WARNING = (f"{PROG}: WARNING: --insecure: the server's certificate is not checked; "
+                    "anyone on the path can read and change this session")
 _FORMATS = ("dot", "mmd", "svg")
 #: --trace shows this many lines of the message itself; --dry-run shows all of it.
 _TRACE_DATA_LINES = 20
@@ -89,6 +102,15 @@ _TRACE_DATA_LINES = 20
 
 class UsageError(Exception):
     """A bad argument found after parsing (unreadable file, invalid address...): exit 2."""
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One ``--attach FILE``, with the ``--attach-type`` and ``--attach-name`` given before it (None: guessed)."""
+
+    path: str
+    mime_type: str | None = None
+    name: str | None = None
 
 
 @dataclass
@@ -103,7 +125,7 @@ class Mail:
 # -- argument types (argparse prints their ArgumentTypeError as a one-line usage error) ------
 
 
-def _server(text: str) -> tuple[str, int | None]:
+def _host_port(text: str, lowest_port: int) -> tuple[str, int | None]:
     """``HOST``, ``HOST:PORT``, ``[IPv6]`` or ``[IPv6]:PORT``; a bare IPv6 address has no port."""
     host, port = text, None
     if text.startswith("["):
@@ -117,16 +139,77 @@ def _server(text: str) -> tuple[str, int | None]:
         raise argparse.ArgumentTypeError("empty host")
     if port is None:
         return host, None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"port must be 1-65535, not {port!r}")
+    if not port.isdigit() or not lowest_port <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be {lowest_port}-65535, not {port!r}")
     return host, int(port)
 
 
+def _server(text: str) -> tuple[str, int | None]:
+    return _host_port(text, 1)
+
+
+def _local_interface(text: str) -> tuple[str, int]:
+    """``--local-interface ADDR[:PORT]``: the address (or name) to connect from; no port or 0 is any port."""
+    host, port = _host_port(text, 0)
+    return host, port or 0
+
+
 def _header(text: str) -> tuple[str, str]:
+    if "\r" in text or "\n" in text:
+        # Checked here, not left to the email package, so the refusal is one line that says why.
+        raise argparse.ArgumentTypeError("a header cannot hold CR or LF: it would end the header and start another")
     name, colon, value = text.partition(":")
     if not colon or not _HEADER_NAME.fullmatch(name.strip()):
         raise argparse.ArgumentTypeError('write a header as "Name: value"')
     return name.strip(), value.strip()
+
+
+def _mime_type(text: str) -> str:
+    match = _MIME_TYPE.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"write a MIME type as type/subtype (e.g. application/pdf), not {text!r}")
+    if match.group(1).lower() in _COMPOSITE_TYPES:
+        raise argparse.ArgumentTypeError(f"a file cannot be attached as {match.group(1).lower()}/*, which may not "
+                                         "be base64-encoded (RFC 2045 §6.4); use application/octet-stream")
+    return f"{match.group(1)}/{match.group(2)}".lower()
+
+
+def _attach_name(text: str) -> str:
+    if not text or any(char < " " or char == "\x7f" for char in text):
+        raise argparse.ArgumentTypeError("an attachment name must be non-empty, without control characters")
+    return text
+
+
+def _tls_sni(text: str) -> str:
+    try:
+        check_server_hostname(text)
+    except LocalProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("server_hostname", "the TLS name")) from None
+    return text
+
+
+class _AttachAction(argparse.Action):
+    """``--attach FILE``: one :class:`Attachment`, taking the ``--attach-type``/``--attach-name`` given since
+    the previous ``--attach`` (argparse calls actions in command-line order, so "next" is well defined)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        # A new list each time: argparse hands every parse the same default list object.
+        attachments = [*getattr(namespace, self.dest), Attachment(str(values), namespace.attach_type,
+                                                                  namespace.attach_name)]
+        setattr(namespace, self.dest, attachments)
+        namespace.attach_type = namespace.attach_name = None
+
+
+class _NextAttachmentAction(argparse.Action):
+    """``--attach-type`` / ``--attach-name``: kept for the next ``--attach``; twice before one is an error
+    (the first would be silently lost)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest) is not None:
+            raise argparse.ArgumentError(self, "given twice before an --attach (each applies to the next --attach)")
+        setattr(namespace, self.dest, values)
 
 
 def _timeout(text: str) -> float:
@@ -216,38 +299,62 @@ def _typed_addresses(flag: str, values: Sequence[str], *, sender: bool = False) 
     return addresses
 
 
+def _default_sender() -> str:
+    """swaks' default sender, ``$USER@$(hostname)``, if the address validator takes it.
+
+    The host name is the kernel's, not looked up in DNS (a lookup could hang); a name without a dot
+    ("user@localhost") is a valid mailbox, one with an underscore or a user name with a space is not.
+    """
+    try:
+        user = getpass.getuser()  # LOGNAME, USER, LNAME, USERNAME, then the password database
+    except (OSError, KeyError, ImportError):  # no such variable and no passwd entry (a container's uid)
+        user = ""
+    address = f"{user}@{socket.gethostname()}"
+    try:
+        encode_address(address, smtputf8=True)
+    except LocalProtocolError as exc:
+        raise UsageError(f"no --from given, and the default sender $USER@hostname is not a valid address: "
+                         f"{exc}; give --from") from None
+    return address
+
+
 def _build_mail(args: argparse.Namespace) -> Mail:
+    for flag, pending in (("--attach-type", args.attach_type), ("--attach-name", args.attach_name)):
+        if pending is not None:
+            raise UsageError(f"{flag} {pending} applies to the next --attach, and none follows it")
     if args.message is not None:
         return _ready_mail(args)
-    if args.from_addr is None:
-        raise UsageError("--from is required (unless --message gives a From header)")
     if not (args.to or args.cc or args.bcc):
         raise UsageError("give at least one recipient with --to, --cc or --bcc")
-    [sender] = _one_sender(args.from_addr)
+    from_addr = args.from_addr if args.from_addr is not None else _default_sender()
+    [sender] = _one_sender(from_addr)
     recipients = [addr for flag, values in (("--to", args.to), ("--cc", args.cc), ("--bcc", args.bcc))
                   for addr in _typed_addresses(flag, values)]
     if args.body is not None and args.body_file is not None:
         raise UsageError("give --body or --body-file, not both")
     msg = EmailMessage(policy=email_policy.default)
     given = {name.lower() for name, _ in args.header}
+    date = formatdate(localtime=True)
     try:
         if sender:  # the null sender has no From header to give
-            msg["From"] = args.from_addr
+            msg["From"] = from_addr
         for name, values in (("To", args.to), ("Cc", args.cc), ("Bcc", args.bcc)):
             if values:
                 msg[name] = ", ".join(values)  # Bcc is for the envelope only: the engine strips the header
         if args.subject is not None:
             msg["Subject"] = args.subject
+        elif "subject" not in given:  # swaks' default, so that a bare "send --to" is a complete test
+            msg["Subject"] = _DEFAULT_SUBJECT.format(date=date)
         for name, value in args.header:
             msg[name] = value
         if "date" not in given:
-            msg["Date"] = formatdate(localtime=True)
+            msg["Date"] = date
         if "message-id" not in given:
-            domain = args.from_addr.rpartition("@")[2].strip(" >") or "smtp-fsm.invalid"
+            domain = from_addr.rpartition("@")[2].strip(" >") or "smtp-fsm.invalid"
             msg["Message-ID"] = make_msgid(domain=domain)
         msg.set_content(_body_text(args))
-        for name in args.attach:
-            _attach(msg, name)
+        for attachment in args.attach:
+            _attach(msg, attachment)
     except (ValueError, TypeError, UnicodeError, LookupError, MessageError) as exc:
         # The email package refuses CR/LF in header values, undecodable argv bytes, and (with an
         # IndexError, a LookupError) some odd display names.
@@ -265,19 +372,25 @@ def _one_sender(value: str) -> list[str]:
 
 def _body_text(args: argparse.Namespace) -> str:
     if args.body_file is None:
-        return str(args.body or "")
+        return _DEFAULT_BODY if args.body is None else str(args.body)
     try:
         return _read_bytes(args.body_file, "body file").decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"--body-file {args.body_file} is not UTF-8 text; attach it with --attach") from None
 
 
-def _attach(msg: EmailMessage, name: str) -> None:
-    data = _read_bytes(name, "attachment")
-    kind, encoding = mimetypes.guess_type(name)
-    # A compressed file (x.tar.gz) is sent as what it is on disk, not as what it unpacks to.
-    maintype, _, subtype = (kind if kind and encoding is None else "application/octet-stream").partition("/")
-    msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=Path(name).name)
+def _attach(msg: EmailMessage, attachment: Attachment) -> None:
+    data = _read_bytes(attachment.path, "attachment")
+    kind = attachment.mime_type
+    if kind is None:
+        guessed, encoding = mimetypes.guess_type(attachment.path)
+        # A compressed file (x.tar.gz) is sent as what it is on disk, not as what it unpacks to; a guessed
+        # message/rfc822 (x.eml) as plain bytes too, since it may not be base64-encoded (RFC 2046 §5.2.1).
+        usable = guessed and encoding is None and guessed.partition("/")[0] not in _COMPOSITE_TYPES
+        kind = guessed if usable and guessed else "application/octet-stream"
+    maintype, _, subtype = kind.partition("/")
+    name = attachment.name if attachment.name is not None else Path(attachment.path).name
+    msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
 
 
 def _ready_mail(args: argparse.Namespace) -> Mail:
@@ -368,7 +481,7 @@ def _password(args: argparse.Namespace) -> str | None:
         print(f"{PROG}: warning: a password on the command line is visible to other users and kept in shell "
               "history; prefer --auth-password-env or --auth-password-file", file=sys.stderr)
         return str(args.auth_password)
-    if "-" in (args.message, args.body_file, *args.attach):
+    if "-" in (args.message, args.body_file, *(attachment.path for attachment in args.attach)):
         raise UsageError("cannot prompt for the password while the message comes from stdin; "
                          "use --auth-password-env or --auth-password-file")
     try:
@@ -378,28 +491,63 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
-    if args.cafile is None:
+    if args.tls_key is not None and args.tls_cert is None:
+        raise UsageError("--tls-key needs --tls-cert (the certificate it is the key of)")
+    if args.insecure and args.cafile is not None:
+        raise UsageError("--insecure checks no certificate, so --cafile would change nothing; give one of them")
+    if args.cafile is None and args.tls_cert is None and not args.insecure:
         return None  # the driver's default: the system's trusted CAs, hostname checked
     try:
-        return ssl.create_default_context(cafile=args.cafile)
+        context = ssl.create_default_context(cafile=args.cafile)
     except (OSError, ssl.SSLError) as exc:
         raise UsageError(f"cannot load CA file {args.cafile}: {exc}") from None
+    if args.insecure:
+        # Every time, never once per user: a script that copied --insecure from a test keeps saying so.
+        print(INSECURE_WARNING, file=sys.stderr)
+        context.check_hostname = False  # must come before CERT_NONE: the ssl module refuses the other order
+        context.verify_mode = ssl.CERT_NONE
+    if args.tls_cert is not None:
+        _load_client_certificate(context, args.tls_cert, args.tls_key)
+    return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """``--tls-cert``/``--tls-key`` into ``context``, every failure a one-line usage error (exit 2)."""
+    files = f"--tls-cert {cert}" + (f" --tls-key {key}" if key is not None else "")
+
+    def no_password() -> str:
+        # Without a callback OpenSSL would prompt on the terminal for an encrypted key's passphrase.
+        raise UsageError(f"{files}: the private key is encrypted; give an unencrypted key")
+
+    try:
+        context.load_cert_chain(cert, key, password=no_password)
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLError):
+            if "KEY_VALUES_MISMATCH" in str(exc):
+                raise UsageError(f"{files}: the private key does not belong to the certificate") from None
+            what = "a PEM certificate" + (" and a PEM private key" if key is not None else " followed by its key")
+            detail = f" ({exc.reason})" if exc.reason else ""  # OpenSSL's "PEM lib (_ssl.c:3905)" says nothing
+            raise UsageError(f"{files}: not {what}{detail}") from None
+        raise UsageError(f"cannot read {files}: {exc.strerror or exc}") from None
 
 
 def _client(args: argparse.Namespace, host: str, port: int | None) -> SMTPClient:
     mechanism = MECHANISMS.get(args.auth_mech.upper()) if args.auth_mech else None
     if args.auth_mech and mechanism is None:  # said before any password prompt
         raise UsageError(f"unknown --auth-mech {args.auth_mech!r}; choose from {', '.join(MECHANISMS)}")
+    tls_context = _tls_context(args)  # a bad certificate file is said before the password prompt too
     secret = _password(args)
     token_only = mechanism is not None and not mechanism.needs_password  # XOAUTH2 takes a bearer token
     try:
         return SMTPClient(
             host, port, local_hostname=args.ehlo, timeout=args.timeout, data_timeout=args.data_timeout,
-            tls=args.tls, starttls=args.starttls,
-            tls_context=_tls_context(args), username=args.auth_user,
+            family=args.family, source_address=args.local_interface,
+            tls=args.tls, starttls=args.starttls, tls_context=tls_context, server_hostname=args.tls_sni,
+            username=args.auth_user,
             password=None if token_only else secret, oauth_token=secret if token_only else None,
             auth_mechanism=args.auth_mech, allow_insecure_auth=args.allow_insecure_auth,
-            pipelining=not args.no_pipelining, lmtp=args.lmtp, trace=args.trace or args.save_trace is not None,
+            pipelining=not args.no_pipelining, lmtp=args.lmtp,
+            trace=args.trace or args.save_trace is not None or args.output_file is not None,
         )
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
@@ -483,12 +631,34 @@ def _print_text(text: str) -> None:
 def cmd_send(args: argparse.Namespace) -> int:
     if args.server is None and not args.dry_run:
         raise UsageError("--server is required (or use --dry-run)")
+    if args.dry_run and args.output_file is not None:
+        raise UsageError("--output-file holds a session's transcript, and --dry-run has none: redirect stdout")
     mail = _build_mail(args)
     _check_with_engine(mail, args)
     if args.dry_run:
         return _dry_run(mail)
     host, port = args.server
     client = _client(args, host, port)
+    transcript = _open_transcript(args.output_file)
+    try:
+        return _deliver(client, mail, args, transcript)
+    finally:
+        if transcript is not None:
+            with contextlib.suppress(OSError):  # already flushed (or warned about) by _report_trace
+                transcript.close()
+
+
+def _open_transcript(path: Path | None) -> TextIO | None:
+    """``--output-file``, opened before connecting: a path that cannot be written is exit 2 with nothing sent."""
+    if path is None:
+        return None
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write --output-file {path}: {exc.strerror or exc}") from None
+
+
+def _deliver(client: SMTPClient, mail: Mail, args: argparse.Namespace, transcript: TextIO | None) -> int:
     opening = True
     try:
         client.connect()
@@ -501,16 +671,22 @@ def cmd_send(args: argparse.Namespace) -> int:
             client.quit()  # the message was already taken; a rude goodbye changes nothing
     except SMTPError as error:
         code = exit_code_for(error, opening)
-        _report_trace(client, args)
-        _report_error(error, code, mail, args.quiet)
+        _report_trace(client, args, transcript)
+        if (isinstance(error, ServerDisconnected) and error.state in (machine.GREETING, machine.EHLO, machine.HELO)
+                and client.session.encrypted and args.tls_cert is None):
+            # TLS 1.3 servers check a client certificate after the client's handshake is done, so a
+            # refusal looks like this hang-up rather than a TLS error: worth a hint, not a verdict.
+            print(f"{PROG}: hint: a server that hangs up right after the TLS handshake may require a client "
+                  "certificate (--tls-cert)", file=sys.stderr)
+        _report_error(error, code, mail, args.quiet)  # last: the one line that says what failed
         return code
     finally:
         client.close()
-    _report_trace(client, args)
+    _report_trace(client, args, transcript)
     return _report_result(result, args.quiet)
 
 
-def _report_trace(client: SMTPClient, args: argparse.Namespace) -> None:
+def _report_trace(client: SMTPClient, args: argparse.Namespace, transcript: TextIO | None) -> None:
     from .trace import annotated_text, dump_jsonl
 
     if args.save_trace is not None:
@@ -519,7 +695,15 @@ def _report_trace(client: SMTPClient, args: argparse.Namespace) -> None:
         except OSError as exc:
             print(f"{PROG}: warning: cannot save the trace to {args.save_trace}: {exc.strerror or exc}",
                   file=sys.stderr)
-    if args.trace:
+    if transcript is not None:  # instead of stdout; never coloured: it is a file, not a terminal
+        text = annotated_text(client.trace, color=False, max_lines=_TRACE_DATA_LINES)
+        try:
+            transcript.write(text if text.endswith("\n") else text + "\n")
+            transcript.flush()  # a write error is reported here, not lost in close()
+        except OSError as exc:  # a full disk: the mail went (or not) all the same, so only warn
+            print(f"{PROG}: warning: cannot write the transcript to {args.output_file}: {exc.strerror or exc}",
+                  file=sys.stderr)
+    elif args.trace:
         _print_text(annotated_text(client.trace, color=_use_color(), max_lines=_TRACE_DATA_LINES))
         sys.stdout.flush()
 
@@ -600,8 +784,10 @@ _MAIN_HELP = f"""\
 An SMTP client whose protocol logic is one explicit finite-state machine.
 
 examples:
+  {PROG} send --server mx.example.org --to you@example.org
   {PROG} send --server mx.example.org --from me@example.org --to you@example.org --subject hi --body hello
   {PROG} send --server [::1]:2525 --from me@example.org --to you@example.org --dry-run
+  {PROG} serve --starttls --auth alice:secret --refuse '*@nowhere.test'
   {PROG} demo
   {PROG} diagram --out diagrams --format dot,mmd,svg
   {PROG} trace session.jsonl --html session.html
@@ -609,32 +795,27 @@ examples:
 Run "{PROG} COMMAND --help" for each command's options.
 """
 
+_MAIN_EPILOG = f"exit codes: see `{PROG} send --help`"
+
+
+def _add_serve(commands: Any) -> None:
+    # serve.py imports aiosmtpd and trustme only when it runs, so the command line stays light.
+    from .serve import add_serve
+
+    add_serve(commands)
+
 _SEND_HELP = f"""\
 examples:
-  # a plain message through a submission server, STARTTLS required, password from the environment
+  # swaks' everyday test: From $USER@hostname, Subject "test <date>", body "This is a test mailing"
+  {PROG} send --server mx.example.org --to you@example.org --trace
+
+  # through a submission server: STARTTLS required, password from the environment, an attachment
   SMTP_PASSWORD=... {PROG} send --server smtp.example.org:587 --starttls required \\
       --auth-user me@example.org --auth-password-env SMTP_PASSWORD \\
-      --from "Me <me@example.org>" --to you@example.org --subject "Hello" --body "Hi there"
-
-  # Chinese subject and body, two attachments, a Bcc, the transcript with states
-  {PROG} send --server 127.0.0.1:2525 --from 张三@example.org --to you@example.org --bcc audit@example.org \\
-      --subject "你好" --body-file body.txt --attach report.pdf --attach data.csv --trace
-
-  # implicit TLS (port 465) with a private CA
-  {PROG} send --server mail.example.org --tls --cafile ca.pem --from me@example.org --to you@example.org
-
-  # a ready RFC 5322 message from stdin, sent as is; envelope from its headers
-  {PROG} send --server 127.0.0.1:2525 --message - < message.eml
+      --from "张三 <me@example.org>" --to you@example.org --subject "你好" --body "Hi" --attach report.pdf
 
   # show what would be sent, byte for byte, without connecting
   {PROG} send --dry-run --from me@example.org --to you@example.org --body-file body.txt
-
-  # keep the session for a lecture: save the trace, then make a stepper page from it
-  {PROG} send --server 127.0.0.1:2525 --from me@example.org --to you@example.org --save-trace s.jsonl
-  {PROG} trace s.jsonl --html s.html
-
-  # LMTP delivery with DSN options
-  {PROG} send --server 127.0.0.1:24 --lmtp --from me@example.org --to you@example.org --dsn-notify FAILURE,DELAY
 
 {EXIT_CODES_HELP}"""
 
@@ -645,11 +826,21 @@ def _add_send(commands: Any) -> None:
         epilog=_SEND_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     send.set_defaults(func=cmd_send, command_parser=send)
+    _add_version(send)
     where = send.add_argument_group("server")
     where.add_argument("--server", type=_server, metavar="HOST[:PORT]",
                        help="server to connect to; IPv6 as [::1]:2525 "
                             "(port default: 25, 465 with --tls, 24 with --lmtp)")
-    where.add_argument("--ehlo", metavar="NAME", help="name for EHLO/LHLO (default: our address as a literal)")
+    family = where.add_mutually_exclusive_group()
+    family.add_argument("-4", dest="family", action="store_const", const=socket.AF_INET, default=socket.AF_UNSPEC,
+                        help="connect over IPv4 only (a name is resolved to its IPv4 addresses)")
+    family.add_argument("-6", dest="family", action="store_const", const=socket.AF_INET6, default=socket.AF_UNSPEC,
+                        help="connect over IPv6 only (a name is resolved to its IPv6 addresses)")
+    where.add_argument("--local-interface", type=_local_interface, metavar="ADDR[:PORT]",
+                       help="connect from this local address (and port; default: any); IPv6 as [::1]:2525")
+    where.add_argument("--ehlo", "--helo", dest="ehlo", metavar="NAME",
+                       help="name for EHLO/LHLO, and HELO if the server refuses EHLO (default: our address as a "
+                            "literal)")
     where.add_argument("--timeout", type=_timeout, default=60.0, metavar="SECONDS",
                        help="deadline for the connection and for each complete reply (default: 60)")
     where.add_argument("--data-timeout", type=_timeout, default=600.0, metavar="SECONDS",
@@ -660,22 +851,29 @@ def _add_send(commands: Any) -> None:
 
     env = send.add_argument_group("envelope and headers")
     env.add_argument("--from", dest="from_addr", metavar="ADDRESS",
-                     help='sender, e.g. "Name <me@example.org>" (From header and MAIL FROM)')
+                     help='sender, e.g. "Name <me@example.org>" (From header and MAIL FROM; '
+                          "default: $USER@hostname, as swaks)")
     env.add_argument("--to", action="append", default=[], metavar="ADDRESS", help="recipient (repeatable)")
     env.add_argument("--cc", action="append", default=[], metavar="ADDRESS", help="Cc recipient (repeatable)")
     env.add_argument("--bcc", action="append", default=[], metavar="ADDRESS",
                      help="blind recipient (repeatable): in the envelope only, never in the headers")
-    env.add_argument("--subject", metavar="TEXT", help="Subject header (any language)")
+    env.add_argument("--subject", metavar="TEXT", help='Subject header (any language; default: "test <date>")')
     env.add_argument("--header", action="append", type=_header, default=[], metavar='"NAME: VALUE"',
-                     help="extra header (repeatable); a Date or Message-ID given here replaces the generated one")
+                     help="extra header (repeatable); a Date, Message-ID or Subject given here replaces the "
+                          "generated one")
     env.add_argument("--dsn-notify", metavar="WORDS", help="DSN NOTIFY (RFC 3461): NEVER, or SUCCESS,FAILURE,DELAY")
     env.add_argument("--dsn-ret", type=str.upper, choices=("FULL", "HDRS"), help="DSN RET: return FULL or HDRS")
 
     content = send.add_argument_group("content")
-    content.add_argument("--body", metavar="TEXT", help="message text (UTF-8)")
+    content.add_argument("--body", metavar="TEXT",
+                         help='message text (UTF-8; default: "This is a test mailing")')
     content.add_argument("--body-file", metavar="FILE", help="read the message text from FILE (UTF-8; - for stdin)")
-    content.add_argument("--attach", action="append", default=[], metavar="FILE",
-                         help="attach FILE (repeatable; MIME type guessed from its name)")
+    content.add_argument("--attach", action=_AttachAction, default=[], metavar="FILE",
+                         help="attach FILE (repeatable; - for stdin; MIME type guessed from its name)")
+    content.add_argument("--attach-type", action=_NextAttachmentAction, type=_mime_type, metavar="TYPE/SUBTYPE",
+                         help="MIME type of the next --attach (instead of the guess)")
+    content.add_argument("--attach-name", action=_NextAttachmentAction, type=_attach_name, metavar="NAME",
+                         help="file name of the next --attach, as the recipient sees it")
     content.add_argument("--message", metavar="FILE|-",
                          help="send a ready RFC 5322 message as is (- for stdin); envelope from its headers "
                               "unless --from/--to/--cc/--bcc are given")
@@ -685,6 +883,15 @@ def _add_send(commands: Any) -> None:
     sec.add_argument("--starttls", choices=("required", "opportunistic", "never"), default="opportunistic",
                      help="STARTTLS policy (default: opportunistic, upgrade when offered)")
     sec.add_argument("--cafile", metavar="FILE", help="trust the CA certificates in FILE (PEM) instead of the system's")
+    sec.add_argument("--tls-sni", type=_tls_sni, metavar="NAME",
+                     help="the server's name for TLS: sent as SNI and checked against its certificate "
+                          "(default: the --server host)")
+    sec.add_argument("--tls-cert", metavar="FILE",
+                     help="present the client certificate in FILE (PEM; its key too, unless --tls-key)")
+    sec.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM, unencrypted)")
+    sec.add_argument("--insecure", action="store_true",
+                     help="do not check the server's certificate at all (warns every time; for test servers "
+                          "only: prefer --cafile)")
     sec.add_argument("--auth-user", metavar="USER", help="authenticate as USER (the password is prompted for)")
     sec.add_argument("--auth-password-env", metavar="VAR", help="read the password from environment variable VAR")
     sec.add_argument("--auth-password-file", metavar="FILE", help="read the password from FILE (first line)")
@@ -699,6 +906,9 @@ def _add_send(commands: Any) -> None:
     out.add_argument("--trace", action="store_true",
                      help="print the transcript with the state beside each line (credentials masked; "
                           f"the message is cut after {_TRACE_DATA_LINES} lines)")
+    out.add_argument("--output-file", type=Path, metavar="FILE",
+                     help="write the transcript (as --trace shows it) to FILE instead of stdout; the "
+                          "recipients' report stays on stdout")
     out.add_argument("--save-trace", type=Path, metavar="FILE",
                      help=f"save the trace as JSON lines (for '{PROG} trace FILE --html PAGE')")
     out.add_argument("--dry-run", action="store_true",
@@ -711,8 +921,7 @@ def _add_demo(commands: Any) -> None:
         "demo", help="send the classic lab's mail to an embedded server and show the states",
         description="Start an aiosmtpd server on 127.0.0.1, send a Chinese message with an attachment "
                     "through EHLO, AUTH LOGIN, MAIL, RCPT, DATA and QUIT, and print the annotated transcript.",
-        epilog=f"examples:\n  {PROG} demo\n  {PROG} demo --html demo.html\n  NO_COLOR=1 {PROG} demo\n\n"
-               f"{EXIT_CODES_HELP}",
+        epilog=f"examples:\n  {PROG} demo\n  {PROG} demo --html demo.html\n  NO_COLOR=1 {PROG} demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.set_defaults(func=cmd_demo, command_parser=demo)
@@ -725,7 +934,8 @@ def _add_diagram(commands: Any) -> None:
         "diagram", help="write the state machine as DOT, Mermaid and SVG",
         description="Write the protocol table's diagrams (whole machine and slide views). SVG needs Graphviz's "
                     "dot; without it DOT and Mermaid are still written.",
-        epilog=f"examples:\n  {PROG} diagram\n  {PROG} diagram --out /tmp/d --format mmd\n\n{EXIT_CODES_HELP}",
+        epilog=f"examples:\n  {PROG} diagram\n  {PROG} diagram --out /tmp/d --format mmd\n"
+               f"  {PROG} diagram --view setup --view transaction --format svg",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     diagram.set_defaults(func=cmd_diagram, command_parser=diagram)
@@ -744,7 +954,7 @@ def _add_trace(commands: Any) -> None:
         description="Load a trace saved as JSON lines and print it annotated with states, "
                     "or write a self-contained HTML stepper with --html.",
         epilog=f"examples:\n  {PROG} trace session.jsonl\n  {PROG} trace session.jsonl --html lecture.html "
-               f'--title "SMTP with AUTH"\n\n{EXIT_CODES_HELP}',
+               f'--title "SMTP with AUTH"\n  NO_COLOR=1 {PROG} trace session.jsonl | less',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     trace.set_defaults(func=cmd_trace, command_parser=trace)
@@ -754,13 +964,20 @@ def _add_trace(commands: Any) -> None:
     trace.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set or not a TTY)")
 
 
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    from . import __version__  # here, not at the top: the package imports this module's siblings first
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description=_MAIN_HELP, epilog=EXIT_CODES_HELP,
+        prog=PROG, description=_MAIN_HELP, epilog=_MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_version(parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (_add_send, _add_demo, _add_diagram, _add_trace):
+    for add in (_add_send, _add_serve, _add_demo, _add_diagram, _add_trace):
         add(commands)
     return parser
 
@@ -777,7 +994,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: a command is required (send, demo, diagram, trace)", file=sys.stderr)
+        print(f"{PROG}: error: a command is required (send, serve, demo, diagram, trace)", file=sys.stderr)
         return EXIT_USAGE
     try:
         return func(args)

@@ -47,7 +47,7 @@ class SMTPClient(DriverBase):
             raise LocalProtocolError("already connected")
         deadline = time.monotonic() + self.timeout
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = self._open_socket()
         except TimeoutError as exc:
             raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
                                    f"{self.timeout} s") from exc
@@ -71,6 +71,21 @@ class SMTPClient(DriverBase):
             self.close()
             raise
         return self
+
+    def _open_socket(self) -> socket.socket:
+        """A connected socket, from ``source_address`` when given, in ``family`` when limited to one."""
+        if self.family == socket.AF_UNSPEC:
+            return socket.create_connection((self.host, self.port), self.timeout, self.source_address)
+        # create_connection takes no family: resolve in the one asked for, then connect to each address in
+        # turn as its own loop does (a numeric address is resolved again without a DNS query, to its family).
+        error: OSError | None = None
+        for *_, sockaddr in socket.getaddrinfo(self.host, self.port, self.family, socket.SOCK_STREAM):
+            address = (str(sockaddr[0]), self.port)
+            try:
+                return socket.create_connection(address, self.timeout, self.source_address)
+            except OSError as exc:
+                error = exc
+        raise error or OSError(f"no {self.family.name} address for {self.host}")
 
     def __enter__(self) -> SMTPClient:
         return self.connect()

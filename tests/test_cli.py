@@ -535,7 +535,6 @@ _BASE = ("--from", SENDER, "--to", RCPT)
     ("send", "--server", "127.0.0.1", "--timeout", "soon", *_BASE),
     ("send", "--server", "127.0.0.1", "--timeout", "0", *_BASE),
     ("send", *_BASE),  # no --server
-    ("send", "--server", "127.0.0.1", "--to", RCPT),  # no --from
     ("send", "--server", "127.0.0.1", "--from", SENDER),  # no recipient
     ("send", "--server", "127.0.0.1", "--body-file", "/nonexistent/body.txt", *_BASE),
     ("send", "--server", "127.0.0.1", "--attach", "/nonexistent/file.pdf", *_BASE),
@@ -574,11 +573,12 @@ def test_help_has_examples_and_the_exit_code_table(command: tuple[str, ...]) -> 
     assert done.returncode == 0
     out = text(done.stdout)
     assert "examples:" in out
-    assert "exit codes:" in out
+    assert ("exit codes:" in out) == (command in ((), ("send",)))
     for line in ("0  all recipients accepted", "1  some recipients refused", "2  usage error",
                  "3  connection or TLS failure", "4  authentication failed", "5  message refused",
                  "6  protocol error or timeout"):
-        assert line in out
+        # The table is in send's help only; the top-level help points there, the others leave it out.
+        assert (line in out) == (command == ("send",))
 
 
 def test_send_help_lists_every_option() -> None:
