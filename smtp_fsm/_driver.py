@@ -23,7 +23,7 @@ from .extensions import Capabilities
 from .message import envelope_from_headers
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import DEFAULT_CHUNK_SIZE, STARTTLS_POLICIES, ClientSession, StartTLSPolicy
+from .session import DEFAULT_CHUNK_SIZE, END_OF_DATA, STARTTLS_POLICIES, ClientSession, StartTLSPolicy
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -217,15 +217,17 @@ class DriverBase:
         return ServerDisconnected("server closed the connection", None, self.session.state)
 
     def _reply_timeout(self) -> float:
-        """The deadline for the reply awaited now: ``data_timeout`` for the final one."""
-        return self.data_timeout if self.session.awaiting_final_reply else self.timeout
+        """The deadline for the reply awaited now: ``data_timeout`` for the one to the end of data."""
+        return self.data_timeout if self.session.awaiting == END_OF_DATA else self.timeout
 
     def _reply_timed_out(self) -> SMTPTimeout:
-        if self.session.awaiting_final_reply:
-            awaited, limit = "final reply to the data", self.data_timeout
-        else:
-            awaited, limit = "complete reply", self.timeout
-        return SMTPTimeout(f"no {awaited} within {limit} s (in state {self.session.state!r})")
+        """The timeout error, naming the reply that did not come (and which deadline it had)."""
+        awaited = self.session.awaiting or "reply"
+        if awaited == END_OF_DATA:
+            return SMTPTimeout(f"no reply to the end of data within {self.data_timeout} s (data_timeout; "
+                               f"the server may have the message) (in state {self.session.state!r})")
+        what = "greeting" if awaited == "greeting" else f"reply to {awaited}"
+        return SMTPTimeout(f"no {what} within {self.timeout} s (in state {self.session.state!r})")
 
     def _refuse_on_ended_session(self, items: list[Any]) -> None:
         """Raise the session's error before new work: the server left (or said 421) while idle."""

@@ -73,6 +73,9 @@ _MACHINE_EVENTS = table.MACHINE.events
 # Read per reply or per message: module globals are cheaper than attribute look-ups.
 _DELIVERED, _REFUSED = Outcome.DELIVERED, Outcome.REFUSED
 _ENDED, _READY, _TLS_HANDSHAKE = table.FINAL_STATES, table.READY, table.TLS_HANDSHAKE
+#: What ``awaiting`` calls the reply to the end of a message's data ("." after DATA, or BDAT LAST).
+END_OF_DATA = "end of data"
+_AWAITED = {"GREETING": "greeting", "MAIL": "MAIL FROM", "RCPT": "RCPT TO", "END": END_OF_DATA}
 #: Commands in flight that carry a message's content: BDAT chunks and the end of the data.
 _CONTENT_VERBS = frozenset({"BDAT", "END"})
 
@@ -254,14 +257,19 @@ class ClientSession:
         return self._error
 
     @property
-    def awaiting_final_reply(self) -> bool:
-        """The oldest reply awaited is the one to the end of a message's data.
+    def awaiting(self) -> str | None:
+        """What the oldest reply awaited answers ("greeting", "EHLO", "MAIL FROM", "RCPT TO", "DATA",
+        ``END_OF_DATA``, "QUIT", ...), or None when nothing is awaited.
 
+        Drivers name it in a timeout error, and give ``END_OF_DATA`` their ``data_timeout``:
         RFC 5321 §4.5.3.2.6 gives that reply 10 minutes, because a client that gives up
-        earlier is what creates duplicates: drivers apply their ``data_timeout`` to it.
+        earlier is what creates duplicates.
         """
         inflight = self._inflight
-        return bool(inflight) and inflight[0].verb == "END"
+        if not inflight:
+            return None
+        verb = inflight[0].verb
+        return _AWAITED.get(verb, verb)
 
     @property
     def buffered(self) -> int:
@@ -818,4 +826,4 @@ _RECORDERS = {
 }
 
 
-__all__ = ["ClientSession"]
+__all__ = ["END_OF_DATA", "ClientSession"]

@@ -404,7 +404,7 @@ def test_a_final_reply_later_than_data_timeout_leaves_the_message_uncertain(kind
     with RawServer(slow_final_reply(1.5)) as server:
         client = make_client(kind, "127.0.0.1", server.port, timeout=5, data_timeout=0.3)
         started = time.monotonic()
-        with pytest.raises(SMTPTimeout, match="final reply") as info, client:
+        with pytest.raises(SMTPTimeout, match=r"no reply to the end of data within 0\.3 s") as info, client:
             client.sendmail(*ITEM)
         assert time.monotonic() - started < 3
     assert info.value.uncertain == (ITEM,) and info.value.unsent == ()
@@ -646,7 +646,7 @@ def test_the_reply_after_a_slow_final_reply_gets_timeout_again(kind: str) -> Non
     with RawServer(final_then_silence) as server:
         client = make_client(kind, "127.0.0.1", server.port, timeout=0.4, data_timeout=3)
         started = time.monotonic()
-        with pytest.raises(SMTPTimeout, match=r"no complete reply within 0\.4 s") as info, client:
+        with pytest.raises(SMTPTimeout, match=r"no reply to MAIL FROM within 0\.4 s") as info, client:
             client.send_many([ITEM, ("a@example.test", ["c@example.test"], MESSAGE)])
         assert time.monotonic() - started < 2.0  # not 0.6 + data_timeout
     assert [r.outcome for r in info.value.completed] == ["delivered"]
@@ -808,3 +808,24 @@ def test_send_message_with_iterator_recipients_leaves_a_reusable_unsent_item(kin
             client.send_message(msg, to_addrs=iter(["c@example.test"]))
     [(sender, recipients, again)] = info.value.unsent
     assert sender == "a@example.test" and list(recipients) == ["c@example.test"] and again is msg
+
+
+def test_awaiting_names_the_reply_a_timeout_would_be_about() -> None:
+    from smtp_fsm.session import END_OF_DATA
+
+    h = Harness()
+    seen = [h.session.awaiting]
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    for data in (GREETING, b"250 mx\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n", b"250 queued\r\n"):
+        h.feed(data)
+        seen.append(h.session.awaiting)
+    # Not pipelined (no PIPELINING offered): one command, one awaited reply at a time.
+    assert seen == ["greeting", "EHLO", "MAIL FROM", "RCPT TO", "DATA", END_OF_DATA, None]
+
+
+@both
+def test_a_timeout_says_which_reply_did_not_come(kind: str) -> None:
+    with RawServer(silent) as server:
+        client = make_client(kind, "127.0.0.1", server.port, timeout=0.3)
+        with pytest.raises(SMTPTimeout, match=r"no greeting within 0\.3 s"), client:
+            pass
