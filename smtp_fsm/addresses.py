@@ -225,6 +225,14 @@ def _check_a_label(address: str, label: str) -> None:
                                 "(RFC 5890 §2.3.2.1)")
 
 
+def _check_ip(address: str, domain: str, text: str, kind: type[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> None:
+    try:
+        kind(text)
+    except ValueError as exc:
+        version = 4 if kind is ipaddress.IPv4Address else 6
+        raise _refusal(address, f"{domain} is not a valid IPv{version} address: {exc}") from None
+
+
 def _check_address_literal(address: str, domain: str) -> None:
     """RFC 5321 §4.1.3: [IPv4] or [IPv6:...]; no General-address-literal tag is registered for mail."""
     if not domain.endswith("]"):
@@ -234,10 +242,7 @@ def _check_address_literal(address: str, domain: str) -> None:
     if not colon:
         if not _IPV4_LITERAL.match(inner):
             raise _refusal(address, f"{domain} is not an IPv4 address literal like [192.0.2.1] (RFC 5321 §4.1.3)")
-        try:
-            ipaddress.IPv4Address(inner)
-        except ValueError as exc:
-            raise _refusal(address, f"{domain} is not a valid IPv4 address: {exc}") from None
+        _check_ip(address, domain, inner, ipaddress.IPv4Address)
         return
     if tag.lower() != "ipv6":  # ABNF strings match any case (RFC 5234 §2.3)
         if not tag:
@@ -247,10 +252,7 @@ def _check_address_literal(address: str, domain: str) -> None:
                                 "[IPv6:2001:db8::1] are (RFC 5321 §4.1.3)")
     if not _IPV6_CHARS.match(value):
         raise _refusal(address, f"{domain} is not a valid IPv6 address literal (RFC 5321 §4.1.3)")
-    try:
-        ipaddress.IPv6Address(value)
-    except ValueError as exc:
-        raise _refusal(address, f"{domain} is not a valid IPv6 address: {exc}") from None
+    _check_ip(address, domain, value, ipaddress.IPv6Address)
     if "::" in value:
         # RFC 5321 §4.1.3 IPv6-comp: "::" stands for at least two groups, so at most 6 others (4 before IPv4).
         groups = [group for group in value.split(":") if group]
