@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from smtp_fsm import ClientSession, MessageSent
-from smtp_fsm import machine as table
 from smtp_fsm.events import NEED_DATA
+from smtp_fsm.protocol.runtime import MACHINE
 
 SENDER = "bench@example.com"
 RECIPIENT = "sink@example.com"
@@ -193,11 +193,11 @@ def memory(count: int) -> dict[str, Any]:
     base2 = tracemalloc.get_traced_memory()[0]
     ready = [ready_session() for _ in range(count)]
     ready_bytes = tracemalloc.get_traced_memory()[0] - base2
-    models_alive = len(table.MACHINE.models)  # sessions are not registered with the machine: 0
+    models_alive = len(MACHINE.models)  # sessions are not registered with the machine: 0
     refs = [weakref.ref(s) for s in ready]
     for s in ready:
         s.close()
-    models_after_close = len(table.MACHINE.models)
+    models_after_close = len(MACHINE.models)
     del ready, s
     alive_without_gc = sum(ref() is not None for ref in refs)
     gc.collect()

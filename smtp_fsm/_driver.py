@@ -17,13 +17,15 @@ from collections.abc import Collection, Iterable
 from email.message import Message
 from typing import Any
 
+from ._model import DEFAULT_CHUNK_SIZE
 from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
+from .protocol.table import FINAL_STATES
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import DEFAULT_CHUNK_SIZE, END_OF_DATA, STARTTLS_POLICIES, ClientSession, StartTLSPolicy
+from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, StartTLSPolicy, reading_progress
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -160,24 +162,18 @@ class DriverBase:
         self.tls = tls
         self.tls_context = tls_context
         self.server_hostname = server_hostname or host
-        # The session is built now so that every invalid keyword raises before connecting.
-        self.session = ClientSession(
-            local_hostname=local_hostname,
-            lmtp=lmtp,
-            encrypted=tls,
-            starttls=starttls,
-            username=username,
-            password=password,
-            oauth_token=oauth_token,
-            auth_mechanism=auth_mechanism,
-            allow_insecure_auth=allow_insecure_auth,
-            pipelining=pipelining,
-            chunking=chunking,
-            chunk_size=chunk_size,
-            trace=trace,
+        # Every invalid keyword raises now, before connecting: this session checks them all.
+        # The one that runs is built at connect time with the peer's facts (_peer_facts).
+        self._session_options: dict[str, Any] = dict(
+            local_hostname=local_hostname, lmtp=lmtp, encrypted=tls, starttls=starttls, username=username,
+            password=password, oauth_token=oauth_token, auth_mechanism=auth_mechanism,
+            allow_insecure_auth=allow_insecure_auth, pipelining=pipelining, chunking=chunking,
+            chunk_size=chunk_size, trace=trace,
         )
-        self._local_hostname_given = local_hostname is not None
+        self.session = ClientSession(**self._session_options)
         self.ready: SessionReady | None = None
+        #: The connection is TLS now (implicit TLS, or after STARTTLS's handshake).
+        self.encrypted = False
 
     @property
     def capabilities(self) -> Capabilities:
@@ -203,12 +199,23 @@ class DriverBase:
         return self.tls_context
 
     def _peer_facts(self, sockname: Any, peername: Any) -> None:
+        """Build the session that runs, now that the peer is known: loopback (for the AUTH rule)
+        and the local address (the EHLO name, unless one was given)."""
+        options = dict(self._session_options)
         # None when the server reset the connection right after accepting it: the session
         # then reads the end of the connection and reports it (ServerDisconnected, greeting).
         if peername is not None:
-            self.session.loopback = is_loopback(str(peername[0]))
-        if sockname is not None and not self._local_hostname_given:
-            self.session.local_hostname = address_literal(str(sockname[0]))
+            options["loopback"] = is_loopback(str(peername[0]))
+        if sockname is not None and options["local_hostname"] is None:
+            options["local_hostname"] = address_literal(str(sockname[0]))
+        self.session = ClientSession(**options)
+
+    def _closed(self) -> bool:
+        """The session has ended (cleanly or not)."""
+        return self.session.state in FINAL_STATES
+
+    def _progress(self) -> tuple[int, int]:
+        return reading_progress(self.session)
 
     def _reset_at_connect(self) -> ServerDisconnected:
         """The server accepted and reset at once, before connect() returned: as a reset before the

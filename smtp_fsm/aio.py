@@ -202,7 +202,7 @@ class AsyncSMTPClient(DriverBase):
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            if (self._link is not None and not self.session.is_closed and not self.session.buffered
+            if (self._link is not None and not self._closed() and not self._progress()[1]
                     and not isinstance(exc, asyncio.CancelledError)):
                 await self.quit()
         except SMTPError:
@@ -285,11 +285,11 @@ class AsyncSMTPClient(DriverBase):
         link = self._link
         assert link is not None
         session = self.session
-        if link.chunks and not session.is_closed:
+        if link.chunks and not self._closed():
             data = b"".join(link.chunks)
             link.chunks = []
             session.receive_data(data)
-        if link.ended and not session.is_closed:
+        if link.ended and not self._closed():
             session.receive_data(b"")
 
     async def _results(self, tickets: list[int], items: list[Any]) -> list[SendResult]:
@@ -312,7 +312,7 @@ class AsyncSMTPClient(DriverBase):
 
     async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
         session = self.session
-        seen = session.replies_received
+        seen = self._progress()[0]
         deadline = _ReplyDeadline(self._reply_timeout, self.timeout)
         try:
             while True:
@@ -325,10 +325,10 @@ class AsyncSMTPClient(DriverBase):
                     await self._flush_and_close()
                     raise
                 if event is NEED_DATA:
-                    if session.replies_received != seen:
+                    if self._progress()[0] != seen:
                         # A reply: the next one gets its own whole timeout, which is shorter
                         # than the one armed when the reply just read was the final one.
-                        seen = session.replies_received
+                        seen = self._progress()[0]
                         deadline.moved()
                         deadline.check()
                     session.receive_data(await self._read())
@@ -413,6 +413,7 @@ class AsyncSMTPClient(DriverBase):
             self.close()
             raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: the connection closed")
         link.transport = transport
+        self.encrypted = True
 
     async def _flush_and_close(self) -> None:
         # The engine may have queued a polite QUIT before reporting the error.

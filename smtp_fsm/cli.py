@@ -28,7 +28,6 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import machine
 from ._driver import check_server_hostname
 from .addresses import encode_address
 from .auth import MECHANISMS
@@ -47,6 +46,7 @@ from .errors import (
     TLSUnavailable,
 )
 from .message import dot_stuff, envelope_from_headers, needs_utf8_headers, payload_from_bytes, payload_from_message
+from .protocol import table as protocol
 from .replies import Reply
 from .results import SendResult
 from .session import ClientSession
@@ -80,10 +80,7 @@ exit codes:
 """
 
 # States in which a hang-up means "could not open a session" (exit 3), not a failure mid-session (exit 6).
-_SETUP_STATES = frozenset({
-    machine.GREETING, machine.EHLO, machine.HELO, machine.STARTTLS, machine.TLS_HANDSHAKE,
-    machine.AUTH, machine.AUTH_RESPONSE, machine.AUTH_CANCEL,
-})
+_SETUP_STATES = protocol.SETUP_STATES
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 #: RFC 2045 §5.1 type "/" subtype, each an RFC 2045 token.
 _MIME_TYPE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)/([!#$%&'*+.^_`|~0-9A-Za-z-]+)")
@@ -563,7 +560,7 @@ def exit_code_for(error: SMTPError, opening: bool) -> int:
         return EXIT_REFUSED
     if isinstance(error, ServerDisconnected):
         return EXIT_CONNECT if error.state in _SETUP_STATES else EXIT_PROTOCOL
-    if isinstance(error, SMTPReplyError) and error.state == machine.GREETING:
+    if isinstance(error, SMTPReplyError) and error.state == protocol.GREETING:
         return EXIT_CONNECT  # the greeting was a refusal (554)
     if isinstance(error, LocalProtocolError):
         # While opening, the engine refuses only one thing locally: credentials over an unencrypted link.
@@ -672,8 +669,8 @@ def _deliver(client: SMTPClient, mail: Mail, args: argparse.Namespace, transcrip
     except SMTPError as error:
         code = exit_code_for(error, opening)
         _report_trace(client, args, transcript)
-        if (isinstance(error, ServerDisconnected) and error.state in (machine.GREETING, machine.EHLO, machine.HELO)
-                and client.session.encrypted and args.tls_cert is None):
+        if (isinstance(error, ServerDisconnected) and error.state in (protocol.GREETING, protocol.EHLO, protocol.HELO)
+                and client.encrypted and args.tls_cert is None):
             # TLS 1.3 servers check a client certificate after the client's handshake is done, so a
             # refusal looks like this hang-up rather than a TLS error: worth a hint, not a verdict.
             print(f"{PROG}: hint: a server that hangs up right after the TLS handshake may require a client "

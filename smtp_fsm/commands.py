@@ -82,3 +82,8 @@ def mail_from(address: str, params: str = "") -> bytes:
 @lru_cache(maxsize=4096)
 def rcpt_to(address: str, params: str = "") -> bytes:
     return command_line("RCPT", f"TO:<{address}>{params}")
+
+
+def bdat(size: int, last: bool) -> bytes:
+    """RFC 3030 §2: ``BDAT <size> [LAST]``; the chunk's octets follow the CRLF."""
+    return b"BDAT %d LAST\r\n" % size if last else b"BDAT %d\r\n" % size

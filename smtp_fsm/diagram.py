@@ -1,4 +1,4 @@
-"""DOT, Mermaid and SVG pictures of the protocol table (machine.py), drawn from the table alone.
+"""DOT, Mermaid and SVG pictures of the protocol table (protocol/table.py), drawn from the table alone.
 
 Nothing here runs a session: the pictures read ``STATES`` and ``TRANSITIONS``
 directly, so the picture is the machine.  Rows that share (source, trigger,
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import machine as table
+from .protocol import table
 
 VIEWS: tuple[str, ...] = ("machine", "setup", "transaction", "lab")
 FORMATS: tuple[str, ...] = ("dot", "mmd", "svg")
@@ -40,10 +40,10 @@ LAB_STEPS: tuple[tuple[str, str, str, str], ...] = (
     (table.AUTH, "auth_reply", table.AUTH_RESPONSE, "334 Username:; user sent"),
     (table.AUTH_RESPONSE, "auth_reply", table.AUTH_RESPONSE, "334 Password:; password sent"),
     (table.AUTH_RESPONSE, "auth_reply", table.READY, "235 authenticated"),
-    (table.READY, "begin_mail", table.ENVELOPE, "MAIL FROM sent"),
-    (table.ENVELOPE, "envelope_reply", table.ENVELOPE, "250 to MAIL; RCPT TO sent"),
-    (table.ENVELOPE, "envelope_reply", table.ENVELOPE, "250 to RCPT; DATA sent"),
-    (table.ENVELOPE, "data_reply", table.CONTENT, "354; content and '.' sent"),
+    (table.READY, "begin_mail", table.MAIL, "MAIL FROM sent"),
+    (table.MAIL, "mail_reply", table.RCPT, "250 to MAIL; RCPT TO sent"),
+    (table.RCPT, "rcpt_reply", table.DATA, "250 to RCPT; DATA sent"),
+    (table.DATA, "data_reply", table.CONTENT, "354; content and '.' sent"),
     (table.CONTENT, "final_reply", table.READY, "250 queued"),
     (table.READY, "begin_quit", table.QUIT, "QUIT sent"),
     (table.QUIT, "quit_reply", table.CLOSED, "221 bye"),
@@ -83,6 +83,11 @@ class Edge:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.source, self.trigger, self.dest)
+
+    @property
+    def recorded(self) -> bool:
+        """Its replies are only recorded (pipelined): drawn dashed."""
+        return all(row.recorded for row in self.rows)
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,8 @@ def _state_label(spec: table.StateSpec) -> str:
 
 def _row_text(row: table.TransitionSpec) -> str:
     text = row.label or "(always)"
+    if row.recorded:
+        return text
     names = row.condition_names
     return f"{text}\n[{', '.join(names)}]" if names else text
 
@@ -216,7 +223,7 @@ def to_dot(view: str = "machine") -> str:
         caption += "\n" + f"From every state drawn here, {', '.join(spec.rule_triggers)} lead to failed."
     out = [
         f"// {_TITLES[view]}",
-        "// Generated from smtp_fsm/machine.py by smtp_fsm.diagram (make diagrams); do not edit.",
+        "// Generated from smtp_fsm/protocol/table.py by smtp_fsm.diagram (make diagrams); do not edit.",
         "digraph smtp_fsm {",
         "  " + "graph " + _attrs(id=f"view-{view}", label=caption, labelloc="t", fontname=_FONT, fontsize=14,
                                  rankdir="TB", nodesep=0.4, ranksep=0.5),
@@ -247,6 +254,9 @@ def to_dot(view: str = "machine") -> str:
         if edge.trigger in rules:
             # the session-wide rules: drawn quietly, into a failed state kept at the bottom
             attrs.update(color=_RULE_COLOR, fontcolor="#64748b", style="dashed", fontsize=7)
+        elif edge.recorded:
+            # a pipelined reply that is only noted on its message: no state change, no action
+            attrs.update(style="dashed", color="#64748b", fontcolor="#475569")
         if edge.key in lab:
             attrs.update(color=_LAB_COLOR, fontcolor="#92400e", penwidth=3)
         out.append(f"  {_q(edge.source)} -> {_q(edge.dest)} " + _attrs(**attrs))
@@ -286,7 +296,7 @@ def to_mermaid(view: str = "machine") -> str:
         f"title: {_TITLES[view].replace(':', ' -')}",
         "---",
         "stateDiagram-v2",
-        "    %% Generated from smtp_fsm/machine.py by smtp_fsm.diagram (make diagrams), do not edit.",
+        "    %% Generated from smtp_fsm/protocol/table.py by smtp_fsm.diagram (make diagrams), do not edit.",
     ]
     for name in (*spec.states, *spec.exits):
         state = specs[name]
@@ -297,7 +307,8 @@ def to_mermaid(view: str = "machine") -> str:
         out.append(f"    [*] --> {_mm_id(table.INITIAL)}")
     for edge in spec.edges:
         label = _mm_text(_edge_label(edge, lab.get(edge.key, ())).replace("\n[", " ["))
-        out.append(f"    {_mm_id(edge.source)} --> {_mm_id(edge.dest)} : {label}")
+        mark = "(recorded) " if edge.recorded else ""
+        out.append(f"    {_mm_id(edge.source)} --> {_mm_id(edge.dest)} : {mark}{label}")
     for trigger in spec.rule_triggers:
         rows, dest = _rule_rows(trigger)
         label = _mm_text("\n".join([trigger, *dict.fromkeys(r.label for r in rows)]))

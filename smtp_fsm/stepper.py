@@ -10,162 +10,36 @@ edge (``source--trigger--dest``).
 from __future__ import annotations
 
 import html
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import machine as table
 from .diagram import edge_id, render_svg, table_edges, to_dot
+from .protocol import table
 from .trace import TraceStep
 
 DEFAULT_TITLE = "smtp_fsm: an SMTP session, step by step"
 _MAX_LINES = 8  # transcript lines shown per step; a message body is cut after these
 _MAX_LINE = 160
 
-_AUTH_STATES = frozenset({table.AUTH, table.AUTH_RESPONSE, table.AUTH_CANCEL})
-#: Triggers fired by the caller or the transport, never by a reply; the step's note says which.
-_NOTE_TRIGGERS = {
-    "connection closed": "connection_lost",
-    "TLS established": "tls_established",
-    "broken reply": "protocol_error",
-    "bytes injected after STARTTLS": "protocol_error",
-    **{f"{kind} requested": trigger for kind, trigger in table.WORK_TRIGGERS.items()},
-}
-_REPLYLESS = frozenset({"connection_lost", "tls_established", *table.WORK_TRIGGERS.values()})
-
 Key = tuple[str, str, str]
 
 
-class _InFlight:
-    """Follows the commands a trace sent, to know which command each reply answers.
-
-    A reply answers the oldest command in flight (RFC 2920 §3.1), and the
-    command names the trigger (machine.REPLY_TRIGGERS).  This only reads the
-    trace; when it cannot follow (a trace that starts mid-session, LMTP with
-    chunking), the step falls back to what the table and the reply code allow.
-    """
-
-    def __init__(self) -> None:
-        self.pending: deque[str] = deque(["GREETING"])
-        self.lmtp = False
-        self.accepted = 0  # LMTP: one reply after the data per accepted recipient
-
-    def answer(self, reply_code: int) -> str | None:
-        if not self.pending:
-            return None
-        verb = self.pending.popleft()
-        if verb == "RCPT" and 200 <= reply_code < 300:
-            self.accepted += 1
-        return verb
-
-    def sent(self, step: TraceStep) -> None:
-        data = step.sent
-        if step.state_before == table.ENVELOPE and step.state_after in (table.CONTENT, table.DATA_ABORT):
-            # after the 354: the (dot-stuffed) content, ended by a line holding only "."
-            if data.startswith(b".\r\n"):
-                data = data[3:]
-            else:
-                end = data.find(b"\r\n.\r\n")
-                data = data[end + 5:] if end >= 0 else b""
-            self._push_end()
-        while data:
-            line, sep, rest = data.partition(b"\r\n")
-            if not sep:
-                break
-            data = rest
-            words = line.split()
-            verb = words[0].decode("ascii", "replace").upper() if words else ""
-            if verb == "BDAT" and len(words) > 1 and words[1].isdigit():
-                data = data[int(words[1]):]
-                if len(words) > 2 and words[2].upper() == b"LAST":
-                    self._push_end()
-                else:
-                    self.pending.append("BDAT")
-            elif step.state_after in _AUTH_STATES and verb != "AUTH":
-                self.pending.append("AUTH")  # a SASL response or the "*" that cancels
-            else:
-                if verb == "LHLO":
-                    self.lmtp = True
-                if verb == "MAIL":
-                    self.accepted = 0
-                self.pending.append(verb if verb in table.REPLY_TRIGGERS else "?")
-
-    def _push_end(self) -> None:
-        self.pending.extend(["END"] * (max(self.accepted, 1) if self.lmtp else 1))
-
-
-def _fake_event(step: TraceStep) -> object:
-    """What a condition sees, minus the session: reading the session raises, which means "unknown"."""
-
-    class _Unknown:
-        def __getattr__(self, name: str) -> object:
-            raise LookupError(name)
-
-    class _Event:
-        args = (step.reply,)
-        model = _Unknown()
-
-    return _Event()
-
-
-def _possible(row: table.TransitionSpec, step: TraceStep) -> bool:
-    """False only when a condition is known to fail for this reply (e.g. ``positive`` for a 550)."""
-    event = _fake_event(step)
-    for condition in row.conditions:
-        try:
-            if not condition(event):  # type: ignore[arg-type]
-                return False
-        except Exception:  # the condition needs the session: it may hold
-            continue
-    return True
-
-
-def _choose(step: TraceStep, hint: str | None) -> Key | None:
-    before, after = step.state_before, step.state_after
-    rows = [r for r in table.TRANSITIONS if r.source == before and (r.dest or r.source) == after]
-    if not rows:
-        return None
-    keys = list(dict.fromkeys((r.source, r.trigger, r.dest or r.source) for r in rows))
-    if hint is not None and any(k[1] == hint for k in keys):
-        return next(k for k in keys if k[1] == hint)
-    if step.reply is not None:
-        if step.reply.code == table.SHUTDOWN_CODE and any(k[1] == "server_shutdown" for k in keys):
-            return next(k for k in keys if k[1] == "server_shutdown")
-        rows = [r for r in rows if r.trigger not in _REPLYLESS and r.trigger != "server_shutdown"]
-        # a broken or unexpected reply is the last explanation, not the first
-        rows.sort(key=lambda r: r.trigger == "protocol_error")
-        rows = [r for r in rows if _possible(r, step)] or rows
-    else:
-        rows = [r for r in rows if r.trigger in _REPLYLESS or r.trigger == "protocol_error"] or rows
-    return (rows[0].source, rows[0].trigger, rows[0].dest or rows[0].source) if rows else keys[0]
-
-
 def step_edges(steps: Sequence[TraceStep]) -> list[Key | None]:
-    """The (source, trigger, dest) edge each step took; None when it took none (a state's own reply)."""
-    tracker = _InFlight() if steps and steps[0].state_before == table.INITIAL else None
+    """The (source, trigger, dest) edge each step took: the last table row it recorded.
+
+    None for a step that recorded no row (a trace written by hand or by an older version),
+    or one whose row does not fit its states (a trace from a different table).
+    """
     chosen: list[Key | None] = []
     for step in steps:
-        hint: str | None = None
-        if step.triggers is not None:
-            # The engine recorded what fired: the last trigger is the edge taken, and a
-            # reply that fired nothing (pipelined MAIL/RCPT) took no edge at all.
-            chosen.append(_choose(step, step.triggers[-1]) if step.triggers else None)
-            if tracker is not None:
-                tracker.sent(step)
-            continue
-        if step.reply is not None:
-            verb = tracker.answer(step.reply.code) if tracker else None
-            if step.reply.code == table.SHUTDOWN_CODE and step.state_before != table.QUIT:
-                hint = "server_shutdown"
-            elif verb is not None:
-                hint = table.REPLY_TRIGGERS.get(verb)
-        else:
-            hint = _NOTE_TRIGGERS.get(step.note)
-            if hint is None and step.note.endswith(" requested"):
-                hint = table.WORK_TRIGGERS.get(step.note.removesuffix(" requested"))
-        chosen.append(_choose(step, hint))
-        if tracker is not None:
-            tracker.sent(step)
+        key: Key | None = None
+        if step.rows and 0 <= step.rows[-1] < len(table.TRANSITIONS):
+            row = table.TRANSITIONS[step.rows[-1]]
+            dest = row.dest or row.source
+            first = table.TRANSITIONS[step.rows[0]] if 0 <= step.rows[0] < len(table.TRANSITIONS) else row
+            if dest == step.state_after and first.source == step.state_before:
+                key = (row.source, row.trigger, dest)
+        chosen.append(key)
     return chosen
 
 

@@ -92,7 +92,7 @@ class SMTPClient(DriverBase):
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            if self._sock is not None and not self.session.is_closed and not self.session.buffered:
+            if self._sock is not None and not self._closed() and not self._progress()[1]:
                 self.quit()
         except SMTPError:
             pass
@@ -187,7 +187,7 @@ class SMTPClient(DriverBase):
                 except OSError:
                     data = b""  # a reset: the server is gone
                 self.session.receive_data(data)
-                if not data or self.session.is_closed:
+                if not data or self._closed():
                     break
         finally:
             self._full_timeout()
@@ -205,7 +205,7 @@ class SMTPClient(DriverBase):
         if self._sock is None:
             raise LocalProtocolError("not connected")
         session = self.session
-        seen = session.replies_received
+        seen = self._progress()[0]
         progress = time.monotonic()
         while True:
             out = session.data_to_send()
@@ -221,9 +221,9 @@ class SMTPClient(DriverBase):
                 raise
             if event is NEED_DATA:
                 session.receive_data(self._read(progress + self._reply_timeout()))
-                if session.replies_received != seen:
+                if self._progress()[0] != seen:
                     # A complete reply: the next one gets a whole timeout.
-                    seen = session.replies_received
+                    seen = self._progress()[0]
                     progress = time.monotonic()
                     self._full_timeout()
                 continue
@@ -275,12 +275,12 @@ class SMTPClient(DriverBase):
             sock.settimeout(1.0)
             for _ in range(64):  # bounded: what a server sends before closing is small
                 data = sock.recv(_RECV_SIZE)
-                if not data or self.session.is_closed:
+                if not data or self._closed():
                     break
                 self.session.receive_data(data)
         except OSError:
             pass
-        if not self.session.is_closed:
+        if not self._closed():
             self.session.receive_data(b"")
 
     def _read(self, deadline: float) -> bytes:
@@ -317,6 +317,7 @@ class SMTPClient(DriverBase):
         try:
             self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
             self._sock = self._context().wrap_socket(self._sock, server_hostname=self.server_hostname)
+            self.encrypted = True
         except TimeoutError as exc:
             raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
         except (ssl.SSLError, ssl.CertificateError) as exc:

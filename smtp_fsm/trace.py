@@ -53,9 +53,10 @@ class TraceStep:
     sent: bytes
     events: tuple[str, ...]
     note: str = ""
-    #: The triggers the step fired, in order (None when the trace did not record them, as in a
-    #: hand-written transcript); empty when the reply was only recorded (a pipelined RCPT's).
-    triggers: tuple[str, ...] | None = None
+    #: The protocol table's rows the step took, by index (``protocol.TRANSITIONS[i]``), in order:
+    #: a recorded reply's row, or the row its trigger fired.  None when the trace did not record
+    #: them (a hand-written transcript, an older trace file).
+    rows: tuple[int, ...] | None = None
 
 
 class TranscriptError(ValueError):
@@ -74,7 +75,7 @@ def step_to_dict(step: TraceStep) -> dict[str, Any]:
         "sent": step.sent.decode("utf-8", "surrogateescape"),
         "events": list(step.events),
         "note": step.note,
-        "triggers": None if step.triggers is None else list(step.triggers),
+        "rows": None if step.rows is None else list(step.rows),
     }
 
 
@@ -88,7 +89,7 @@ def step_from_dict(data: dict[str, Any]) -> TraceStep:
         sent=str(data.get("sent", "")).encode("utf-8", "surrogateescape"),
         events=tuple(str(x) for x in data.get("events", ())),
         note=str(data.get("note", "")),
-        triggers=None if data.get("triggers") is None else tuple(str(x) for x in data["triggers"]),
+        rows=None if data.get("rows") is None else tuple(int(x) for x in data["rows"]),
     )
 
 

@@ -9,7 +9,6 @@ that can be refused locally is refused here, before a byte is written.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -17,11 +16,11 @@ from email.message import Message
 from .addresses import encode_address
 from .auth import MAX_AUTH_LINE, Credentials
 from .commands import format_params, mail_from, rcpt_to, xtext
-from .errors import DataRefused, LocalProtocolError, RecipientsRefused, SenderRefused, SMTPError
+from .errors import LocalProtocolError
 from .extensions import Capabilities
 from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message
 from .replies import Reply
-from .results import Outcome, SendResult
+from .results import SendResult
 
 _DSN_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
@@ -31,7 +30,7 @@ class Pending:
     """A command whose reply has not come yet."""
 
     verb: str
-    trigger: str | None
+    trigger: str  # what its reply fires (protocol.table.REPLY_TRIGGERS)
     tx: Transaction | None = None
     rcpt: str | None = None
 
@@ -59,12 +58,10 @@ class Transaction:
     round_ok: bool = False  # this round delivered to someone (for LMTP: any delivery reply 2xx)
     recipients_round: tuple[str, ...] = ()
     earlier: Reply | None = None  # the final reply of an earlier round that delivered (452 retries)
-    held: deque[tuple[bytes, Pending]] = field(default_factory=deque)
+    rcpts_sent: int = 0  # lockstep: how many of this round's recipients were sent RCPT TO
+    chunks_sent: int = 0  # BDAT chunks of this round sent so far
+    ends_due: int = 1  # replies to the end of the data still due (LMTP: one per accepted recipient)
     content_out: bool = False  # this round's content was handed to the transport (data_to_send)
-
-    @property
-    def deferred_count(self) -> int:
-        return len(self.deferred)
 
     def start_round(self, recipients: Sequence[str]) -> None:
         if self.round_ok:
@@ -79,8 +76,21 @@ class Transaction:
         self.deferred = {}
         self.chunk_failed = False
         self.data_reply = None
-        self.held.clear()
+        self.rcpts_sent = 0
+        self.chunks_sent = 0
+        self.ends_due = 1
         self.content_out = False
+
+    @property
+    def chunks_left(self) -> int:
+        """BDAT chunks of this round not sent yet (an empty body still takes one)."""
+        return max(1, -(-len(self.body) // self.chunk_size)) - self.chunks_sent
+
+    def next_chunk(self) -> tuple[bytes, bool]:
+        """The next BDAT chunk of this round, and whether it is the last."""
+        start = self.chunks_sent * self.chunk_size
+        self.chunks_sent += 1
+        return self.body[start : start + self.chunk_size], self.chunks_left == 0
 
 
 @dataclass(slots=True)
@@ -107,8 +117,9 @@ class Work:
     tx: Transaction | None = None
 
 
-def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool, chunk_size: int) -> Transaction:
-    """Validate a submission against ``caps`` (or only its syntax when None) and encode it."""
+def build_transaction(sub: Submission, caps: Capabilities | None, chunked: bool, chunk_size: int) -> Transaction:
+    """Validate a submission against ``caps`` (or only its syntax when None) and encode it;
+    ``chunked``: the content goes in BDAT chunks (the table's ``uses_chunking``)."""
     smtputf8 = caps.smtputf8 if caps is not None else True
     sender_wire, sender_utf8 = encode_address(sub.sender, smtputf8=smtputf8, allow_null=True)
     rcpt_lines: dict[str, bytes] = {}
@@ -155,7 +166,6 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunking: bool
         params["RET"] = sub.ret
     if sub.envid is not None:
         params["ENVID"] = xtext(sub.envid)
-    chunked = caps is not None and chunking and caps.chunking
     body = payload.content if chunked else dot_stuff(payload.content)
     result = SendResult(sub.sender, sub.recipients)
     return Transaction(0, result, mail_from(sender_wire, format_params(params)), rcpt_lines, body, chunked,
@@ -203,84 +213,3 @@ def notify_for(notify: Sequence[str] | Mapping[str, Sequence[str]] | None, rcpt:
     if not words or not set(words) <= _DSN_NOTIFY:
         raise LocalProtocolError(f"DSN NOTIFY must be NEVER or some of SUCCESS, FAILURE, DELAY; not {words}")
     return ",".join(words)
-
-
-def round_failure(tx: Transaction) -> Reply | None:
-    """The reply that failed this round as a whole, or None when the round delivered."""
-    if not tx.sender_ok:
-        return tx.mail_reply
-    if tx.data_reply is not None and tx.data_reply.code // 100 != 3:
-        return tx.data_reply
-    if tx.final_reply is not None and not tx.round_ok:
-        return tx.final_reply
-    return None
-
-
-def settle_retry_round(tx: Transaction) -> None:
-    """After a 452 retry round: the earlier delivery stands; this round's failures refuse its recipients."""
-    result = tx.result
-    failure = round_failure(tx)
-    if failure is not None:
-        for rcpt in tx.recipients_round:
-            if rcpt not in result.refused:
-                result.accepted.pop(rcpt, None)
-                result.refused[rcpt] = failure
-        result.reply = tx.earlier
-    result.error = None
-
-
-def settle_cut_short(tx: Transaction, error: SMTPError, state: str) -> None:
-    """The session ended (``error``) before this message's final reply: record what became of it.
-
-    A round the server had already refused as a whole is ``REFUSED`` whatever came after.
-    Otherwise the recipients still waiting are ``UNCERTAIN`` once the round's content was
-    handed out, else ``NOT_SENT``; a message that some final 2xx delivered first (an earlier
-    452 round, LMTP's replies for some recipients) stays ``DELIVERED`` with those recipients
-    in ``unfinished``.
-    """
-    result = tx.result
-    for rcpt, reply in tx.deferred.items():
-        result.refused[rcpt] = reply
-    if round_failure(tx) is not None or (tx.rcpt_outstanding == 0 and tx.accepted_count == 0):
-        if tx.earlier is not None:
-            settle_retry_round(tx)
-            result.outcome = Outcome.DELIVERED
-        else:
-            result.error = transaction_error(tx, state) or error
-            result.outcome = Outcome.REFUSED
-        return
-    fate = Outcome.UNCERTAIN if tx.content_out else Outcome.NOT_SENT
-    waiting = [rcpt for rcpt in tx.recipients_round if rcpt not in result.refused and rcpt not in result.delivery]
-    delivered_now = any(result.delivery[rcpt].code // 100 == 2 for rcpt in tx.recipients_round
-                        if rcpt in result.delivery)
-    result.error = error
-    if tx.earlier is None and not delivered_now:
-        result.outcome = fate
-        return
-    result.outcome = Outcome.DELIVERED
-    for rcpt in waiting:
-        result.accepted.pop(rcpt, None)
-    result.unfinished = dict.fromkeys(waiting, fate)
-    if not delivered_now:
-        result.reply = tx.earlier
-
-
-def transaction_error(tx: Transaction, state: str) -> SMTPError | None:
-    """Why the message failed as a whole, or None when some recipient got it."""
-    result = tx.result
-    if not tx.sender_ok and tx.mail_reply is not None:
-        return SenderRefused(tx.mail_reply, result.sender, state)
-    if not result.accepted:
-        if result.refused:
-            return RecipientsRefused(dict(result.refused), state)
-        if tx.data_reply is not None and tx.data_reply.code // 100 != 3:
-            return DataRefused(tx.data_reply, "DATA refused", state)
-        return None
-    if tx.data_reply is not None and tx.data_reply.code // 100 != 3:
-        return DataRefused(tx.data_reply, "DATA refused", state)
-    final = result.reply
-    if final is None and not tx.chunked:
-        return DataRefused(Reply(554), "no final reply", state)
-    if final is not None and not 200 <= final.code < 300 and not result.delivery:
-        return DataRefused(final, "message refused", state)
-    return None

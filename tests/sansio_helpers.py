@@ -111,7 +111,7 @@ def data_terminators(wire: bytes) -> int:
 #: Every state in which the connection is open and a reply is awaited (or the session idles).
 LIVE_STATES = (
     "greeting", "ehlo", "helo", "starttls", "tls_handshake", "auth", "auth_response", "auth_cancel",
-    "ready", "envelope", "content", "data_abort", "rset", "noop",
+    "ready", "mail", "rcpt", "data", "bdat", "content", "data_abort", "rset", "noop",
 )
 
 
@@ -140,9 +140,19 @@ def drive_to(state: str) -> Harness:
             harness.feed(reply(334, "not base64 !!"))
     elif state == "ready":
         harness = ready()
-    elif state == "envelope":
+    elif state in ("mail", "rcpt"):
         harness = ready()
+        harness.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+        if state == "rcpt":
+            harness.feed(b"250 ok\r\n")
+    elif state == "data":
+        harness = ready("PIPELINING")
         harness.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    elif state == "bdat":
+        harness = ready("CHUNKING", chunk_size=2)
+        harness.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+        harness.feed(b"250 ok\r\n")
+        harness.feed(b"250 ok\r\n")
     elif state in ("content", "data_abort"):
         harness = ready("PIPELINING")
         harness.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")

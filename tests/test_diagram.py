@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from smtp_fsm import machine
 from smtp_fsm.diagram import (
     ANY_NODE,
     LAB_STEPS,
@@ -30,9 +29,11 @@ from smtp_fsm.diagram import (
     to_mermaid,
     write_diagrams,
 )
+from smtp_fsm.protocol import table as machine
+from smtp_fsm.protocol.runtime import MACHINE
 
 DIAGRAMS = Path(__file__).resolve().parent.parent / "diagrams"
-DRIFT = "is out of date with smtp_fsm/machine.py: run `make diagrams` and commit diagrams/"
+DRIFT = "is out of date with smtp_fsm/protocol/table.py: run `make diagrams` and commit diagrams/"
 
 #: One DOT edge statement as diagram.py writes it: "a" -> "b" [id="...", label="...", ...]
 EDGE_RE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)" \[id="([^"]+)"(?:, label="((?:[^"\\]|\\.)*)")?', re.MULTILINE)
@@ -56,7 +57,7 @@ def dot_edges(dot: str) -> set[tuple[str, str, str]]:
 def runtime_edges() -> set[tuple[str, str, str]]:
     """The edges of the runtime transitions.Machine that sessions use (internal transitions loop)."""
     found: set[tuple[str, str, str]] = set()
-    for name, event in machine.MACHINE.events.items():
+    for name, event in MACHINE.events.items():
         for transitions in event.transitions.values():
             for transition in transitions:
                 found.add((transition.source, name, transition.dest if transition.dest is not None
@@ -79,6 +80,15 @@ def test_every_state_is_drawn_with_its_description_and_rfc() -> None:
         label = match.group(1).replace("\\n", " ")
         assert state.rfc in label
         assert " ".join(state.description.split()) in label
+
+
+def test_recorded_replies_are_drawn_dashed() -> None:
+    dot = to_dot("machine")
+    for row in machine.TRANSITIONS:
+        if row.recorded:
+            line = next(ln for ln in dot.splitlines() if f'id="{row.source}--{row.trigger}--{row.source}"' in ln)
+            assert 'style="dashed"' in line and row.label in line.replace("\\n", " "), line
+    assert "(recorded)" in to_mermaid("transaction")
 
 
 def test_edges_carry_their_rows_labels_and_conditions() -> None:
@@ -170,8 +180,11 @@ def test_partial_views_are_found_in_the_table() -> None:
                                  machine.TLS_HANDSHAKE, machine.AUTH, machine.AUTH_RESPONSE, machine.AUTH_CANCEL,
                                  machine.READY} | {s for s in machine.STATE_NAMES if s.startswith("auth")}
     transaction = build_view("transaction")
-    assert {machine.READY, machine.ENVELOPE, machine.CONTENT, machine.DATA_ABORT, machine.RSET} <= set(
-        transaction.states)
+    assert {machine.READY, machine.MAIL, machine.RCPT, machine.DATA, machine.BDAT, machine.CONTENT,
+            machine.DATA_ABORT, machine.RSET} <= set(transaction.states)
+    # the states of each phase, as the table declares them
+    assert {s.name for s in machine.STATES if s.phase == machine.TRANSACTION} <= set(transaction.states)
+    assert set(setup.states) - {machine.READY} == set(machine.SETUP_STATES)
     for view in ("setup", "transaction"):
         spec = build_view(view)
         assert set(spec.exits) <= {machine.QUIT, *machine.FINAL_STATES}

@@ -218,6 +218,6 @@ def test_send_many_cut_short_by_the_connection_ending(kind: str) -> None:
         client = make_client(kind, server.host, server.port, timeout=5)
         with pytest.raises(smtp_fsm.ServerDisconnected) as info, client:
             client.send_many(items)
-    assert info.value.reply is None and info.value.state == "envelope"
+    assert info.value.reply is None and info.value.state == "data"
     assert [r.ok for r in info.value.completed] == [True]
     assert info.value.unsent == tuple(items[1:]) and info.value.uncertain == ()

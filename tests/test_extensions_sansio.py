@@ -44,7 +44,7 @@ def test_group_replies_split_anywhere_are_only_recorded() -> None:
     h, _ = _two_recipients()
     for piece in (OK, OK, b"55", b"0 no\r\n"):
         step = h.feed(piece)
-        assert step.sent == b"" and step.state == "envelope"
+        assert step.sent == b"" and step.state == "data"
     assert h.feed(GO).sent == b"hi\r\n.\r\n"
 
 

@@ -192,9 +192,14 @@ def test_a_reset_right_after_the_accept_is_server_disconnected_in_greeting(kind:
 
 def test_peer_facts_unknown_after_a_reset_leave_the_session_usable() -> None:
     # asyncio reports a peer name of None when the reset came first; the driver must not index it.
-    client = smtp_fsm.SMTPClient("127.0.0.1", 2525)
+    client = smtp_fsm.SMTPClient("127.0.0.1", 2525, username="u", password="p")
     client._peer_facts(None, None)
-    assert client.session.loopback is False and client.session.local_hostname == "[127.0.0.1]"
+    session = client.session
+    session.receive_data(b"220 mx\r\n")
+    assert session.data_to_send() == b"EHLO [127.0.0.1]\r\n"  # the default name
+    session.receive_data(b"250-mx\r\n250 AUTH PLAIN\r\n")
+    # not known to be loopback: credentials are not sent in clear
+    assert session.data_to_send() == b"QUIT\r\n" and isinstance(session.error, smtp_fsm.LocalProtocolError)
 
 
 # -- fault 4: the server leaves while the client idles ---------------------------------------------------

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import gc
 import weakref
+from pathlib import Path
+
+import pytest
 
 from smtp_fsm import ClientSession
-from smtp_fsm import machine as table
+from smtp_fsm._model import SessionModel
+from smtp_fsm.protocol import table
+from smtp_fsm.protocol.runtime import MACHINE
 
 
 def runtime_edges() -> set[tuple[str, str, str]]:
     return {
         (source, name, row.dest or source)
-        for name, event in table.MACHINE.events.items()
+        for name, event in MACHINE.events.items()
         for source, rows in event.transitions.items()
         for row in rows
     }
@@ -20,18 +26,87 @@ def runtime_edges() -> set[tuple[str, str, str]]:
 
 def test_runtime_machine_has_exactly_the_table_rows() -> None:
     assert runtime_edges() == table.edges()
-    rows = sum(len(rows) for event in table.MACHINE.events.values() for rows in event.transitions.values())
+    rows = sum(len(rows) for event in MACHINE.events.values() for rows in event.transitions.values())
     assert rows == len(table.TRANSITIONS)
-    assert set(table.MACHINE.states) == set(table.STATE_NAMES)
+    assert set(MACHINE.states) == set(table.STATE_NAMES)
 
 
 def test_every_action_and_condition_exists() -> None:
-    session = ClientSession()
     for row in table.TRANSITIONS:
         for action in row.after:
-            assert callable(getattr(session, action)), action
+            assert callable(getattr(SessionModel, action)), action
         assert all(callable(condition) for condition in row.conditions)
-    session.close()
+    # and a recorded row does nothing: no action, no condition, no state change
+    recorded = [row for row in table.TRANSITIONS if row.recorded]
+    assert recorded and all(row.dest is None and not row.after and not row.conditions for row in recorded)
+
+
+def test_rows_know_their_index_and_the_runtime_rows_carry_it() -> None:
+    assert [row.index for row in table.TRANSITIONS] == list(range(len(table.TRANSITIONS)))
+    for spec in table.TRANSITIONS:
+        built = [row for row in MACHINE.events[spec.trigger].transitions[spec.source] if row.row == spec.index]
+        assert len(built) == 1 and (built[0].dest or spec.source) == (spec.dest or spec.source)
+
+
+#: What an embedder calls; nothing else is public (the model transitions drives is private).
+PUBLIC = {"receive_data", "data_to_send", "next_event", "tls_established", "close", "sendmail", "send_message",
+          "send_many", "noop", "rset", "quit", "state", "capabilities", "error", "awaiting", "trace"}
+
+
+def test_the_engine_is_small_and_holds_no_table_action() -> None:
+    public = {name for name in dir(ClientSession) if not name.startswith("_")}
+    assert public == PUBLIC and len(public) <= 16
+    actions = {action for row in table.TRANSITIONS for action in row.after}
+    conditions = {name for row in table.TRANSITIONS for name in row.condition_names}
+    assert not public & (actions | conditions)
+    session = ClientSession()
+    with pytest.raises(AttributeError):
+        session.lmtp = True  # type: ignore[attr-defined]  # settings are fixed at construction
+
+
+def _code_readers(path: Path) -> list[str]:
+    """Where a module compares a reply code or does arithmetic on one (``x.code == 250``, ``x.code // 100``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        operands: list[ast.expr] = []
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+        elif isinstance(node, ast.BinOp):
+            operands = [node.left, node.right]
+        if any(isinstance(o, ast.Attribute) and o.attr == "code" for o in operands):
+            found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_only_the_protocol_package_and_the_parser_judge_reply_codes() -> None:
+    package = Path(__file__).resolve().parent.parent / "smtp_fsm"
+    outside = [path for path in package.rglob("*.py")
+               if "protocol" not in path.parts and path.name != "replies.py" and "testing" not in path.parts]
+    assert len(outside) > 15
+    assert [where for path in outside for where in _code_readers(path)] == []
+    # the check itself finds what it looks for
+    assert _code_readers(package / "protocol" / "rules.py")
+
+
+def test_a_pipelined_message_costs_two_triggers_and_a_chunked_one_one() -> None:
+    for keyword, expected in (("PIPELINING", 2), ("CHUNKING", 1)):
+        session = ClientSession(local_hostname="client.example", trace=True)
+        session.receive_data(b"220 mx\r\n")
+        session.data_to_send()
+        session.receive_data(f"250-mx\r\n250-PIPELINING\r\n250 {keyword}\r\n".encode())
+        session.send_many([("a@example.org", ["b@example.org"], b"hi\r\n")] * 3)
+        session.data_to_send()
+        answers = (b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 queued\r\n") if keyword == "PIPELINING" else (
+            b"250 ok\r\n250 ok\r\n250 queued\r\n",)
+        for _ in range(3):
+            for answer in answers:
+                session.receive_data(answer)
+                session.data_to_send()
+        assert session.trace is not None and session.state == "ready"
+        fired = [table.TRANSITIONS[row] for step in session.trace[2:] for row in step.rows or ()]
+        fired = [row for row in fired if not row.recorded and row.trigger not in table.WORK_TRIGGERS.values()]
+        assert len(fired) == 3 * expected, [row.trigger for row in fired]
 
 
 def test_sessions_are_not_registered_with_the_shared_machine() -> None:
@@ -39,7 +114,7 @@ def test_sessions_are_not_registered_with_the_shared_machine() -> None:
     # a session costs it nothing and nothing keeps a dropped session alive.
     session = ClientSession()
     session.receive_data(b"220 mx\r\n")
-    assert session.state == "ehlo" and table.MACHINE.models == []
+    assert session.state == "ehlo" and MACHINE.models == []
     ref = weakref.ref(session)
     session.close()
     del session
@@ -55,7 +130,7 @@ def test_a_session_dropped_without_close_is_released_too() -> None:
     del sessions, session
     gc.collect()
     assert all(ref() is None for ref in refs)
-    assert table.MACHINE.models == []
+    assert MACHINE.models == []
 
 
 def test_the_shared_machine_serves_sessions_on_several_threads() -> None:

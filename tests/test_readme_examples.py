@@ -33,7 +33,7 @@ def test_step_a_session_reply_by_reply():
     assert step.reply("220 mx.example ESMTP").sent == b"EHLO client.example\r\n"
     assert step.reply("250-mx.example", "250 PIPELINING").sent == (
         b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
-    assert step.state == "envelope"
+    assert step.state == "data"
     step.reply("250 OK")
     step.reply("250 OK")
     assert step.reply("354 go ahead").sent == b"Subject: hi\r\n\r\nhello\r\n.\r\n"

@@ -46,7 +46,7 @@ def send_one(session: ClientSession) -> None:
 
 def test_replay_returns_events_and_states():
     result = replay(PIPELINED, work=send_one)
-    assert result.states == ["greeting", "ehlo", "ready", "envelope", "content", "ready", "quit", "closed"]
+    assert result.states == ["greeting", "ehlo", "ready", "data", "content", "ready", "quit", "closed"]
     kinds = [type(event) for event in result.events]
     assert kinds == [SessionReady, MessageSent, Closed]
     sent = result.events[1]
@@ -74,11 +74,11 @@ def test_mismatch_names_step_line_state_and_bytes():
     assert isinstance(error, AssertionError)
     assert error.step == 2  # after the EHLO reply, the second thing the server said
     assert error.lineno == 4  # "S: 250-mx.example" (the text starts with a newline)
-    assert error.state == "envelope"
+    assert error.state == "data"
     assert error.expected.startswith(b"RCPT TO:<c@example.net>\r\n")
     assert error.actual.startswith(b"RCPT TO:<b@example.net>\r\n")
     text = str(error)
-    assert "step 2" in text and "'envelope'" in text and "line 7" in text
+    assert "step 2" in text and "'data'" in text and "line 7" in text
     assert "RCPT TO:<c@example.net>" in text and "RCPT TO:<b@example.net>" in text
 
 

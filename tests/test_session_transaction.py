@@ -18,7 +18,7 @@ from smtp_fsm import (
     SenderRefused,
     ServerDisconnected,
 )
-from smtp_fsm import machine as table
+from smtp_fsm.protocol import table
 
 OK = b"250 ok\r\n"
 GO = b"354 go ahead\r\n"
@@ -28,10 +28,13 @@ QUEUED = b"250 2.0.0 queued as ABC\r\n"
 def test_one_message_step_by_step_without_pipelining() -> None:
     h = ready()
     ticket, step = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"Subject: hi\r\n\r\nhello\r\n")
-    assert step.sent == b"MAIL FROM:<a@x.org>\r\n" and step.state == "envelope"
-    assert h.feed(OK).sent == b"RCPT TO:<b@y.org>\r\n"
-    assert h.feed(OK).sent == b"RCPT TO:<c@y.org>\r\n"
-    assert h.feed(b"550 5.1.1 unknown\r\n").sent == b"DATA\r\n"
+    assert step.sent == b"MAIL FROM:<a@x.org>\r\n" and step.state == "mail"
+    step = h.feed(OK)
+    assert step.sent == b"RCPT TO:<b@y.org>\r\n" and step.state == "rcpt"
+    step = h.feed(OK)
+    assert step.sent == b"RCPT TO:<c@y.org>\r\n" and step.state == "rcpt"
+    step = h.feed(b"550 5.1.1 unknown\r\n")
+    assert step.sent == b"DATA\r\n" and step.state == "data"
     step = h.feed(GO)
     assert step.sent == b"Subject: hi\r\n\r\nhello\r\n.\r\n" and step.state == "content"
     step = h.feed(QUEUED)
@@ -174,7 +177,7 @@ def test_three_messages_one_connection_without_pipelining() -> None:
     tickets = [h.call("sendmail", "a@x.org", [f"r{i}@y.org"], f"m{i}\r\n".encode())[0] for i in range(3)]
     seen = {}
     for i in range(3):
-        assert h.state == "envelope"
+        assert h.state == "mail"
         h.feed(OK)
         h.feed(OK)
         assert h.feed(GO).sent == f"m{i}\r\n.\r\n".encode()
@@ -250,7 +253,7 @@ def test_close_mid_batch_reports_what_completed() -> None:
     step = h.feed(QUEUED)
     assert h.results(step)[tickets[0]].ok
     step = h.feed(b"")
-    assert isinstance(step.error, ServerDisconnected) and step.error.state == "envelope"
+    assert isinstance(step.error, ServerDisconnected) and step.error.state == "data"
 
 
 def test_rset_and_noop_on_request() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
-from smtp_fsm import machine
 from smtp_fsm.diagram import LAB_STEPS
 from smtp_fsm.events import NEED_DATA
+from smtp_fsm.protocol import table as machine
 from smtp_fsm.session import ClientSession
 from smtp_fsm.stepper import render_stepper, step_edges, write_stepper
 from smtp_fsm.sync import SMTPClient
@@ -68,17 +68,17 @@ def test_the_lab_session_takes_the_lab_path(lab_trace: list[TraceStep]) -> None:
 @pytest.mark.parametrize(
     ("replies", "pipelining", "expected"),
     [
-        # DATA refused after the recipient was accepted: data_reply, not the envelope's rule
+        # DATA refused after the recipient was accepted: data_reply's refusal row
         ([b"220 hi\r\n", b"250 ok\r\n", b"250 ok\r\n", b"250 ok\r\n", b"554 no\r\n", b"250 ok\r\n"], False,
-         (machine.ENVELOPE, "data_reply", machine.RSET)),
-        # the only recipient refused: the envelope is doomed
+         (machine.DATA, "data_reply", machine.RSET)),
+        # the only recipient refused: RSET before DATA is ever sent
         ([b"220 hi\r\n", b"250 ok\r\n", b"250 ok\r\n", b"550 no\r\n", b"250 ok\r\n"], False,
-         (machine.ENVELOPE, "envelope_reply", machine.RSET)),
-        # pipelined: MAIL, RCPT, DATA together; 354 is DATA's
+         (machine.RCPT, "rcpt_reply", machine.RSET)),
+        # pipelined: MAIL, RCPT, DATA together; their replies are recorded in data, and 354 is DATA's
         ([b"220 hi\r\n", b"250-hi\r\n250 PIPELINING\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n",
-          b"250 queued\r\n"], True, (machine.ENVELOPE, "data_reply", machine.CONTENT)),
-        # 421 in the middle of the envelope
-        ([b"220 hi\r\n", b"250 ok\r\n", b"421 bye\r\n"], False, (machine.ENVELOPE, "server_shutdown", machine.FAILED)),
+          b"250 queued\r\n"], True, (machine.DATA, "data_reply", machine.CONTENT)),
+        # 421 in the middle of the transaction
+        ([b"220 hi\r\n", b"250 ok\r\n", b"421 bye\r\n"], False, (machine.MAIL, "server_shutdown", machine.FAILED)),
     ],
 )
 def test_steps_map_to_the_edge_the_session_took(replies: list[bytes], pipelining: bool,
@@ -191,7 +191,7 @@ def test_next_moves_the_highlight_in_chromium(tmp_path: Path, lab_trace: list[Tr
         driver.quit()
 
 
-def test_recorded_triggers_decide_the_edges_and_pipelined_replies_take_none() -> None:
+def test_every_step_records_its_row_and_pipelined_replies_take_their_recorded_rows() -> None:
     from smtp_fsm import ClientSession
     from smtp_fsm.stepper import step_edges
 
@@ -202,8 +202,31 @@ def test_recorded_triggers_decide_the_edges_and_pipelined_replies_take_none() ->
         session.receive_data(reply)
         session.data_to_send()
     assert session.trace is not None
+    rows = [[machine.TRANSITIONS[index] for index in step.rows or ()] for step in session.trace]
+    assert [[row.trigger for row in step_rows] for step_rows in rows] == [
+        ["greeting_reply"], ["ehlo_reply"], ["begin_mail"], ["mail_reply"], ["rcpt_reply"], ["data_reply"],
+        ["final_reply"]]
+    # MAIL's and RCPT's replies arrived in 'data' and only were recorded: the table says so, row by row
+    assert [row.recorded for step_rows in rows for row in step_rows] == [False, False, False, True, True, False, False]
+    assert all(row.index == index for step in session.trace for row, index in
+               zip((machine.TRANSITIONS[i] for i in step.rows or ()), step.rows or (), strict=True))
     edges = step_edges(session.trace)
-    assert [step.triggers for step in session.trace] == [
-        ("greeting_reply",), ("ehlo_reply",), ("begin_mail",), (), (), ("data_reply",), ("final_reply",)]
-    assert edges[3] is None and edges[4] is None  # MAIL's and RCPT's replies were only recorded
-    assert edges[5] == ("envelope", "data_reply", "content")
+    assert edges[2] == ("ready", "begin_mail", "data")
+    assert edges[3] == ("data", "mail_reply", "data") and edges[4] == ("data", "rcpt_reply", "data")
+    assert edges[5] == ("data", "data_reply", "content")
+    assert all(edge in machine.edges() for edge in edges)
+
+
+def test_a_trace_without_rows_takes_no_edge() -> None:
+    from dataclasses import replace
+
+    from smtp_fsm import ClientSession
+    from smtp_fsm.stepper import step_edges
+
+    session = ClientSession(trace=True)
+    session.receive_data(b"220 mx\r\n")
+    assert session.trace is not None
+    assert step_edges(session.trace) == [("greeting", "greeting_reply", "ehlo")]
+    assert step_edges([replace(step, rows=None) for step in session.trace]) == [None]
+    # a row from another table (it does not fit the step's states) is not drawn either
+    assert step_edges([replace(step, rows=(len(machine.TRANSITIONS) - 1,)) for step in session.trace]) == [None]

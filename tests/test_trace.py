@@ -52,7 +52,7 @@ def test_jsonl_round_trip_through_a_file(tmp_path):
     assert load_jsonl(path) == steps
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(records) == len(steps)
-    assert set(records[0]) == {"state_before", "reply", "state_after", "sent", "events", "note", "triggers"}
+    assert set(records[0]) == {"state_before", "reply", "state_after", "sent", "events", "note", "rows"}
     assert records[0]["reply"] == {"code": 220, "lines": ["mx.example ESMTP"]}
     assert records[0]["sent"] == "EHLO client.example\r\n"
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .. import machine as table
 from ..errors import SMTPError
 from ..events import NEED_DATA, Closed, Event, StartTLS
+from ..protocol import table
 from ..session import ClientSession
 from ..trace import MASK, TraceStep, Transcript, TranscriptLine, parse_transcript
 
@@ -132,6 +132,12 @@ class _Pump:
         self.error: SMTPError | None = None
         self._closed_seen = False
         self._eof = False
+        #: The states seen after each feed (what ``states`` reports when the session keeps no trace).
+        self.states = [session.state]
+
+    def _observe(self) -> None:
+        if self.session.state != self.states[-1]:
+            self.states.append(self.session.state)
 
     def drain(self) -> bytes:
         """Collect events (handling StartTLS when asked) and return the bytes the engine wants written."""
@@ -155,6 +161,7 @@ class _Pump:
                 self._closed_seen = True
             elif isinstance(event, StartTLS) and self.auto_tls:
                 session.tls_established()
+                self._observe()
             out.append(session.data_to_send())
         return b"".join(out)
 
@@ -162,6 +169,7 @@ class _Pump:
         if not self._eof:  # after the close the engine takes nothing more
             self._eof = data == b""
             self.session.receive_data(data)
+            self._observe()
         return self.drain()
 
 
@@ -225,8 +233,6 @@ def replay(
         session = session_factory()
     else:
         session = _default_session(script)
-    if session.trace is None:
-        session.trace = []  # replay reports the states passed through; the trace has them
     (work or (lambda s: s.quit()))(session)
     pump = _Pump(session, auto_tls)
     sent: list[bytes] = []
@@ -258,8 +264,10 @@ def replay(
                                  b"", hide_credentials(pending[found.consumed :], state_at_step))
         sent.append(pending)
         pending = b""
+    # A session with a trace gives every state it passed through; without one, those seen after each feed.
     steps = list(session.trace or [])
-    return ReplayResult(pump.events, _states(steps, session.state), steps, b"".join(sent), pump.error, session)
+    states = _states(steps, session.state) if session.trace is not None else pump.states
+    return ReplayResult(pump.events, states, steps, b"".join(sent), pump.error, session)
 
 
 def _mismatch(found: Match, expected: Sequence[TranscriptLine], actual: bytes, step: int, lineno: int,

@@ -1,0 +1,600 @@
+"""The session's model: the object the protocol table drives (private; session.py wraps it).
+
+It keeps the bookkeeping -- the commands in flight, the current message, the
+queue of work, the trace -- and carries out the table's actions, each one
+"encode this command and queue it" or "report this result".  Which action runs
+when, and what a reply means, is the protocol package's business: this module
+compares no reply code and chooses no command.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import deque
+from collections.abc import Callable
+from functools import partial
+from typing import Any, cast
+
+from transitions import EventData, MachineError
+
+from .auth import Credentials, Mechanism, choose_mechanism
+from .commands import bdat, check_ehlo_name, command_line
+from .errors import (
+    AuthenticationError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ServerDisconnected,
+    SMTPError,
+    SMTPReplyError,
+    TLSUnavailable,
+)
+from .events import NEED_DATA, Authenticated, Closed, CommandDone, Event, MessageSent, SessionReady, StartTLS
+from .extensions import Capabilities
+from .protocol import outcomes
+from .protocol import table as protocol
+from .protocol.rules import auth_command, mechanism_for, reply_of, source_of, uses_chunking
+from .protocol.runtime import MACHINE
+from .replies import Reply, ReplyParser
+from .results import Outcome, SendResult
+from .trace import MASK, TraceStep
+from .transaction import Pending, Submission, Transaction, Work, build_transaction, credentials_from
+
+log = logging.getLogger("smtp_fsm")
+
+STARTTLS_POLICIES = ("opportunistic", "required", "never")
+DEFAULT_CHUNK_SIZE = 1 << 20
+#: What ``awaiting`` calls the reply to the end of a message's data ("." after DATA, or BDAT LAST).
+END_OF_DATA = "end of data"
+_AWAITED = {"GREETING": "greeting", "MAIL": "MAIL FROM", "RCPT": "RCPT TO", "END": END_OF_DATA}
+# Read per reply or per message: module globals are cheaper than attribute look-ups.
+_MACHINE_EVENTS = MACHINE.events
+_TRIGGERS = protocol.REPLY_TRIGGERS
+_RECORDERS = protocol.RECORDERS
+_RECORDED_ROWS = protocol.RECORDED_ROWS
+_REPLY_TRIGGER = protocol.reply_trigger
+_ENDED, _READY, _SILENT = protocol.FINAL_STATES, protocol.READY, protocol.SILENT_STATES
+_FINAL, _DELIVERY = _TRIGGERS["END"], protocol.DELIVERY_REPLY
+
+
+class SessionModel:
+    """The state, settings and bookkeeping of one session, and the table's actions."""
+
+    def __init__(
+        self,
+        *,
+        local_hostname: str | None,
+        lmtp: bool,
+        encrypted: bool,
+        loopback: bool,
+        starttls: str,
+        username: str | None,
+        password: str | None,
+        oauth_token: str | None,
+        auth_mechanism: str | None,
+        allow_insecure_auth: bool,
+        pipelining: bool,
+        chunking: bool,
+        chunk_size: int,
+        trace: bool,
+    ) -> None:
+        if starttls not in STARTTLS_POLICIES:
+            raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise LocalProtocolError(f"chunk_size must be a positive number of octets, not {chunk_size!r}")
+        # settings: fixed for the session's life
+        self.local_hostname = check_ehlo_name(local_hostname or "[127.0.0.1]")
+        self.lmtp = lmtp
+        self.loopback = loopback
+        self.starttls_policy = starttls
+        self.allow_insecure_auth = allow_insecure_auth
+        self.pipelining = pipelining
+        self.chunking = chunking
+        self.chunk_size = chunk_size
+        self.credentials = credentials_from(username, password, oauth_token)
+        self.auth_mechanism = auth_mechanism.upper() if auth_mechanism else None
+        if self.auth_mechanism is not None:
+            choose_mechanism((), Credentials(""), self.auth_mechanism)  # validates the name
+        # what the session has learnt (the conditions read these)
+        self.encrypted = encrypted
+        self.authenticated = False
+        self.auth_mech: Mechanism | None = None
+        self.auth_step = 0
+        self.auth_initial: bytes | None = None  # an initial response too long for the AUTH line, owed at 334
+        self.capabilities = Capabilities()
+        self.tx: Transaction | None = None  # the message whose replies are being read
+        self.next_tx: Transaction | None = None  # the next one, pipelined behind it
+        self.state: str = protocol.INITIAL  # moved by the table's rows from here on
+        self.row = -1  # the index of the last row taken (protocol.runtime sets it)
+
+        self._parser = ReplyParser()
+        self._out: list[bytes] = []
+        self._inflight: deque[Pending] = deque([Pending("GREETING", _TRIGGERS["GREETING"])])
+        self._events: deque[Event | SMTPError] = deque()
+        self._work: deque[Work] = deque()
+        self._tickets = 0
+        self._caps_final = False
+        self._sending: Transaction | None = None  # the message a round is being sent for
+        self._command_ticket = 0
+        self.error: SMTPError | None = None
+        self._close_reply: Reply | None = None
+        self._eof = False
+        self._quit_queued = False
+        self._debug = False  # log.isEnabledFor(DEBUG), read at each entry point
+        self._unwritten = 0  # commands in flight whose bytes data_to_send has not handed out yet
+        self._content_queued: list[Transaction] = []  # messages whose content is in _out, not handed out yet
+        #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
+        self.replies_received = 0
+        self.trace: list[TraceStep] | None = [] if trace else None
+        self._trace_sent: list[bytes] = []
+        self._trace_events: list[str] = []
+        self._trace_rows: list[int] = []
+
+    # -- the I/O surface ------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        if self._eof:
+            raise LocalProtocolError("receive_data called after the connection was reported closed")
+        self._debug = log.isEnabledFor(logging.DEBUG)  # once per call, not per reply
+        if not data:
+            self._eof = True
+            if self.state not in _ENDED:
+                self._step(None, "connection closed", partial(self._fire, protocol.CONNECTION_LOST, None))
+            return
+        if self.state in _ENDED:
+            return
+        if self.state in _SILENT:
+            self._injected(data)
+            return
+        parser = self._parser
+        replies = parser.feed(data)
+        count = len(replies)
+        tracing = self.trace is not None
+        for index, reply in enumerate(replies):
+            if tracing:
+                self._step(reply, "", partial(self._handle_reply, reply))
+            else:
+                self._handle_reply(reply)
+            state = self.state
+            if state in _ENDED:
+                break
+            if state in _SILENT and (index + 1 < count or parser.has_partial or parser.error):
+                self._injected(b"".join(r.to_bytes() for r in replies[index + 1 :]))
+                break
+            if state == _READY and self._work:
+                # Queued work starts at once, as it would had this reply come alone: what the
+                # replies after it in this read meet does not depend on where TCP split them.
+                self._dispatch()
+        # Replies completed before bad bytes were handled first (a 250 that accepted a
+        # message is never lost to the garbage after it); then the bad bytes end the session.
+        if parser.error is not None and self.state not in _ENDED:
+            self._step(None, "broken reply", partial(self._fire, protocol.PROTOCOL_ERROR, None, parser.error))
+
+    def data_to_send(self) -> bytes:
+        self._unwritten = 0
+        if not self._out:
+            return b""
+        if self._content_queued:
+            for tx in self._content_queued:
+                tx.content_out = True
+            self._content_queued.clear()
+        out = self._out
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def next_event(self) -> Event:
+        if self._events:
+            item = self._events.popleft()
+            if isinstance(item, SMTPError):
+                raise item
+            return item
+        if self.state == protocol.CLOSED:
+            return Closed(self._close_reply)
+        if self.state == protocol.FAILED and self.error is not None:
+            raise self.error
+        return NEED_DATA
+
+    def handshake_done(self) -> None:
+        if self.state != protocol.TLS_HANDSHAKE:
+            raise LocalProtocolError(f"tls_established() called in state {self.state!r}")
+        self.encrypted = True
+        self._step(None, "TLS established", partial(self._fire, protocol.TLS_ESTABLISHED, None))
+
+    def release(self, reason: SMTPError | None) -> None:
+        self._eof = True
+        self._quit_queued = True
+        self._drop_unsent_output()
+        if self.tx is not None or self.next_tx is not None or self._work:
+            self._settle_unfinished(reason or SMTPError(f"the session was closed in state {self.state!r}"))
+
+    @property
+    def awaiting(self) -> str | None:
+        inflight = self._inflight
+        if not inflight:
+            return None
+        verb = inflight[0].verb
+        return _AWAITED.get(verb, verb)
+
+    @property
+    def buffered(self) -> int:
+        return self._parser.buffered
+
+    # -- work -----------------------------------------------------------------
+
+    def prepare(self, submission: Submission) -> tuple[Submission, Transaction | None]:
+        """Check a message against the capabilities once known (the syntax alone before): nothing
+        invalid is queued."""
+        self.check_open()
+        caps = self.capabilities if self._caps_final else None
+        tx = build_transaction(submission, caps, uses_chunking(self.chunking, self.lmtp, caps), self.chunk_size)
+        return submission, (tx if self._caps_final else None)
+
+    def check_open(self) -> None:
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        if self.error is not None:
+            raise self.error  # the session has ended (it may still be saying QUIT)
+        if self.state in _ENDED or self._quit_queued:
+            raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
+
+    def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None) -> int:
+        self.check_open()
+        self._quit_queued = kind == "quit"
+        self._tickets += 1
+        work = Work(kind, self._tickets, submission, tx)
+        if tx is not None:
+            tx.ticket = work.ticket
+        self._work.append(work)
+        if self.state == _READY:
+            self._dispatch()
+        return work.ticket
+
+    # -- what the conditions read besides the attributes --------------------------------
+
+    def next_work_is_mail(self) -> bool:
+        return bool(self._work) and self._work[0].kind == "mail"
+
+    # -- internals: replies ------------------------------------------------------
+
+    def _handle_reply(self, reply: Reply) -> None:
+        self.replies_received += 1
+        inflight = self._inflight
+        pending = inflight[0] if len(inflight) > self._unwritten else None
+        trigger = _REPLY_TRIGGER(reply, None if pending is None else pending.trigger, self.state)
+        if pending is None or trigger != pending.trigger:
+            # A session rule (protocol.SESSION_RULES): a 421, or a reply no command waits for,
+            # i.e. one answering a command the server cannot have received (RFC 2920 §3.1).
+            error = None if pending is not None else RemoteProtocolError(
+                "unsolicited reply: no command is waiting for one", reply.to_bytes(), self.state)
+            self._fire(trigger, reply, error)
+            return
+        inflight.popleft()
+        if self._debug:
+            log.debug("S: %s", reply)
+        recorder = _RECORDERS.get(pending.verb)
+        if recorder is not None:
+            recorder(self, pending, reply)
+        recorded = _RECORDED_ROWS.get(trigger)
+        row = None if recorded is None else recorded.get(self.state)
+        if row is None:
+            self._fire(trigger, reply)
+        elif self.trace is not None:
+            self._trace_rows.append(row)
+
+    def _fire(self, trigger: str, reply: Reply | None, error: SMTPError | None = None) -> None:
+        try:
+            done = _MACHINE_EVENTS[trigger].trigger(self, reply, error)
+        except MachineError:
+            done = False
+        if done:
+            if self.trace is not None:
+                self._trace_rows.append(self.row)
+            return
+        # The table's last rule: a trigger that no row of this state takes breaks the protocol.
+        shown = reply.to_bytes() if reply is not None else None
+        exc = RemoteProtocolError(f"reply not expected ({trigger})", shown, self.state)
+        if trigger != protocol.PROTOCOL_ERROR and self.state not in _ENDED:
+            self._fire(protocol.PROTOCOL_ERROR, reply, exc)
+        else:
+            self._fail(exc)
+
+    def _injected(self, data: bytes) -> None:
+        # NO STARTTLS (USENIX Security 2021): bytes between the 220 and the
+        # handshake would be read as if they came over TLS.
+        exc = RemoteProtocolError("bytes received after the 220 to STARTTLS, before the TLS handshake",
+                                  None, self.state)
+        # What arrived is kept, but not shown in the message: how much came in the same read
+        # depends on where TCP split it, and the error must read the same however it did.
+        exc.data = data
+        self._step(None, "bytes injected after STARTTLS", partial(self._fire, protocol.PROTOCOL_ERROR, None, exc))
+
+    def _dispatch(self) -> None:
+        while self.state == _READY and self._work:
+            work = self._work[0]
+            self._step(None, f"{work.kind} requested", partial(self._fire, protocol.WORK_TRIGGERS[work.kind], None))
+
+    def _finalise_queue(self) -> None:
+        """Capabilities are final: encode every queued message against them."""
+        self._caps_final = True
+        chunked = uses_chunking(self.chunking, self.lmtp, self.capabilities)
+        kept: deque[Work] = deque()
+        for work in self._work:
+            if work.submission is not None and work.tx is None:
+                try:
+                    work.tx = build_transaction(work.submission, self.capabilities, chunked, self.chunk_size)
+                    work.tx.ticket = work.ticket
+                except LocalProtocolError as exc:
+                    sub = work.submission
+                    failed = SendResult(sub.sender, sub.recipients, error=exc, outcome=Outcome.NOT_SENT)
+                    self._emit(MessageSent(work.ticket, failed))
+                    continue
+            kept.append(work)
+        self._work = kept
+
+    # -- internals: output and results ------------------------------------------------------
+
+    def _send(self, data: bytes, pending: Pending | None, masked: bytes | None = None) -> None:
+        self._out.append(data)
+        if pending is not None:
+            self._inflight.append(pending)
+            self._unwritten += 1
+        if self.trace is not None:
+            self._trace_sent.append(masked if masked is not None else data)
+        if self._debug:
+            shown = masked if masked is not None else data
+            log.debug("C: %s", shown[:200].decode("utf-8", "replace").rstrip())
+
+    def _command(self, verb: str, argument: str = "", tx: Transaction | None = None, rcpt: str | None = None) -> None:
+        self._send(command_line(verb, argument), Pending(verb, _TRIGGERS[verb], tx, rcpt))
+
+    def _emit(self, event: Event) -> None:
+        self._events.append(event)
+        if self.trace is not None:
+            self._trace_events.append(repr(event))
+
+    def _fail(self, error: SMTPError) -> None:
+        # Once the session is broken nothing more reaches the transport but what the table
+        # says next (at most the courtesy QUIT): content queued behind the bad reply would
+        # otherwise be written and stored while its message is reported as not sent.
+        self._drop_unsent_output()
+        if self.error is None:
+            self.error = error
+            # Results already delivered stay; a handshake request that the error overtook does not.
+            self._events = deque(event for event in self._events if not isinstance(event, StartTLS))
+            self._settle_unfinished(error)
+            self._events.append(error)
+            if self.trace is not None:
+                self._trace_events.append(f"{type(error).__name__}: {error}")
+        self._work.clear()
+        self.tx = self.next_tx = None
+
+    def _drop_unsent_output(self) -> None:
+        """Forget the bytes not handed out yet, and the commands in flight that they carried."""
+        for _ in range(min(self._unwritten, len(self._inflight))):
+            self._inflight.pop()
+        self._unwritten = 0
+        self._out.clear()
+        self._content_queued.clear()
+
+    def _settle_unfinished(self, error: SMTPError) -> None:
+        """Every message not finished yet gets its result: uncertain once its content went out."""
+        for tx in (self.tx, self.next_tx):
+            if tx is not None:
+                # The state the session failed in (the error's), not 'failed', names where it was cut.
+                result = outcomes.settle_cut_short(tx, error, getattr(error, "state", None) or self.state)
+                self._emit(MessageSent(tx.ticket, result))
+        for work in self._work:
+            if work.tx is not None:  # queued, built, never started
+                work.tx.result.error = error
+                self._emit(MessageSent(work.ticket, work.tx.result))
+            elif work.submission is not None:
+                sub = work.submission
+                self._emit(MessageSent(work.ticket, SendResult(sub.sender, sub.recipients, error=error)))
+        self._work.clear()
+        self.tx = self.next_tx = None
+
+    def _step(self, reply: Reply | None, note: str, action: Callable[[], None]) -> None:
+        """Run ``action`` and, when tracing, record what it did as one step."""
+        if self.trace is None:
+            action()
+            return
+        before = self.state
+        self._trace_sent = []
+        self._trace_events = []
+        self._trace_rows = []
+        action()
+        self.trace.append(
+            TraceStep(before, reply, self.state, b"".join(self._trace_sent), tuple(self._trace_events), note,
+                      tuple(self._trace_rows))
+        )
+
+    # -- the table's actions (named in protocol/table.py) ------------------------------
+
+    def send_ehlo(self, ev: EventData) -> None:
+        self._command("EHLO", self.local_hostname)
+
+    def send_lhlo(self, ev: EventData) -> None:
+        self._command("LHLO", self.local_hostname)
+
+    def send_helo(self, ev: EventData) -> None:
+        self._command("HELO", self.local_hostname)
+
+    def send_starttls(self, ev: EventData) -> None:
+        self._command("STARTTLS")
+
+    def request_handshake(self, ev: EventData) -> None:
+        self._emit(StartTLS(reply_of(ev)))
+
+    def forget_capabilities(self, ev: EventData) -> None:
+        # RFC 3207 §4.2: discard everything learnt before TLS.
+        self.capabilities = Capabilities()
+
+    def send_auth(self, ev: EventData) -> None:
+        mech = mechanism_for(self)
+        assert mech is not None and self.credentials is not None
+        self.auth_mech = mech
+        self.auth_step = 0
+        argument, self.auth_initial = auth_command(mech, mech.initial(self.credentials))
+        masked = None if argument == mech.name else f"AUTH {mech.name} ".encode() + MASK + b"\r\n"
+        self._send(command_line("AUTH", argument), Pending("AUTH", _TRIGGERS["AUTH"]), masked)
+
+    def send_auth_response(self, ev: EventData) -> None:
+        assert self.auth_mech is not None and self.credentials is not None
+        if self.auth_initial is not None:
+            answer, self.auth_initial = self.auth_initial, None
+        else:
+            challenge_bytes = base64.b64decode(reply_of(ev).lines[0].strip())
+            answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
+            self.auth_step += 1
+        line = base64.b64encode(answer) + b"\r\n"
+        self._send(line, Pending("AUTH", _TRIGGERS["AUTH"]), MASK + b"\r\n")
+
+    def send_auth_cancel(self, ev: EventData) -> None:
+        self._send(b"*\r\n", Pending("AUTH", _TRIGGERS["AUTH"]))
+
+    def mark_authenticated(self, ev: EventData) -> None:
+        self.authenticated = True
+        assert self.auth_mech is not None
+        self._emit(Authenticated(self.auth_mech.name, reply_of(ev)))
+
+    def session_ready(self, ev: EventData) -> None:
+        self._finalise_queue()
+        user = self.credentials.username if self.authenticated and self.credentials else None
+        self._emit(SessionReady(self.capabilities, reply_of(ev), self.encrypted, user))
+
+    def take_message(self, ev: EventData) -> None:
+        work = self._work.popleft()
+        assert work.tx is not None
+        self.tx = self._sending = work.tx
+        work.tx.start_round(work.tx.result.recipients)
+
+    def take_next_message(self, ev: EventData) -> None:
+        work = self._work.popleft()
+        assert work.tx is not None
+        self.next_tx = self._sending = work.tx
+        work.tx.start_round(work.tx.result.recipients)
+
+    def start_retry(self, ev: EventData) -> None:
+        tx = self._sending = self.tx
+        assert tx is not None
+        tx.start_round(tuple(tx.deferred))
+
+    def take_command(self, ev: EventData) -> None:
+        self._command_ticket = self._work.popleft().ticket
+
+    def send_group(self, ev: EventData) -> None:
+        tx = self._sending
+        assert tx is not None
+        send = self._send
+        send(tx.mail_line, Pending("MAIL", _TRIGGERS["MAIL"], tx))
+        rcpt_trigger = _TRIGGERS["RCPT"]
+        for rcpt in tx.recipients_round:
+            send(tx.rcpt_lines[rcpt], Pending("RCPT", rcpt_trigger, tx, rcpt))
+        tx.rcpts_sent = len(tx.recipients_round)
+        if tx.chunked:
+            while tx.chunks_left:
+                self._send_chunk(tx)
+        else:
+            send(b"DATA\r\n", Pending("DATA", _TRIGGERS["DATA"], tx))
+
+    def send_mail(self, ev: EventData) -> None:
+        tx = self._sending
+        assert tx is not None
+        self._send(tx.mail_line, Pending("MAIL", _TRIGGERS["MAIL"], tx))
+
+    def send_rcpt(self, ev: EventData) -> None:
+        tx = self.tx
+        assert tx is not None
+        rcpt = tx.recipients_round[tx.rcpts_sent]
+        tx.rcpts_sent += 1
+        self._send(tx.rcpt_lines[rcpt], Pending("RCPT", _TRIGGERS["RCPT"], tx, rcpt))
+
+    def send_data(self, ev: EventData) -> None:
+        self._send(b"DATA\r\n", Pending("DATA", _TRIGGERS["DATA"], self.tx))
+
+    def send_chunk(self, ev: EventData) -> None:
+        assert self.tx is not None
+        self._send_chunk(self.tx)
+
+    def _send_chunk(self, tx: Transaction) -> None:
+        chunk, last = tx.next_chunk()
+        verb = "END" if last else "BDAT"
+        self._content_queued.append(tx)  # BDAT carries the content with the command
+        self._send(bdat(len(chunk), last) + chunk, Pending(verb, _TRIGGERS[verb], tx))
+
+    def send_content(self, ev: EventData) -> None:
+        tx = self.tx
+        assert tx is not None
+        self._content_queued.append(tx)
+        self._send(tx.body, Pending("END", _FINAL, tx))
+
+    def send_content_lmtp(self, ev: EventData) -> None:
+        tx = self.tx
+        assert tx is not None
+        self._content_queued.append(tx)
+        self._send(tx.body, None)
+        accepted = tx.accepted_round
+        tx.ends_due = len(accepted)
+        last = len(accepted) - 1
+        for index, rcpt in enumerate(accepted):
+            self._inflight.append(Pending("END", _FINAL if index == last else _DELIVERY, tx, rcpt))
+        self._unwritten += len(accepted)
+
+    def send_lone_dot(self, ev: EventData) -> None:
+        self._send(b".\r\n", Pending("END", _FINAL, self.tx))
+
+    def send_rset(self, ev: EventData) -> None:
+        self._command("RSET")
+
+    def send_noop(self, ev: EventData) -> None:
+        self._command("NOOP")
+
+    def send_quit(self, ev: EventData) -> None:
+        self._command("QUIT")
+
+    def finish_transaction(self, ev: EventData) -> None:
+        tx = self.tx
+        assert tx is not None
+        self._emit(MessageSent(tx.ticket, outcomes.finish(tx, source_of(ev))))
+        self.tx, self.next_tx = self.next_tx, None
+
+    def command_done(self, ev: EventData) -> None:
+        self._emit(CommandDone(self._command_ticket, source_of(ev).upper(), reply_of(ev)))
+
+    def closed_cleanly(self, ev: EventData) -> None:
+        self._close_reply = reply_of(ev)
+        self._emit(Closed(reply_of(ev)))
+
+    def fail_greeting(self, ev: EventData) -> None:
+        self._fail(SMTPReplyError(reply_of(ev), "server refused the session", source_of(ev)))
+
+    def fail_tls_unavailable(self, ev: EventData) -> None:
+        self._fail(TLSUnavailable(reply_of(ev), "STARTTLS is required but not available", source_of(ev)))
+
+    def fail_auth_in_clear(self, ev: EventData) -> None:
+        self._fail(LocalProtocolError(
+            "refusing to send credentials over an unencrypted connection to a host that is not loopback; "
+            "use TLS (starttls='required' or tls=True) or pass allow_insecure_auth=True"))
+
+    def fail_auth_unavailable(self, ev: EventData) -> None:
+        offered = ", ".join(self.capabilities.auth_mechanisms) or "none"
+        wanted = self.auth_mechanism or "any usable mechanism"
+        self._fail(AuthenticationError(
+            reply_of(ev), f"cannot authenticate: server offers AUTH {offered}, wanted {wanted}", source_of(ev)))
+
+    def fail_auth(self, ev: EventData) -> None:
+        self._fail(AuthenticationError(reply_of(ev), "authentication failed", source_of(ev)))
+
+    def fail_reply(self, ev: EventData) -> None:
+        self._fail(SMTPReplyError(reply_of(ev), "unexpected reply", source_of(ev)))
+
+    def fail_shutdown(self, ev: EventData) -> None:
+        self._fail(ServerDisconnected("server is shutting down (421)", reply_of(ev), source_of(ev)))
+
+    def fail_disconnected(self, ev: EventData) -> None:
+        self._fail(ServerDisconnected("server closed the connection", None, source_of(ev)))
+
+    def fail_protocol(self, ev: EventData) -> None:
+        error = cast("tuple[Any, ...]", ev.args)[1]
+        if not isinstance(error, SMTPError):
+            error = RemoteProtocolError("protocol error", None, source_of(ev))
+        self._fail(error)

@@ -1,0 +1,125 @@
+"""The table as a running ``transitions`` machine, built once and shared by every session.
+
+Only transitions' public surface is used: ``event_cls`` and ``transition_cls``
+override the public ``Event.trigger`` and ``Transition.execute``, and sessions
+are not registered as models (each keeps its own ``state``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from transitions import EventData, Machine, MachineError
+from transitions.core import Event, Transition
+
+from .table import INITIAL, STATE_NAMES, TRANSITIONS
+
+
+class TableTransition(Transition):
+    """A row of the table: its conditions in order, the state change, its ``after`` actions.
+
+    transitions' own ``execute`` also runs prepare/before callbacks and machine-wide
+    hooks and logs eight debug lines per row tried; the table uses none of those hooks
+    (``build_machine`` checks), and that overhead was most of a trigger's 11 µs.  The
+    semantics the table relies on -- rows tried in order, the first whose conditions
+    all hold is taken, then its actions run -- are kept exactly.  The row taken is
+    noted on the model (``row``) for its trace.
+    """
+
+    row = -1  # the row's index in TRANSITIONS, set by build_machine
+
+    def execute(self, event_data: EventData) -> bool:
+        for condition in self.conditions:
+            if not cast("Callable[[EventData], bool]", condition.func)(event_data):
+                return False
+        model = event_data.model
+        model.row = self.row  # type: ignore[attr-defined]  # the session's model has it
+        if self.dest is not None:
+            machine = event_data.machine
+            setattr(model, machine.model_attribute, self.dest)
+            event_data.state = machine.states[self.dest]
+        for action in self.after:
+            getattr(model, cast(str, action))(event_data)
+        return True
+
+
+class TableEvent(Event):
+    """A trigger: looks up the rows for the model's state and takes the first that applies.
+
+    Unlike transitions' ``Event.trigger`` it has no queue, no prepare/finalize hooks and
+    no exception hook (the table uses none; ``build_machine`` checks); an unknown
+    (trigger, state) pair still raises ``MachineError``.
+    """
+
+    def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
+        machine = self.machine
+        state = machine.states[getattr(model, machine.model_attribute)]
+        rows = self.transitions.get(state.name)
+        if rows is None:
+            raise MachineError(f"Can't trigger event {self.name} from state {state.name}!")
+        event_data = EventData(state, self, machine, model, args, kwargs)
+        for row in rows:
+            event_data.transition = row
+            if row.execute(event_data):
+                event_data.result = True
+                return True
+        return False
+
+
+class SessionMachine(Machine):
+    """A plain Machine whose rows and triggers are the table's (``transition_cls``, ``event_cls``).
+
+    It has no models: sessions are never registered (``model=None``).  Each keeps its
+    own ``state`` attribute and fires ``MACHINE.events[name].trigger(model, ...)``,
+    the pattern transitions' FAQ gives for many short-lived models on one class-level
+    machine.  So nothing is bound onto a session (transitions would add a method per
+    trigger and per state, about 16 KiB), nothing holds it (a session dropped without
+    ``close()`` is collected), and a trigger changes nothing shared: the machine is safe
+    to use from many threads, each with its own sessions.
+    """
+
+    transition_cls = TableTransition
+    event_cls = TableEvent
+
+
+def build_machine() -> SessionMachine:
+    """The runtime machine: exactly the rows of ``TRANSITIONS``, nothing more."""
+    machine = SessionMachine(
+        model=None,
+        states=list(STATE_NAMES),
+        initial=INITIAL,
+        transitions=[
+            {
+                "trigger": t.trigger,
+                "source": t.source,
+                "dest": t.dest,
+                "conditions": list(t.conditions),
+                "after": list(t.after),
+            }
+            for t in TRANSITIONS
+        ],
+        auto_transitions=False,
+        send_event=True,
+        ignore_invalid_triggers=False,
+    )
+    # The rows of one (trigger, source) were added in table order: number them as the table does.
+    for spec in TRANSITIONS:
+        rows = machine.events[spec.trigger].transitions[spec.source]
+        built = next(row for row in rows if isinstance(row, TableTransition) and row.row < 0)
+        built.row = spec.index
+    # The lean rows and events above skip transitions' hooks; none may be in use.
+    hooks = [machine.prepare_event, machine.finalize_event, machine.before_state_change,
+             machine.after_state_change, machine.on_exception, machine.on_final]
+    rows = [row for event in machine.events.values() for group in event.transitions.values() for row in group]
+    hooks += [row.prepare for row in rows] + [row.before for row in rows]
+    hooks += [state.on_enter for state in machine.states.values()]
+    hooks += [state.on_exit for state in machine.states.values()]
+    plain = all(callable(c.func) and c.target is True for row in rows for c in row.conditions)
+    named = all(isinstance(action, str) for row in rows for action in row.after)
+    if any(hooks) or machine.has_queue or not plain or not named:
+        raise RuntimeError("the protocol machine uses only callable conditions and named after-actions")
+    return machine
+
+
+MACHINE = build_machine()
