@@ -578,7 +578,7 @@ _WHAT_FAILED = {
 
 
 def _describe(reply: Reply) -> str:
-    return f"{reply.code} {reply.text_without_code()}".rstrip()
+    return str(reply)
 
 
 def _print_recipients(result: SendResult) -> None:

@@ -66,7 +66,7 @@ class SMTPReplyError(SMTPError):
         prefix = f"{message}: " if message else ""
         where = f" (in state {state!r})" if state else ""
         # The text starts with the enhanced status code (RFC 2034) when the server sends one.
-        super().__init__(f"{prefix}{reply.code} {reply.text_without_code()}{where}")
+        super().__init__(f"{prefix}{reply}{where}")
 
 
 class SenderRefused(SMTPReplyError):
@@ -108,7 +108,7 @@ class ServerDisconnected(SMTPError):
     def __init__(self, message: str, reply: Reply | None = None, state: str | None = None) -> None:
         detail = f"{message} (in state {state!r})" if state else message
         if reply is not None:
-            detail = f"{detail}: {reply.code} {reply.text_without_code()}"
+            detail = f"{detail}: {reply}"
         super().__init__(detail)
         self.reply = reply
         self.state = state
