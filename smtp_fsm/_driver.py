@@ -25,7 +25,7 @@ from .message import envelope_from_headers
 from .protocol.table import FINAL_STATES
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, StartTLSPolicy, reading_progress
+from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, StartTLSPolicy, bytes_buffered
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -214,8 +214,8 @@ class DriverBase:
         """The session has ended (cleanly or not)."""
         return self.session.state in FINAL_STATES
 
-    def _progress(self) -> tuple[int, int]:
-        return reading_progress(self.session)
+    def _buffered(self) -> int:
+        return bytes_buffered(self.session)
 
     def _reset_at_connect(self) -> ServerDisconnected:
         """The server accepted and reset at once, before connect() returned: as a reset before the

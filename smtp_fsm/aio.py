@@ -28,6 +28,7 @@ from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout
 from .events import NEED_DATA, Event, StartTLS
 from .replies import Reply
 from .results import SendResult
+from .session import replies_read
 
 
 class _Link(asyncio.Protocol):
@@ -202,7 +203,7 @@ class AsyncSMTPClient(DriverBase):
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
-            if (self._link is not None and not self._closed() and not self._progress()[1]
+            if (self._link is not None and not self._closed() and not self._buffered()
                     and not isinstance(exc, asyncio.CancelledError)):
                 await self.quit()
         except SMTPError:
@@ -312,7 +313,7 @@ class AsyncSMTPClient(DriverBase):
 
     async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
         session = self.session
-        seen = self._progress()[0]
+        seen = replies_read(session)
         deadline = _ReplyDeadline(self._reply_timeout, self.timeout)
         try:
             while True:
@@ -325,10 +326,10 @@ class AsyncSMTPClient(DriverBase):
                     await self._flush_and_close()
                     raise
                 if event is NEED_DATA:
-                    if self._progress()[0] != seen:
+                    if replies_read(session) != seen:
                         # A reply: the next one gets its own whole timeout, which is shorter
                         # than the one armed when the reply just read was the final one.
-                        seen = self._progress()[0]
+                        seen = replies_read(session)
                         deadline.moved()
                         deadline.check()
                     session.receive_data(await self._read())

@@ -217,11 +217,14 @@ class ClientSession:
         return f"<ClientSession state={model.state!r} user={user!r} awaiting={model.awaiting!r}>"
 
 
-def reading_progress(session: ClientSession) -> tuple[int, int]:
-    """(complete replies read so far, bytes held of an unfinished reply): the drivers' per-reply
-    deadline restarts when the first moves, and the second is bounded by the parser."""
-    model = session._model
-    return model.replies_received, model.buffered
+def replies_read(session: ClientSession) -> int:
+    """Complete replies read so far: the drivers restart their per-reply deadline when it moves."""
+    return session._model.replies_received
 
 
-__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "StartTLSPolicy", "reading_progress"]
+def bytes_buffered(session: ClientSession) -> int:
+    """Bytes held of a reply not complete yet (the parser bounds them)."""
+    return session._model.buffered
+
+
+__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "StartTLSPolicy", "bytes_buffered", "replies_read"]

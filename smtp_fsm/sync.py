@@ -28,6 +28,7 @@ from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout
 from .events import NEED_DATA, Event, StartTLS
 from .replies import Reply
 from .results import SendResult
+from .session import replies_read
 
 _RECV_SIZE = 65536
 _WRITE_PIECE = 1 << 20
@@ -92,7 +93,7 @@ class SMTPClient(DriverBase):
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            if self._sock is not None and not self._closed() and not self._progress()[1]:
+            if self._sock is not None and not self._closed() and not self._buffered():
                 self.quit()
         except SMTPError:
             pass
@@ -205,7 +206,7 @@ class SMTPClient(DriverBase):
         if self._sock is None:
             raise LocalProtocolError("not connected")
         session = self.session
-        seen = self._progress()[0]
+        seen = replies_read(session)
         progress = time.monotonic()
         while True:
             out = session.data_to_send()
@@ -221,9 +222,9 @@ class SMTPClient(DriverBase):
                 raise
             if event is NEED_DATA:
                 session.receive_data(self._read(progress + self._reply_timeout()))
-                if self._progress()[0] != seen:
+                if replies_read(session) != seen:
                     # A complete reply: the next one gets a whole timeout.
-                    seen = self._progress()[0]
+                    seen = replies_read(session)
                     progress = time.monotonic()
                     self._full_timeout()
                 continue

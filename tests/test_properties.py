@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from smtp_fsm import NEED_DATA, ClientSession, Closed, RemoteProtocolError, SMTPError, StartTLS
 from smtp_fsm.protocol.table import FINAL_STATES, STATE_NAMES
 from smtp_fsm.replies import MAX_LINE, MAX_LINES, ReplyParser
-from smtp_fsm.session import END_OF_DATA, reading_progress
+from smtp_fsm.session import END_OF_DATA, bytes_buffered
 
 BUFFER_BOUND = MAX_LINE * MAX_LINES + MAX_LINE
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -146,7 +146,7 @@ class Harness:
             action()
         self.drain()
         assert session.state in STATE_NAMES
-        buffered = reading_progress(session)[1]
+        buffered = bytes_buffered(session)
         assert buffered <= BUFFER_BOUND, f"{buffered} bytes buffered"
         if was_final:
             assert session.state in FINAL_STATES, f"left a final state for {session.state!r}"

@@ -267,13 +267,19 @@ def recipients_accepted(ev: EventData) -> bool:
 def pipeline_next(ev: EventData) -> bool:
     """PIPELINING in use and another message is queued: send its group with this content."""
     s = _session(ev)
-    return uses_pipelining(s.pipelining, s.capabilities) and not _tx(ev).deferred and s.next_work_is_mail()
+    return s.next_work_is_mail() and uses_pipelining(s.pipelining, s.capabilities) and not _tx(ev).deferred
 
 
 def retry_deferred(ev: EventData) -> bool:
     """Some recipients got 452 and this round delivered to others: send the message again to them."""
     tx = _tx(ev)
     return bool(tx.deferred) and tx.round_ok
+
+
+def transaction_over(ev: EventData) -> bool:
+    """Nothing follows this final reply: no 452 retry is due and no BDAT chunk was refused."""
+    tx = _tx(ev)
+    return not (tx.deferred and tx.round_ok) and not (tx.chunked and tx.chunk_failed)
 
 
 def chunk_refused(ev: EventData) -> bool:

@@ -8,7 +8,7 @@ are not registered as models (each keeps its own ``state``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from transitions import EventData, Machine, MachineError
 from transitions.core import Event, Transition
@@ -27,20 +27,22 @@ class TableTransition(Transition):
     noted on the model (``row``) for its trace.
     """
 
-    row = -1  # the row's index in TRANSITIONS, set by build_machine
+    # Set by build_machine from the table's row: its index, and its conditions and actions
+    # as plain tuples (read on every trigger, so no per-call look-up through transitions' wrappers).
+    row = -1
+    checks: tuple[Callable[[EventData], bool], ...] = ()
+    actions: tuple[str, ...] = ()
 
     def execute(self, event_data: EventData) -> bool:
-        for condition in self.conditions:
-            if not cast("Callable[[EventData], bool]", condition.func)(event_data):
+        for check in self.checks:
+            if not check(event_data):
                 return False
-        model = event_data.model
-        model.row = self.row  # type: ignore[attr-defined]  # the session's model has it
+        model: Any = event_data.model
+        model.row = self.row
         if self.dest is not None:
-            machine = event_data.machine
-            setattr(model, machine.model_attribute, self.dest)
-            event_data.state = machine.states[self.dest]
-        for action in self.after:
-            getattr(model, cast(str, action))(event_data)
+            model.state = self.dest  # the machine's model_attribute (build_machine keeps the default)
+        for action in self.actions:
+            getattr(model, action)(event_data)
         return True
 
 
@@ -107,7 +109,7 @@ def build_machine() -> SessionMachine:
     for spec in TRANSITIONS:
         rows = machine.events[spec.trigger].transitions[spec.source]
         built = next(row for row in rows if isinstance(row, TableTransition) and row.row < 0)
-        built.row = spec.index
+        built.row, built.checks, built.actions = spec.index, spec.conditions, spec.after
     # The lean rows and events above skip transitions' hooks; none may be in use.
     hooks = [machine.prepare_event, machine.finalize_event, machine.before_state_change,
              machine.after_state_change, machine.on_exception, machine.on_final]
@@ -117,7 +119,7 @@ def build_machine() -> SessionMachine:
     hooks += [state.on_exit for state in machine.states.values()]
     plain = all(callable(c.func) and c.target is True for row in rows for c in row.conditions)
     named = all(isinstance(action, str) for row in rows for action in row.after)
-    if any(hooks) or machine.has_queue or not plain or not named:
+    if any(hooks) or machine.has_queue or not plain or not named or machine.model_attribute != "state":
         raise RuntimeError("the protocol machine uses only callable conditions and named after-actions")
     return machine
 

@@ -87,6 +87,7 @@ from .rules import (
     starttls_offered,
     tls_required,
     tls_required_missing,
+    transaction_over,
 )
 
 Condition = Callable[[EventData], bool]
@@ -267,7 +268,7 @@ def _round(trigger: str, source: str, conditions: Sequence[Condition], start: st
            ) -> list[TransitionSpec]:
     """The rows that start a round of a transaction (``start`` picks the message and recipients)."""
     return [
-        _t(trigger, source, CONTENT, [*conditions, pipelined, chunking], [start, "send_group"],
+        _t(trigger, source, CONTENT, [*conditions, chunking, pipelined], [start, "send_group"],
            f"{label}: MAIL, RCPT..., BDAT... at once"),
         _t(trigger, source, DATA, [*conditions, pipelined], [start, "send_group"],
            f"{label}: MAIL, RCPT..., DATA at once"),
@@ -350,12 +351,12 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _t("data_reply", DATA, DATA_ABORT, [start_data], ["send_lone_dot"], "354, nobody accepted"),
     _t("data_reply", DATA, RSET, [], ["send_rset"], "DATA refused"),
     _t("final_reply", DATA_ABORT, RSET, [], ["send_rset"], "any"),
-    # the final reply.  The first rows exclude each other (the next message is pipelined only
-    # when no 452 retry is due, and never with BDAT); the common one goes first.
+    # the final reply.  The rows exclude each other (the next message is pipelined only when
+    # no 452 retry is due, and never with BDAT), and every case has one: the common ones go first.
     _t("final_reply", CONTENT, DATA, [next_in_flight], ["finish_transaction"], "final, next message in flight"),
-    *_round("final_reply", CONTENT, [retry_deferred], "start_retry", "final, 452 recipients left"),
+    _t("final_reply", CONTENT, READY, [transaction_over], ["finish_transaction"], "final"),
     _t("final_reply", CONTENT, RSET, [chunk_refused], ["send_rset"], "BDAT refused"),
-    _t("final_reply", CONTENT, READY, [], ["finish_transaction"], "final"),
+    *_round("final_reply", CONTENT, [retry_deferred], "start_retry", "final, 452 recipients left"),
     _t("rset_reply", RSET, READY, [positive, abandoning], ["finish_transaction"], "250, transaction abandoned"),
     _t("rset_reply", RSET, READY, [positive], ["command_done"], "250"),
     # The abandoned message's result is known already: report it before giving up.
