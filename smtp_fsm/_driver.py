@@ -25,7 +25,7 @@ from .message import envelope_from_headers
 from .protocol.table import FINAL_STATES
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, StartTLSPolicy, bytes_buffered
+from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, QuitAfter, StartTLSPolicy, bytes_buffered
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -133,6 +133,7 @@ class DriverBase:
         lmtp: bool = False,
         chunking: bool = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:
         if not host:
@@ -168,7 +169,7 @@ class DriverBase:
             local_hostname=local_hostname, lmtp=lmtp, encrypted=tls, starttls=starttls, username=username,
             password=password, oauth_token=oauth_token, auth_mechanism=auth_mechanism,
             allow_insecure_auth=allow_insecure_auth, pipelining=pipelining, chunking=chunking,
-            chunk_size=chunk_size, trace=trace,
+            chunk_size=chunk_size, quit_after=quit_after, trace=trace,
         )
         self.session = ClientSession(**self._session_options)
         self.ready: SessionReady | None = None
@@ -295,7 +296,12 @@ class Collector:
 
 
 def wait_ready(event: Event) -> bool:
-    return isinstance(event, SessionReady)
+    """The session is open -- or closed already, when told to stop during setup (quit_after)."""
+    return isinstance(event, SessionReady | Closed)
+
+
+def ready_event(event: Event) -> SessionReady | None:
+    return event if isinstance(event, SessionReady) else None
 
 
 def wait_command(ticket: int) -> Any:

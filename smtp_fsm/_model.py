@@ -33,7 +33,7 @@ from .events import NEED_DATA, Authenticated, Closed, CommandDone, Event, Messag
 from .extensions import Capabilities
 from .protocol import outcomes
 from .protocol import table as protocol
-from .protocol.rules import auth_command, mechanism_for, reply_of, source_of, uses_chunking
+from .protocol.rules import STOP_POINTS, auth_command, mechanism_for, reply_of, source_of, uses_chunking
 from .protocol.runtime import MACHINE
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
@@ -76,10 +76,13 @@ class SessionModel:
         pipelining: bool,
         chunking: bool,
         chunk_size: int,
+        quit_after: str | None,
         trace: bool,
     ) -> None:
         if starttls not in STARTTLS_POLICIES:
             raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
+        if quit_after is not None and quit_after not in STOP_POINTS:
+            raise LocalProtocolError(f"quit_after must be one of {STOP_POINTS} or None, not {quit_after!r}")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise LocalProtocolError(f"chunk_size must be a positive number of octets, not {chunk_size!r}")
         # settings: fixed for the session's life
@@ -91,6 +94,7 @@ class SessionModel:
         self.pipelining = pipelining
         self.chunking = chunking
         self.chunk_size = chunk_size
+        self.quit_after = quit_after
         self.credentials = credentials_from(username, password, oauth_token)
         self.auth_mechanism = auth_mechanism.upper() if auth_mechanism else None
         if self.auth_mechanism is not None:
@@ -233,7 +237,7 @@ class SessionModel:
         self._debug = log.isEnabledFor(logging.DEBUG)
         if self.error is not None:
             raise self.error  # the session has ended (it may still be saying QUIT)
-        if self.state in _ENDED or self._quit_queued:
+        if self.state in _ENDED or self.state == protocol.QUIT or self._quit_queued:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
 
     def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None) -> int:
@@ -550,6 +554,18 @@ class SessionModel:
 
     def send_quit(self, ev: EventData) -> None:
         self._command("QUIT")
+
+    def finish_probe(self, ev: EventData) -> None:
+        tx = self.tx
+        assert tx is not None
+        self._emit(MessageSent(tx.ticket, outcomes.probe(tx, source_of(ev))))
+        self.tx = None
+        self.stop_work(ev)
+
+    def stop_work(self, ev: EventData) -> None:
+        """The session stops here (quit_after): what is still queued is not sent."""
+        if self._work:
+            self._settle_unfinished(SMTPError(f"not sent: the session stops after {self.quit_after} (quit_after)"))
 
     def finish_transaction(self, ev: EventData) -> None:
         tx = self.tx

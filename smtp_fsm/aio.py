@@ -17,6 +17,7 @@ from ._driver import (
     SendItem,
     command_reply,
     message_item,
+    ready_event,
     reusable,
     reusable_item,
     single_result,
@@ -26,6 +27,7 @@ from ._driver import (
 )
 from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
 from .events import NEED_DATA, Event, StartTLS
+from .protocol.table import CLOSED, QUIT
 from .replies import Reply
 from .results import SendResult
 from .session import replies_read
@@ -191,7 +193,7 @@ class AsyncSMTPClient(DriverBase):
                 # The handshake apart from the connect, as in the blocking driver: a refused
                 # connection is SMTPConnectError, a handshake cut or refused is TLSError.
                 await self._handshake()
-            self.ready = await self._pump(wait_ready)  # type: ignore[assignment]
+            self.ready = ready_event(await self._pump(wait_ready))
         except BaseException:
             self.close()
             raise
@@ -245,7 +247,8 @@ class AsyncSMTPClient(DriverBase):
 
     async def quit(self) -> Reply | None:
         self._require_connection()
-        self.session.quit()
+        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
+            self.session.quit()
         try:
             closed = await self._pump(wait_closed)
         finally:

@@ -49,7 +49,7 @@ from .message import dot_stuff, envelope_from_headers, needs_utf8_headers, paylo
 from .protocol import table as protocol
 from .replies import Reply
 from .results import SendResult
-from .session import ClientSession
+from .session import ClientSession, QuitAfter, StartTLSPolicy
 from .sync import SMTPClient
 
 PROG = "smtp-fsm"
@@ -528,22 +528,51 @@ def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str | None
         raise UsageError(f"cannot read {files}: {exc.strerror or exc}") from None
 
 
+#: swaks' --quit-after names (and their aliases) -> the engine's stop points.
+_STOP_POINTS = {"connect": "banner", "banner": "banner", "ehlo": "ehlo", "helo": "ehlo", "first-helo": "ehlo",
+                "first-ehlo": "ehlo", "tls": "tls", "starttls": "tls", "auth": "auth", "mail": "mail",
+                "from": "mail", "rcpt": "rcpt", "to": "rcpt"}
+_SETUP_POINTS = frozenset({"banner", "ehlo", "tls", "auth"})
+
+
+def _stop_point(value: str) -> str:
+    point = _STOP_POINTS.get(value.lower())
+    if point is None:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(_STOP_POINTS)}")
+    return point
+
+
+def _quit_after(args: argparse.Namespace) -> tuple[QuitAfter | None, StartTLSPolicy]:
+    """The engine's stop point and the STARTTLS policy it needs, checked before connecting."""
+    point: QuitAfter | None = args.quit_after
+    if point == "auth" and args.auth_user is None:
+        raise UsageError("--quit-after auth needs --auth-user (without it there is no AUTH to stop after)")
+    if point == "tls":
+        if args.tls:
+            return "banner", args.starttls  # implicit TLS: the handshake came before the greeting
+        if args.starttls == "never":
+            raise UsageError("--quit-after tls with --starttls never: there is no TLS to stop after")
+        return point, "required"  # no STARTTLS offered is then an error (exit 3), not a silent stop
+    return point, args.starttls
+
+
 def _client(args: argparse.Namespace, host: str, port: int | None) -> SMTPClient:
     mechanism = MECHANISMS.get(args.auth_mech.upper()) if args.auth_mech else None
     if args.auth_mech and mechanism is None:  # said before any password prompt
         raise UsageError(f"unknown --auth-mech {args.auth_mech!r}; choose from {', '.join(MECHANISMS)}")
     tls_context = _tls_context(args)  # a bad certificate file is said before the password prompt too
+    quit_after, starttls = _quit_after(args)
     secret = _password(args)
     token_only = mechanism is not None and not mechanism.needs_password  # XOAUTH2 takes a bearer token
     try:
         return SMTPClient(
             host, port, local_hostname=args.ehlo, timeout=args.timeout, data_timeout=args.data_timeout,
             family=args.family, source_address=args.local_interface,
-            tls=args.tls, starttls=args.starttls, tls_context=tls_context, server_hostname=args.tls_sni,
+            tls=args.tls, starttls=starttls, tls_context=tls_context, server_hostname=args.tls_sni,
             username=args.auth_user,
             password=None if token_only else secret, oauth_token=secret if token_only else None,
             auth_mechanism=args.auth_mech, allow_insecure_auth=args.allow_insecure_auth,
-            pipelining=not args.no_pipelining, lmtp=args.lmtp,
+            pipelining=not args.no_pipelining, lmtp=args.lmtp, quit_after=quit_after,
             trace=args.trace or args.save_trace is not None or args.output_file is not None,
         )
     except LocalProtocolError as exc:
@@ -660,6 +689,11 @@ def _deliver(client: SMTPClient, mail: Mail, args: argparse.Namespace, transcrip
     try:
         client.connect()
         opening = False
+        if client.ready is None:  # --quit-after stopped the session during setup: it said QUIT already
+            _report_trace(client, args, transcript)
+            if not args.quiet:
+                print(f"stopped after {args.quit_after} (--quit-after): nothing sent")
+            return EXIT_OK
         if isinstance(mail.content, EmailMessage):
             result = client.send_message(mail.content, mail.sender, mail.recipients, **_dsn_options(args))
         else:
@@ -680,7 +714,25 @@ def _deliver(client: SMTPClient, mail: Mail, args: argparse.Namespace, transcrip
     finally:
         client.close()
     _report_trace(client, args, transcript)
+    if args.quit_after is not None:
+        return _report_probe(result, args.quit_after, args.quiet)
     return _report_result(result, args.quiet)
+
+
+def _report_probe(result: SendResult, point: str, quiet: bool) -> int:
+    """What a probe (--quit-after mail or rcpt) found: nothing was sent."""
+    code = EXIT_SOME_REFUSED if result.refused else EXIT_OK
+    if quiet:
+        for rcpt, reply in result.refused.items():
+            print(f"{PROG}: refused <{rcpt}>: {_describe(reply)}", file=sys.stderr)
+        return code
+    if point == "mail":
+        print(f"sender <{result.sender}> accepted; nothing sent (--quit-after mail)")
+        return code
+    _print_recipients(result)
+    print(f"{len(result.accepted)} of {len(result.recipients)} recipient(s) accepted; nothing sent "
+          "(--quit-after rcpt)")
+    return code
 
 
 def _report_trace(client: SMTPClient, args: argparse.Namespace, transcript: TextIO | None) -> None:
@@ -845,6 +897,10 @@ def _add_send(commands: Any) -> None:
                             "giving up earlier is what sends a message twice)")
     where.add_argument("--lmtp", action="store_true", help="speak LMTP (RFC 2033): LHLO, one reply per recipient")
     where.add_argument("--no-pipelining", action="store_true", help="do not pipeline even when the server offers it")
+    where.add_argument("--quit-after", type=_stop_point, metavar="POINT",
+                       help="say QUIT at POINT and send nothing more: connect|banner (after the greeting), "
+                            "ehlo|helo (after the first EHLO), tls (after the STARTTLS handshake), auth, "
+                            "mail|from (probe the sender), rcpt|to (probe the recipients: who would accept?)")
 
     env = send.add_argument_group("envelope and headers")
     env.add_argument("--from", dest="from_addr", metavar="ADDRESS",

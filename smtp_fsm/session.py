@@ -27,6 +27,9 @@ from .trace import TraceStep
 from .transaction import Submission
 
 StartTLSPolicy = Literal["opportunistic", "required", "never"]
+#: Where ``quit_after`` stops a session (swaks' ``--quit-after``): after the greeting, the first
+#: EHLO, the TLS handshake, AUTH, MAIL FROM (a probe of the sender) or the RCPT TOs (of recipients).
+QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
 MessageItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
 
 
@@ -37,7 +40,10 @@ class ClientSession:
     ``loopback`` are facts only the caller can know: whether the transport is
     already TLS (implicit TLS) and whether the peer is a loopback address.  AUTH
     over an unencrypted link to a peer that is not loopback is refused unless
-    ``allow_insecure_auth`` is set.  The settings cannot change afterwards.
+    ``allow_insecure_auth`` is set.  ``quit_after`` stops the session at that point
+    with QUIT (see ``QuitAfter``): the first message queued is then only probed, its
+    ``MessageSent`` says which recipients were accepted (outcome ``not_sent``), and
+    later work is not sent.  The settings cannot change afterwards.
     """
 
     __slots__ = ("__weakref__", "_model")
@@ -58,13 +64,14 @@ class ClientSession:
         pipelining: bool = True,
         chunking: bool = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:
         self._model = SessionModel(
             local_hostname=local_hostname, lmtp=lmtp, encrypted=encrypted, loopback=loopback,
             starttls=starttls, username=username, password=password, oauth_token=oauth_token,
             auth_mechanism=auth_mechanism, allow_insecure_auth=allow_insecure_auth, pipelining=pipelining,
-            chunking=chunking, chunk_size=chunk_size, trace=trace,
+            chunking=chunking, chunk_size=chunk_size, quit_after=quit_after, trace=trace,
         )
 
     # -- the I/O surface ------------------------------------------------------
@@ -227,4 +234,5 @@ def bytes_buffered(session: ClientSession) -> int:
     return session._model.buffered
 
 
-__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "StartTLSPolicy", "bytes_buffered", "replies_read"]
+__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "QuitAfter", "StartTLSPolicy", "bytes_buffered",
+           "replies_read"]

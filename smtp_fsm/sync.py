@@ -17,6 +17,7 @@ from ._driver import (
     SendItem,
     command_reply,
     message_item,
+    ready_event,
     reusable,
     reusable_item,
     single_result,
@@ -26,6 +27,7 @@ from ._driver import (
 )
 from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
 from .events import NEED_DATA, Event, StartTLS
+from .protocol.table import CLOSED, QUIT
 from .replies import Reply
 from .results import SendResult
 from .session import replies_read
@@ -67,7 +69,7 @@ class SMTPClient(DriverBase):
                 pass  # reset right after the accept: reading the greeting reports it
             if self.tls:
                 self._handshake(deadline)
-            self.ready = self._pump(wait_ready)  # type: ignore[assignment]
+            self.ready = ready_event(self._pump(wait_ready))
         except BaseException:
             self.close()
             raise
@@ -141,7 +143,8 @@ class SMTPClient(DriverBase):
     def quit(self) -> Reply | None:
         """Send QUIT and close; returns the 221 (None if the server just closed)."""
         self._require_connection()
-        self.session.quit()
+        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
+            self.session.quit()
         try:
             closed = self._pump(wait_closed)
         finally:

@@ -607,3 +607,94 @@ def test_top_level_help_points_to_the_exit_codes() -> None:
     out = text(run_cli("--help").stdout)
     assert "exit codes: see `smtp-fsm send --help`" in out
     assert "6  protocol error" not in out
+
+
+# -- --quit-after -----------------------------------------------------------------------------------
+
+
+def test_quit_after_rcpt_probes_recipients_and_sends_nothing() -> None:
+    handler = RecordingHandler(refuse={"nobody@example.org": "550 5.1.1 no such user"})
+    with LocalSMTPServer(handler=handler) as running:
+        done = run_cli("send", "--server", at(running), "--from", SENDER, "--to", RCPT, "--to", "nobody@example.org",
+                       "--quit-after", "rcpt", "--trace")
+        out = text(done.stdout)
+        assert done.returncode == cli.EXIT_SOME_REFUSED, done.stderr
+        assert f"accepted  <{RCPT}>" in out and "refused   <nobody@example.org>: 550 5.1.1 no such user" in out
+        assert "1 of 2 recipient(s) accepted; nothing sent (--quit-after rcpt)" in out
+        assert "C: QUIT" in out and "C: DATA" not in out and "C: BDAT" not in out
+        assert running.messages == [] and handler.commands[-2:] == [f"RCPT {RCPT}", "RCPT nobody@example.org"]
+        # swaks' alias, every recipient accepted: exit 0
+        done = run_cli("send", "--server", at(running), "--from", SENDER, "--to", RCPT, "--quit-after", "to")
+        assert done.returncode == cli.EXIT_OK and "1 of 1 recipient(s) accepted" in text(done.stdout)
+        assert running.messages == []
+
+
+def test_quit_after_mail_probes_the_sender_only() -> None:
+    with LocalSMTPServer() as running:
+        done = run_cli("send", "--server", at(running), *BASE, "--quit-after", "from", "--trace")
+        out = text(done.stdout)
+        assert done.returncode == cli.EXIT_OK, done.stderr
+        assert f"sender <{SENDER}> accepted; nothing sent" in out
+        assert "C: MAIL FROM:" in out and "C: RCPT" not in out and "C: QUIT" in out
+        assert running.messages == []
+
+
+def test_quit_after_a_refused_recipient_set_is_a_refusal() -> None:
+    handler = RecordingHandler(refuse={RCPT: "550 5.1.1 no such user"})
+    with LocalSMTPServer(handler=handler) as running:
+        done = run_cli("send", "--server", at(running), *BASE, "--quit-after", "rcpt")
+        assert done.returncode == cli.EXIT_REFUSED
+        assert "550 5.1.1" in text(done.stdout) + text(done.stderr)
+
+
+@pytest.mark.parametrize(("point", "last_client_line"), [("connect", None), ("banner", None), ("ehlo", "EHLO"),
+                                                         ("helo", "EHLO")])
+def test_quit_after_a_setup_point(point: str, last_client_line: str | None) -> None:
+    with LocalSMTPServer() as running:
+        done = run_cli("send", "--server", at(running), *BASE, "--quit-after", point, "--trace")
+        out = text(done.stdout)
+        assert done.returncode == cli.EXIT_OK, done.stderr
+        assert f"stopped after {cli._STOP_POINTS[point]} (--quit-after): nothing sent" in out
+        sent = [line.split("C: ", 1)[1] for line in out.splitlines() if "C: " in line]
+        assert sent[-1] == "QUIT" and all(not line.startswith("MAIL") for line in sent)
+        assert (sent[0].split()[0] if len(sent) > 1 else None) == last_client_line
+        assert running.messages == []
+
+
+def test_quit_after_tls_stops_right_after_the_handshake(pki: PKI) -> None:
+    with LocalSMTPServer(starttls_context=server_context(pki)) as running:
+        done = run_cli("send", "--server", at(running), "--cafile", str(pki.cafile), *BASE, "--quit-after", "tls",
+                       "--trace")
+        out = text(done.stdout)
+        assert done.returncode == cli.EXIT_OK, done.stderr
+        sent = [line.split("C: ", 1)[1] for line in out.splitlines() if "C: " in line]
+        assert sent == ["EHLO [127.0.0.1]", "STARTTLS", "QUIT"]
+    with LocalSMTPServer() as plain:  # no STARTTLS offered: nothing to stop after, a TLS failure (exit 3)
+        done = run_cli("send", "--server", at(plain), *BASE, "--quit-after", "tls")
+        assert done.returncode == cli.EXIT_CONNECT and "STARTTLS" in text(done.stderr)
+
+
+def test_quit_after_auth_stops_after_235() -> None:
+    with LocalSMTPServer(credentials={"alice": "secret"}, auth_require_tls=False) as running:
+        done = run_cli("send", "--server", at(running), *BASE, "--auth-user", "alice", "--auth-password-env", "PW",
+                       "--quit-after", "auth", "--trace", env={"PW": "secret"})
+        out = text(done.stdout)
+        assert done.returncode == cli.EXIT_OK, done.stderr
+        sent = [line.split("C: ", 1)[1] for line in out.splitlines() if "C: " in line]
+        assert sent[-1] == "QUIT" and not any(line.startswith("MAIL") for line in sent)
+        assert "secret" not in out and running.messages == []
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ((), "--quit-after auth needs --auth-user"),
+    (("--starttls", "never"), "--quit-after tls with --starttls never"),
+])
+def test_quit_after_points_that_cannot_be_reached_are_usage_errors(extra: tuple[str, ...], message: str) -> None:
+    point = "auth" if "auth" in message else "tls"
+    done = run_cli("send", "--server", "127.0.0.1:9", *BASE, "--quit-after", point, *extra)
+    assert done.returncode == cli.EXIT_USAGE and message in text(done.stderr)
+
+
+def test_quit_after_unknown_point_is_a_usage_error() -> None:
+    done = run_cli("send", "--server", "127.0.0.1:9", *BASE, "--quit-after", "data")
+    assert done.returncode == cli.EXIT_USAGE and "--quit-after" in text(done.stderr)

@@ -85,10 +85,10 @@ class Config:
 
 
 configs = st.builds(
-    lambda pipelining, chunking, lmtp, starttls, encrypted, loopback, auth, chunk_size: Config({
+    lambda pipelining, chunking, lmtp, starttls, encrypted, loopback, auth, chunk_size, quit_after: Config({
         "local_hostname": "client.example", "pipelining": pipelining, "chunking": chunking, "lmtp": lmtp,
         "starttls": starttls, "encrypted": encrypted, "loopback": loopback, "chunk_size": chunk_size,
-        "trace": True, **auth}),
+        "quit_after": quit_after, "trace": True, **auth}),
     st.booleans(), st.booleans(), st.booleans(),
     st.sampled_from(["opportunistic", "opportunistic", "required", "never"]),
     st.booleans(), st.sampled_from([True, True, False]),
@@ -96,6 +96,7 @@ configs = st.builds(
                      "auth_mechanism": "LOGIN"}, {"username": "u", "password": "p", "auth_mechanism": "CRAM-MD5"},
                      {"username": "u", "oauth_token": "t", "auth_mechanism": "XOAUTH2"}]),
     st.sampled_from([1 << 20, 7]),
+    st.sampled_from([None] * 6 + ["banner", "ehlo", "tls", "auth", "mail", "rcpt"]),
 )
 
 # An operation: feed some replies (cut at random points), queue work, report TLS, or close.

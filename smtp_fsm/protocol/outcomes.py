@@ -36,6 +36,23 @@ def finish(tx: Transaction, state: str) -> SendResult:
     return result
 
 
+def probe(tx: Transaction, state: str) -> SendResult:
+    """A message only probed (the session stopped after MAIL or RCPT): nothing of it was sent.
+
+    ``accepted`` and ``refused`` say what the server answered; the outcome is ``NOT_SENT``
+    unless the server refused the sender or every recipient (``REFUSED``, with the error).
+    """
+    result = tx.result
+    for rcpt, reply in tx.deferred.items():
+        result.refused[rcpt] = reply
+    error = transaction_error(tx, state) if not tx.sender_ok or not tx.rcpt_outstanding else None
+    if error is not None and not result.accepted:
+        result.error, result.outcome = error, _REFUSED
+    else:
+        result.outcome = Outcome.NOT_SENT
+    return result
+
+
 def _data_refused(tx: Transaction) -> bool:
     """DATA got something other than 354 (or a BDAT chunk was refused)."""
     return tx.data_reply is not None and not intermediate(tx.data_reply)

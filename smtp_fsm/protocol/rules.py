@@ -74,6 +74,7 @@ class SessionView(Protocol):
     auth_mech: Mechanism | None
     auth_step: int
     auth_initial: bytes | None
+    quit_after: str | None
     tx: Transaction | None
     next_tx: Transaction | None
 
@@ -217,7 +218,28 @@ def auth_command(mech: Mechanism, initial: bytes | None) -> tuple[str, bytes | N
     return mech.name, initial
 
 
+#: Where a session may be told to stop (``quit_after``), as swaks' ``--quit-after`` names them:
+#: after the greeting, the first EHLO, the TLS handshake, AUTH, MAIL FROM, the RCPT TOs.
+STOP_POINTS = ("banner", "ehlo", "tls", "auth", "mail", "rcpt")
+
+
+def _stop_at(point: str) -> Callable[[EventData], bool]:
+    def condition(ev: EventData) -> bool:
+        return _session(ev).quit_after == point
+
+    condition.__name__ = condition.__qualname__ = f"quit_after_{point}"
+    condition.__doc__ = f"The session was told to stop here (quit_after={point!r}): QUIT, nothing more."
+    return condition
+
+
+quit_after_banner, quit_after_ehlo, quit_after_tls, quit_after_auth, quit_after_mail, quit_after_rcpt = (
+    _stop_at(point) for point in STOP_POINTS)
+
+
 # --- conditions: the mail transaction ----------------------------------------------------
+
+_PROBES = frozenset({"mail", "rcpt"})
+
 
 def uses_pipelining(pipelining: bool, caps: Capabilities) -> bool:
     """RFC 2920: the caller allows it and the server offers it."""
@@ -231,9 +253,10 @@ def uses_chunking(chunking: bool, lmtp: bool, caps: Capabilities | None) -> bool
 
 
 def pipelined(ev: EventData) -> bool:
-    """PIPELINING in use: a round's commands go out together, their replies are read after."""
+    """PIPELINING in use: a round's commands go out together, their replies are read after
+    (not when the session stops after MAIL or RCPT: those are probes, sent one by one)."""
     s = _session(ev)
-    return uses_pipelining(s.pipelining, s.capabilities)
+    return uses_pipelining(s.pipelining, s.capabilities) and s.quit_after not in _PROBES
 
 
 def chunking(ev: EventData) -> bool:

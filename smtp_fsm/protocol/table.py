@@ -72,6 +72,12 @@ from .rules import (
     pipeline_next,
     pipelined,
     positive,
+    quit_after_auth,
+    quit_after_banner,
+    quit_after_ehlo,
+    quit_after_mail,
+    quit_after_rcpt,
+    quit_after_tls,
     recipients_accepted,
     recipients_left,
     record_chunk,
@@ -288,16 +294,20 @@ def _content(conditions: Sequence[Condition], after: Sequence[str], label: str) 
 
 _ROWS: tuple[TransitionSpec, ...] = (
     # greeting
+    _t("greeting_reply", GREETING, QUIT, [service_ready, quit_after_banner], ["stop_work", "send_quit"],
+       "220, quit_after banner"),
     *_hello("greeting_reply", GREETING, [service_ready], "220"),
     _t("greeting_reply", GREETING, QUIT, [], ["fail_greeting", "send_quit"], "554 or other"),
     # EHLO / LHLO
     _t("ehlo_reply", EHLO, QUIT, [tls_required_missing], ["fail_tls_unavailable", "send_quit"],
        "no STARTTLS, TLS required"),
+    _t("ehlo_reply", EHLO, QUIT, [positive, quit_after_ehlo], ["stop_work", "send_quit"], "250, quit_after ehlo"),
     _t("ehlo_reply", EHLO, STARTTLS, [positive, starttls_offered], ["send_starttls"], "250, STARTTLS offered"),
     *_session_open("ehlo_reply", EHLO, positive, "250"),
     _t("ehlo_reply", EHLO, HELO, [ehlo_unsupported], ["send_helo"], "500/501/502/504/550"),
     _t("ehlo_reply", EHLO, QUIT, [], ["fail_reply", "send_quit"], "other"),
     # HELO fallback: no extensions, so no AUTH
+    _t("helo_reply", HELO, QUIT, [positive, quit_after_ehlo], ["stop_work", "send_quit"], "250, quit_after ehlo"),
     _t("helo_reply", HELO, QUIT, [positive, auth_wanted], ["fail_auth_unavailable", "send_quit"],
        "250, credentials given"),
     _t("helo_reply", HELO, READY, [positive], ["session_ready"], "250"),
@@ -307,6 +317,8 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _t("starttls_reply", STARTTLS, QUIT, [tls_required], ["fail_tls_unavailable", "send_quit"],
        "refused, TLS required"),
     *_session_open("starttls_reply", STARTTLS, refused, "refused, opportunistic"),
+    _t(TLS_ESTABLISHED, TLS_HANDSHAKE, QUIT, [quit_after_tls], ["stop_work", "send_quit"],
+       "handshake done, quit_after tls"),
     *(
         replace(row, after=("forget_capabilities", *row.after))
         for row in _hello(TLS_ESTABLISHED, TLS_HANDSHAKE, [], "handshake done")
@@ -316,6 +328,11 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _t("auth_reply", AUTH_RESPONSE, AUTH_RESPONSE, [challenge, challenge_valid], ["send_auth_response"], "334"),
     _t("auth_reply", AUTH, AUTH_CANCEL, [challenge], ["send_auth_cancel"], "334 malformed"),
     _t("auth_reply", AUTH_RESPONSE, AUTH_CANCEL, [challenge], ["send_auth_cancel"], "334 malformed"),
+    *(
+        _t("auth_reply", source, QUIT, [positive, quit_after_auth], ["mark_authenticated", "stop_work", "send_quit"],
+           "235, quit_after auth")
+        for source in (AUTH, AUTH_RESPONSE)
+    ),
     _t("auth_reply", AUTH, READY, [positive], ["mark_authenticated", "session_ready"], "235"),
     _t("auth_reply", AUTH_RESPONSE, READY, [positive], ["mark_authenticated", "session_ready"], "235"),
     _t("auth_reply", AUTH, QUIT, [], ["fail_auth", "send_quit"], "535/534/538/454..."),
@@ -327,9 +344,13 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _t("begin_rset", READY, RSET, [], ["take_command", "send_rset"], "rset()"),
     _t("begin_quit", READY, QUIT, [], ["take_command", "send_quit"], "quit()"),
     # the transaction in lockstep: MAIL, then RCPT per recipient, then DATA or BDAT chunks
+    # (a probe, quit_after mail or rcpt, stops there: its result says who was accepted)
+    _t("mail_reply", MAIL, QUIT, [quit_after_mail], ["finish_probe", "send_quit"], "any, quit_after mail"),
     _t("mail_reply", MAIL, RCPT, [positive], ["send_rcpt"], "250: RCPT TO"),
+    _t("mail_reply", MAIL, QUIT, [quit_after_rcpt], ["finish_probe", "send_quit"], "sender refused, quit_after rcpt"),
     _t("mail_reply", MAIL, RSET, [], ["send_rset"], "sender refused"),
     _t("rcpt_reply", RCPT, RCPT, [recipients_left], ["send_rcpt"], "next RCPT TO"),
+    _t("rcpt_reply", RCPT, QUIT, [quit_after_rcpt], ["finish_probe", "send_quit"], "last RCPT, quit_after rcpt"),
     _t("rcpt_reply", RCPT, RSET, [nobody_accepted], ["send_rset"], "no recipient accepted"),
     _t("rcpt_reply", RCPT, CONTENT, [chunking, last_chunk_next], ["send_chunk"], "BDAT LAST"),
     _t("rcpt_reply", RCPT, BDAT, [chunking], ["send_chunk"], "BDAT"),
