@@ -37,7 +37,7 @@ from .protocol.rules import STOP_POINTS, auth_command, mechanism_for, reply_of, 
 from .protocol.runtime import MACHINE
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
-from .trace import MASK, TraceStep
+from .trace import TraceStep, describe, hide_credentials
 from .transaction import Pending, Submission, Transaction, Work, build_transaction, credentials_from
 
 log = logging.getLogger("smtp_fsm")
@@ -130,9 +130,7 @@ class SessionModel:
         #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
         self.replies_received = 0
         self.trace: list[TraceStep] | None = [] if trace else None
-        self._trace_sent: list[bytes] = []
-        self._trace_events: list[str] = []
-        self._trace_rows: list[int] = []
+        self._emitted = 0  # events and errors queued so far (a trace step takes the ones it added)
 
     # -- the I/O surface ------------------------------------------------------
 
@@ -281,8 +279,8 @@ class SessionModel:
         row = None if recorded is None else recorded.get(self.state)
         if row is None:
             self._fire(trigger, reply)
-        elif self.trace is not None:
-            self._trace_rows.append(row)
+        else:
+            self.row = row  # a trace names the row that declares this reply recorded
 
     def _fire(self, trigger: str, reply: Reply | None, error: SMTPError | None = None) -> None:
         try:
@@ -290,8 +288,6 @@ class SessionModel:
         except MachineError:
             done = False
         if done:
-            if self.trace is not None:
-                self._trace_rows.append(self.row)
             return
         # The table's last rule: a trigger that no row of this state takes breaks the protocol.
         shown = reply.to_bytes() if reply is not None else None
@@ -336,24 +332,21 @@ class SessionModel:
 
     # -- internals: output and results ------------------------------------------------------
 
-    def _send(self, data: bytes, pending: Pending | None, masked: bytes | None = None) -> None:
+    def _send(self, data: bytes, pending: Pending | None) -> None:
         self._out.append(data)
         if pending is not None:
             self._inflight.append(pending)
             self._unwritten += 1
-        if self.trace is not None:
-            self._trace_sent.append(masked if masked is not None else data)
         if self._debug:
-            shown = masked if masked is not None else data
-            log.debug("C: %s", shown[:200].decode("utf-8", "replace").rstrip())
+            sasl = pending is not None and pending.verb == "AUTH" and not data.startswith(b"AUTH ")
+            log.debug("C: %s", hide_credentials(data[:200], sasl).decode("utf-8", "replace").rstrip())
 
     def _command(self, verb: str, argument: str = "", tx: Transaction | None = None, rcpt: str | None = None) -> None:
         self._send(command_line(verb, argument), Pending(verb, _TRIGGERS[verb], tx, rcpt))
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
-        if self.trace is not None:
-            self._trace_events.append(repr(event))
+        self._emitted += 1
 
     def _fail(self, error: SMTPError) -> None:
         # Once the session is broken nothing more reaches the transport but what the table
@@ -366,8 +359,7 @@ class SessionModel:
             self._events = deque(event for event in self._events if not isinstance(event, StartTLS))
             self._settle_unfinished(error)
             self._events.append(error)
-            if self.trace is not None:
-                self._trace_events.append(f"{type(error).__name__}: {error}")
+            self._emitted += 1
         self._work.clear()
         self.tx = self.next_tx = None
 
@@ -401,15 +393,19 @@ class SessionModel:
         if self.trace is None:
             action()
             return
-        before = self.state
-        self._trace_sent = []
-        self._trace_events = []
-        self._trace_rows = []
+        # The step is what the action added: output, events, the row taken (the model notes each).
+        before, out, emitted = self.state, list(self._out), self._emitted
+        self.row = -1
         action()
-        self.trace.append(
-            TraceStep(before, reply, self.state, b"".join(self._trace_sent), tuple(self._trace_events), note,
-                      tuple(self._trace_rows))
-        )
+        now = self._out
+        kept = len(now) >= len(out) and all(a is b for a, b in zip(out, now, strict=False))
+        sent = b"".join(now[len(out) :] if kept else now)  # else unsent output was dropped, then added to
+        added = min(self._emitted - emitted, len(self._events))
+        events = tuple(describe(item) for item in list(self._events)[len(self._events) - added :])
+        rows = (self.row,) if self.row >= 0 else ()
+        # A SASL response is what a step into auth_response sends: it is masked whole.
+        masked = hide_credentials(sent, self.state == protocol.AUTH_RESPONSE)
+        self.trace.append(TraceStep(before, reply, self.state, masked, events, note, rows))
 
     # -- the table's actions (named in protocol/table.py) ------------------------------
 
@@ -438,8 +434,7 @@ class SessionModel:
         self.auth_mech = mech
         self.auth_step = 0
         argument, self.auth_initial = auth_command(mech, mech.initial(self.credentials))
-        masked = None if argument == mech.name else f"AUTH {mech.name} ".encode() + MASK + b"\r\n"
-        self._send(command_line("AUTH", argument), Pending("AUTH", _TRIGGERS["AUTH"]), masked)
+        self._send(command_line("AUTH", argument), Pending("AUTH", _TRIGGERS["AUTH"]))
 
     def send_auth_response(self, ev: EventData) -> None:
         assert self.auth_mech is not None and self.credentials is not None
@@ -450,7 +445,7 @@ class SessionModel:
             answer = self.auth_mech.respond(self.credentials, challenge_bytes, self.auth_step)
             self.auth_step += 1
         line = base64.b64encode(answer) + b"\r\n"
-        self._send(line, Pending("AUTH", _TRIGGERS["AUTH"]), MASK + b"\r\n")
+        self._send(line, Pending("AUTH", _TRIGGERS["AUTH"]))
 
     def send_auth_cancel(self, ev: EventData) -> None:
         self._send(b"*\r\n", Pending("AUTH", _TRIGGERS["AUTH"]))

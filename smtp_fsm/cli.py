@@ -736,7 +736,8 @@ def _report_probe(result: SendResult, point: str, quiet: bool) -> int:
 
 
 def _report_trace(client: SMTPClient, args: argparse.Namespace, transcript: TextIO | None) -> None:
-    from .trace import annotated_text, dump_jsonl
+    from .console import annotated_text
+    from .trace import dump_jsonl
 
     if args.save_trace is not None:
         try:
@@ -808,7 +809,8 @@ def _write_views(out_dir: Path, formats: Sequence[str], views: Sequence[str]) ->
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .trace import annotated_text, load_jsonl
+    from .console import annotated_text
+    from .trace import load_jsonl
 
     try:
         steps = load_jsonl(args.trace_file)

@@ -40,7 +40,7 @@ def demo_message() -> EmailMessage:
 
 def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | None = None) -> int:
     """Run the demo, print the annotated transcript and what arrived; 0 on success."""
-    from .trace import annotated_text
+    from .console import annotated_text
 
     if color is None:
         color = out.isatty() and "NO_COLOR" not in os.environ

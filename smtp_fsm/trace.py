@@ -1,40 +1,27 @@
-"""The one trace model: what each step of a session received, did and became, and its two serialisations.
+"""The trace of a session: what each step received, did and became, and its JSON-lines form.
 
 A step is one reply from the server (or one thing the caller did: queued
 work, reported the TLS handshake, saw the connection close) with the state
-before, the bytes the client sent in answer, the state after and the events.
-Credentials never enter a trace: AUTH data is recorded as ``MASK``, a
-placeholder that replay accepts in place of any credential.
+before, the bytes the client sent in answer, the state after, the events, and
+the protocol table's row it took.  Credentials never enter a trace: AUTH data
+is recorded as ``MASK``, a placeholder that replay accepts in place of any
+credential.
 
-Two serialisations of the same steps:
-
-* JSON lines (``dump_jsonl`` / ``load_jsonl``): one object per step with
-  everything in it, for the lecture stepper and for tools.  ``sent`` is text;
-  bytes that are not UTF-8 are kept as lone surrogates (Python's
-  ``surrogateescape``), so a round trip gives the same bytes back.
-* The ``S:``/``C:`` text of the RFC examples (``to_text`` /
-  ``parse_transcript``), which anyone can write by hand and which replays as a
-  test (smtp_fsm.testing.replay).  Its grammar, one line each:
-
-  ``S: text``  a server line; CRLF is added.  ``S: 250-...`` continues a reply.
-  ``C: text``  a client line; CRLF is added (trailing blanks are not significant).
-  ``S~ esc`` / ``C~ esc``  exact bytes written with the escapes ``\\\\ \\r \\n
-  \\t \\xNN``; no CRLF is added.  Used for lines that are not plain UTF-8 text,
-  that end in blanks, or the end of data that does not end in CRLF.
-  ``S: <close>``  the server closes the connection (any ``S: <...>`` is a stage
-  direction as in the RFCs; those that mention "close" close, the others are
-  ignored).  ``C & S: ...`` lines are ignored too.
-  ``# comment`` and blank lines are ignored.
+JSON lines (``dump_jsonl`` / ``load_jsonl``) hold everything, one object per
+step, for the lecture stepper and for tools: ``sent`` is text, and bytes that
+are not UTF-8 are kept as lone surrogates (Python's ``surrogateescape``), so a
+round trip gives the same bytes back.  The ``S:``/``C:`` text form of the same
+steps is transcript.py's; the annotated terminal view is console.py's.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, overload
+from typing import IO, Any
 
 from .replies import Reply
 
@@ -61,6 +48,26 @@ class TraceStep:
 
 class TranscriptError(ValueError):
     """A transcript or a JSON-lines trace that cannot be read; names the line."""
+
+
+# -- what the engine records ---------------------------------------------------
+
+#: An AUTH command's initial response (RFC 4954 §4): everything after the mechanism's name.
+_AUTH_ARGUMENT = re.compile(rb"^(AUTH [A-Za-z0-9_-]+ )[^\r\n]+", re.MULTILINE | re.IGNORECASE)
+
+
+def hide_credentials(data: bytes, sasl_responses: bool) -> bytes:
+    """``data`` with AUTH initial responses replaced by ``MASK`` -- and every line but the cancelling
+    ``*`` too when ``sasl_responses`` (the lines answer 334 challenges)."""
+    if sasl_responses:
+        return b"".join(MASK + b"\r\n" if line.endswith(b"\r\n") and line != b"*\r\n" else line
+                        for line in data.splitlines(keepends=True))
+    return _AUTH_ARGUMENT.sub(lambda m: m.group(1) + MASK, data)
+
+
+def describe(item: object) -> str:
+    """How a trace names an event (its repr) or an error ("Name: message")."""
+    return f"{type(item).__name__}: {item}" if isinstance(item, BaseException) else repr(item)
 
 
 # -- JSON lines ---------------------------------------------------------------
@@ -127,353 +134,17 @@ def load_jsonl(fp_or_path: str | Path | IO[str]) -> list[TraceStep]:
     return steps
 
 
-# -- escapes for the text form ------------------------------------------------
-
-_ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t"}
-_UNESCAPES = {"\\": b"\\", "r": b"\r", "n": b"\n", "t": b"\t"}
-# Characters that editors or str.splitlines() treat as line breaks.
-_BREAKS = frozenset("\x85\u2028\u2029")
-
-
-def escape(data: bytes) -> str:
-    """Bytes as text that ``unescape`` turns back into the same bytes."""
-    out = []
-    for char in data.decode("utf-8", "surrogateescape"):
-        code = ord(char)
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif code < 0x20 or code == 0x7F or char in _BREAKS:
-            # \xNN is one raw byte; a character beyond ASCII (U+0085 NEL) needs \uNNNN
-            out.append(f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    if out and out[-1] in (" ", "\t"):
-        out[-1] = f"\\x{ord(out[-1]):02x}"  # trailing blanks would not survive an editor
-    return "".join(out)
-
-
-def unescape(text: str) -> bytes:
-    out = bytearray()
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char != "\\":
-            out += char.encode("utf-8")
-            index += 1
-            continue
-        kind = text[index + 1 : index + 2]
-        if kind in _UNESCAPES:
-            out += _UNESCAPES[kind]
-            index += 2
-        elif kind in ("x", "u"):
-            width = 2 if kind == "x" else 4
-            digits = text[index + 2 : index + 2 + width]
-            if len(digits) != width or not all(c in "0123456789abcdefABCDEF" for c in digits):
-                raise ValueError(f"bad escape {text[index : index + 2 + width]!r}")
-            value = int(digits, 16)
-            out += bytes([value]) if kind == "x" else chr(value).encode("utf-8")
-            index += 2 + width
-        else:
-            raise ValueError(f"bad escape {text[index : index + 2]!r}")
-    return bytes(out)
-
-
-def _plain(body: bytes) -> str | None:
-    """The line as plain transcript text, or None when it needs the escaped form."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if text != text.rstrip(" \t") or any((ord(c) < 0x20 and c != "\t") or c == "\x7f" or c in _BREAKS
-                                         for c in text):
-        return None
-    return text
-
-
-def _split_lines(data: bytes) -> list[bytes]:
-    """``data`` cut after each CRLF (the last piece may lack one)."""
-    pieces = data.split(b"\r\n")
-    lines = [piece + b"\r\n" for piece in pieces[:-1]]
-    if pieces[-1]:
-        lines.append(pieces[-1])
-    return lines
-
-
-def render_lines(side: str, data: bytes) -> list[str]:
-    """``data`` as ``S:``/``C:`` transcript lines (``side`` is "S" or "C")."""
-    rendered = []
-    for line in _split_lines(data):
-        text = _plain(line[:-2]) if line.endswith(b"\r\n") else None
-        if text is None:
-            rendered.append(f"{side}~ {escape(line)}")
-        else:
-            rendered.append(f"{side}: {text}" if text else f"{side}:")
-    return rendered
-
-
-# -- the text form: a transcript ------------------------------------------------
-
-@dataclass(frozen=True)
-class TranscriptLine:
-    """One ``S:`` or ``C:`` line: its side, the exact bytes it stands for, where it was written."""
-
-    side: str  # "S" or "C"
-    data: bytes
-    lineno: int = 0
-    text: str = ""
-    close: bool = False  # ``S: <close>``: the server closes the connection
-
-    @property
-    def masked(self) -> bool:
-        return MASK in self.data
-
-
-@dataclass(frozen=True)
-class ServerChunk:
-    """What the server sends in one go: one reply (its lines), a broken line, or the close."""
-
-    lines: tuple[TranscriptLine, ...]
-    step: int  # 1-based count of server chunks in the transcript: "step k" everywhere
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(line.data for line in self.lines)
-
-    @property
-    def close(self) -> bool:
-        return any(line.close for line in self.lines)
-
-    @property
-    def lineno(self) -> int:
-        return self.lines[0].lineno if self.lines else 0
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """Server lines, then the client lines that answer them."""
-
-    server: tuple[TranscriptLine, ...]
-    client: tuple[TranscriptLine, ...]
-    chunks: tuple[ServerChunk, ...] = ()
-
-    @property
-    def server_bytes(self) -> bytes:
-        return b"".join(line.data for line in self.server)
-
-    @property
-    def client_bytes(self) -> bytes:
-        return b"".join(line.data for line in self.client)
-
-
-@dataclass(frozen=True)
-class Transcript(Sequence[Exchange]):
-    """An ordered list of exchanges, as parsed from ``S:``/``C:`` text."""
-
-    exchanges: tuple[Exchange, ...] = field(default_factory=tuple)
-
-    @overload
-    def __getitem__(self, index: int) -> Exchange: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Exchange]: ...
-
-    def __getitem__(self, index: int | slice) -> Exchange | Sequence[Exchange]:
-        return self.exchanges[index]
-
-    def __len__(self) -> int:
-        return len(self.exchanges)
-
-    def __iter__(self) -> Iterator[Exchange]:
-        return iter(self.exchanges)
-
-    @property
-    def chunks(self) -> tuple[ServerChunk, ...]:
-        """Every server chunk in order (``chunks[k - 1].step == k``)."""
-        return tuple(chunk for exchange in self.exchanges for chunk in exchange.chunks)
-
-    @property
-    def server_bytes(self) -> bytes:
-        return b"".join(exchange.server_bytes for exchange in self.exchanges)
-
-    @property
-    def client_bytes(self) -> bytes:
-        return b"".join(exchange.client_bytes for exchange in self.exchanges)
-
-    def to_text(self) -> str:
-        lines = []
-        for exchange in self.exchanges:
-            for line in (*exchange.server, *exchange.client):
-                lines.extend(["S: <close>"] if line.close else render_lines(line.side, line.data))
-        return "".join(line + "\n" for line in lines)
-
-
-_DIRECTION = re.compile(r"<[^<>]*>\Z")
-_STAGE = re.compile(r"(C\s*&\s*S|S\s*&\s*C)\s*:")
-
-
-def _parse_line(raw: str, lineno: int) -> TranscriptLine | None:
-    line = raw.lstrip(" \t")  # RFC examples are indented
-    if not line.strip() or line.lstrip().startswith("#") or _STAGE.match(line):
-        return None
-    side, mark, rest = line[:1], line[1:2], line[2:]
-    if side not in ("S", "C") or mark not in (":", "~"):
-        raise TranscriptError(f"transcript line {lineno}: expected 'S:', 'C:', 'S~', 'C~' or '#', got {raw!r}")
-    if mark == "~":
-        try:
-            data = unescape(rest[1:] if rest.startswith(" ") else rest)
-        except ValueError as exc:
-            raise TranscriptError(f"transcript line {lineno}: {exc}") from exc
-        return TranscriptLine(side, data, lineno, raw)
-    text = (rest[1:] if rest.startswith(" ") else rest).rstrip(" \t")
-    if side == "S" and _DIRECTION.match(text):
-        if "close" in text.lower():
-            return TranscriptLine(side, b"", lineno, raw, close=True)
-        return None
-    return TranscriptLine(side, text.encode("utf-8") + b"\r\n", lineno, raw)
-
-
-def _ends_reply(data: bytes) -> bool:
-    """The chunk is complete: ends in CRLF and its last line is not an ``NNN-`` continuation."""
-    if not data.endswith(b"\r\n"):
-        return False
-    last = data[:-2].rsplit(b"\r\n", 1)[-1]
-    return not (len(last) >= 4 and last[:3].isdigit() and last[3:4] == b"-")
-
-
-def _chunks(server: Sequence[TranscriptLine], first_step: int) -> tuple[ServerChunk, ...]:
-    chunks: list[ServerChunk] = []
-    pending: list[TranscriptLine] = []
-
-    def flush() -> None:
-        if pending:
-            chunks.append(ServerChunk(tuple(pending), first_step + len(chunks)))
-            pending.clear()
-
-    for line in server:
-        if line.close:
-            flush()
-            pending.append(line)
-            flush()
-            continue
-        pending.append(line)
-        if _ends_reply(b"".join(item.data for item in pending)):
-            flush()
-    flush()
-    return tuple(chunks)
-
-
-def parse_transcript(text: str) -> Transcript:
-    """Read ``S:``/``C:`` text (see the module docstring) into a Transcript."""
-    blocks: list[tuple[list[TranscriptLine], list[TranscriptLine]]] = []
-    for lineno, raw in enumerate(text.split("\n"), 1):
-        line = _parse_line(raw.rstrip("\r"), lineno)
-        if line is None:
-            continue
-        if not blocks or (line.side == "S" and blocks[-1][1]):
-            blocks.append(([], []))
-        blocks[-1][0 if line.side == "S" else 1].append(line)
-    exchanges = []
-    step = 1
-    for server, client in blocks:
-        chunks = _chunks(server, step)
-        step += len(chunks)
-        exchanges.append(Exchange(tuple(server), tuple(client), chunks))
-    return Transcript(tuple(exchanges))
-
-
-def load_transcript(path: str | Path) -> Transcript:
-    return parse_transcript(Path(path).read_text(encoding="utf-8"))
-
-
-def to_text(steps: Iterable[TraceStep]) -> str:
-    """The steps as ``S:``/``C:`` text; ``parse_transcript`` reads it back (notes become comments)."""
-    lines: list[str] = []
-    for step in steps:
-        if step.reply is not None:
-            lines.extend(render_lines("S", step.reply.to_bytes()))
-        elif step.note == CLOSED_NOTE:
-            lines.append("S: <close>")
-        elif step.note:
-            lines.append(f"# {step.note}")
-        if step.sent:
-            lines.extend(render_lines("C", step.sent))
-    return "".join(line + "\n" for line in lines)
-
-
-# -- annotated text for terminals --------------------------------------------------
-
-_RESET = "\x1b[0m"
-_COLOURS = {"state": "\x1b[36m", "S": "\x1b[32m", "C": "\x1b[33m", "event": "\x1b[35m", "error": "\x1b[31m",
-            "note": "\x1b[2m"}
-_MAX_EVENT = 110
-_ERROR_EVENT = re.compile(r"\w+: ")  # errors are recorded as "Name: message", events as "Name(...)"
-
-
-def _short_event(event: str) -> str:
-    return event if len(event) <= _MAX_EVENT else event[: _MAX_EVENT - 3] + "..."
-
-
-def annotated_text(steps: Sequence[TraceStep], color: bool = False, max_lines: int | None = None) -> str:
-    """The transcript with the state beside each line: ``state  S: ...`` and ``-> state  C: ...``.
-
-    Server lines carry the state the reply arrived in, client lines the state
-    the session moved to.  Events follow as ``*`` lines.  ``color`` adds ANSI
-    colours; without it the text reads the same.  ``max_lines`` elides long
-    client data (message content) after that many lines per step.
-    """
-
-    def paint(kind: str, text: str) -> str:
-        return f"{_COLOURS[kind]}{text}{_RESET}" if color else text
-
-    width = max([len(s.state_before) for s in steps] + [len(s.state_after) + 3 for s in steps] + [8])
-    out: list[str] = []
-
-    def emit(label: str, kind: str, text: str) -> None:
-        out.append(f"{paint('state', label.ljust(width))}  {paint(kind, text)}".rstrip())
-
-    for step in steps:
-        if step.reply is not None:
-            for line in render_lines("S", step.reply.to_bytes()):
-                emit(step.state_before, "S", line)
-        elif step.note == CLOSED_NOTE:
-            emit(step.state_before, "S", "S: <close>")
-        elif step.note:
-            emit(step.state_before, "note", f"# {step.note}")
-        moved = f"-> {step.state_after}"
-        client = render_lines("C", step.sent) if step.sent else []
-        if max_lines is not None and len(client) > max_lines + 1:
-            hidden = len(client) - max_lines
-            client = [*client[: max_lines - 1], f"C: ... ({hidden} more lines) ...", client[-1]]
-        for line in client:
-            emit(moved, "C", line)
-        for event in step.events:
-            kind = "error" if _ERROR_EVENT.match(event) else "event"
-            emit(moved, kind, f"* {_short_event(event)}")
-        if not client and not step.events and step.state_after != step.state_before:
-            emit(moved, "note", "")
-    return "".join(line + "\n" for line in out)
 
 
 __all__ = [
     "CLOSED_NOTE",
     "MASK",
-    "Exchange",
-    "ServerChunk",
     "TraceStep",
-    "Transcript",
     "TranscriptError",
-    "TranscriptLine",
-    "annotated_text",
+    "describe",
     "dump_jsonl",
-    "escape",
+    "hide_credentials",
     "load_jsonl",
-    "load_transcript",
-    "parse_transcript",
-    "render_lines",
     "step_from_dict",
     "step_to_dict",
-    "to_text",
-    "unescape",
 ]

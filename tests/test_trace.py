@@ -10,22 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smtp_fsm import ClientSession, SMTPClient
+from smtp_fsm.console import annotated_text
 from smtp_fsm.replies import Reply
 from smtp_fsm.testing import LocalSMTPServer, SessionStepper, replay
-from smtp_fsm.trace import (
-    MASK,
-    TraceStep,
-    TranscriptError,
-    annotated_text,
-    dump_jsonl,
-    escape,
-    load_jsonl,
-    load_transcript,
-    parse_transcript,
-    render_lines,
-    to_text,
-    unescape,
-)
+from smtp_fsm.trace import MASK, TraceStep, TranscriptError, dump_jsonl, load_jsonl
+from smtp_fsm.transcript import escape, load_transcript, parse_transcript, render_lines, to_text, unescape
 
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
 
@@ -225,3 +214,27 @@ def test_escape_keeps_unicode_line_breaks_apart_from_raw_bytes():
         escaped = escape(data)
         assert "\x85" not in escaped and "\u2028" not in escaped
         assert unescape(escaped) == data
+
+
+def test_the_engine_loads_only_the_small_recorder() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, smtp_fsm; s = smtp_fsm.ClientSession(trace=True); s.receive_data(b'220 mx\\r\\n'); "
+            "print(sorted(m for m in sys.modules if m.startswith('smtp_fsm.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "smtp_fsm.trace" in loaded.stdout
+    for heavy in ("smtp_fsm.transcript", "smtp_fsm.console", "smtp_fsm.cli", "smtp_fsm.testing"):
+        assert f"'{heavy}'" not in loaded.stdout, heavy
+
+
+def test_the_scripted_server_needs_the_transcript_not_the_engine() -> None:
+    import ast
+    from pathlib import Path
+
+    import smtp_fsm.testing.scripted as scripted
+
+    tree = ast.parse(Path(scripted.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert "transcript" in imported
+    assert not imported & {"session", "_model", "replay", "protocol", "sync", "aio"}

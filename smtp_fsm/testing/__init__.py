@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from ..trace import (
-    MASK,
-    Transcript,
-    TranscriptError,
-    annotated_text,
-    dump_jsonl,
-    load_jsonl,
-    load_transcript,
-    parse_transcript,
-    to_text,
-)
+from ..console import annotated_text
+from ..trace import MASK, TranscriptError, dump_jsonl, load_jsonl
+from ..transcript import Transcript, load_transcript, parse_transcript, to_text
 from . import hostile
 from .replay import ReplayMismatch, ReplayResult, SessionStepper, Stepped, replay
 from .scripted import ScriptedSMTPServer

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ..trace import Transcript
+from ..transcript import Transcript
 from .scripted import Behaviour, ScriptedSMTPServer
 from .servers import LocalSMTPServer
 

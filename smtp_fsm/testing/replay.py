@@ -12,7 +12,6 @@ transcript line, the state and the expected and actual bytes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -21,59 +20,15 @@ from ..errors import SMTPError
 from ..events import NEED_DATA, Closed, Event, StartTLS
 from ..protocol import table
 from ..session import ClientSession
-from ..trace import MASK, TraceStep, Transcript, TranscriptLine, parse_transcript
+from ..trace import TraceStep
+from ..trace import hide_credentials as trace_hide
+from ..transcript import Match, Transcript, TranscriptLine, match_lines, parse_transcript
 
 #: What the session gets before the first reply when ``replay`` is given no work.
 Work = Callable[[ClientSession], object]
 SessionFactory = Callable[[], ClientSession]
 
 _MAX_DRAIN = 10_000  # events per call; a bound, never reached by a sane session
-
-
-# -- matching client bytes against transcript lines --------------------------------
-
-@dataclass(frozen=True)
-class Match:
-    """How far ``actual`` agrees with the expected lines.
-
-    ``status`` is "ok" (all lines seen; ``consumed`` bytes of ``actual`` used),
-    "partial" (agrees so far, more bytes are needed) or "mismatch" (line
-    ``index`` disagrees; it starts at byte ``offset`` of ``actual``).
-    """
-
-    status: str
-    index: int
-    offset: int
-    consumed: int = 0
-
-
-def _mask_pattern(expected: bytes) -> re.Pattern[bytes]:
-    parts = [re.escape(part) for part in expected.split(MASK)]
-    return re.compile(b"[^\r\n]*".join(parts), re.DOTALL)
-
-
-def match_lines(expected: Sequence[TranscriptLine], actual: bytes) -> Match:
-    """Compare ``actual`` with the bytes of ``expected``, where ``<credentials>`` matches any credential."""
-    offset = 0
-    for index, line in enumerate(expected):
-        rest = actual[offset:]
-        if line.masked:
-            end = rest.find(b"\r\n")
-            if end < 0:
-                prefix = line.data.split(MASK, 1)[0]
-                agrees = prefix.startswith(rest) or rest.startswith(prefix)
-                return Match("partial" if agrees else "mismatch", index, offset)
-            candidate = rest[: end + 2]
-            if not _mask_pattern(line.data).fullmatch(candidate):
-                return Match("mismatch", index, offset)
-            offset += len(candidate)
-            continue
-        if len(rest) < len(line.data):
-            return Match("partial" if line.data.startswith(rest) else "mismatch", index, offset)
-        if not rest.startswith(line.data):
-            return Match("mismatch", index, offset)
-        offset += len(line.data)
-    return Match("ok", len(expected), offset, offset)
 
 
 def _lines_of(data: bytes, limit: int = 8) -> str:
@@ -89,15 +44,9 @@ def _lines_of(data: bytes, limit: int = 8) -> str:
     return "\n".join("    " + line for line in shown)
 
 
-_AUTH_ARGUMENT = re.compile(rb"^(AUTH [A-Za-z0-9_-]+ )[^\r\n]+", re.MULTILINE | re.IGNORECASE)
-
-
 def hide_credentials(data: bytes, state: str) -> bytes:
-    """``data`` with AUTH initial responses (and, in the AUTH states, whole lines) replaced by MASK."""
-    if state in (table.AUTH, table.AUTH_RESPONSE):
-        return b"".join(MASK + b"\r\n" if line.endswith(b"\r\n") and line != b"*\r\n" else line
-                        for line in data.splitlines(keepends=True))
-    return _AUTH_ARGUMENT.sub(lambda m: m.group(1) + MASK, data)
+    """``data`` as a trace would show it, written in ``state`` (the AUTH states answer challenges)."""
+    return trace_hide(data, state in (table.AUTH, table.AUTH_RESPONSE))
 
 
 class ReplayMismatch(AssertionError):

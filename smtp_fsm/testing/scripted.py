@@ -28,8 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
-from ..trace import Transcript, TranscriptLine, parse_transcript
-from .replay import match_lines
+from ..transcript import Transcript, TranscriptLine, match_lines, parse_transcript
 
 _SLICE = 0.05  # seconds per blocking read; bounds how late a stop is noticed
 _GRACE = 3.0  # seconds stop() lets a connection finish before cutting it short
