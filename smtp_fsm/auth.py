@@ -62,15 +62,11 @@ def _no_initial(creds: Credentials) -> None:
     return None
 
 
-def _unexpected_step(creds: Credentials, challenge: bytes, step: int) -> bytes:
-    raise ValueError("mechanism expects no challenge")
-
-
 @dataclass(frozen=True)
 class Mechanism:
     name: str
     initial: Callable[[Credentials], bytes | None]
-    respond: Callable[[Credentials, bytes, int], bytes]
+    respond: Callable[[Credentials, bytes, int], bytes] | None  # None: no challenge expected (max_steps 0)
     max_steps: int
     needs_password: bool = True
 
@@ -78,7 +74,7 @@ class Mechanism:
 MECHANISMS: dict[str, Mechanism] = {
     "XOAUTH2": Mechanism("XOAUTH2", _xoauth2_initial, _xoauth2_step, 1, needs_password=False),
     "CRAM-MD5": Mechanism("CRAM-MD5", _no_initial, _cram_md5_step, 1),
-    "PLAIN": Mechanism("PLAIN", _plain_initial, _unexpected_step, 0),
+    "PLAIN": Mechanism("PLAIN", _plain_initial, None, 0),
     "LOGIN": Mechanism("LOGIN", _no_initial, _login_step, 2),
 }
 

@@ -436,7 +436,7 @@ def _check_with_engine(mail: Mail, args: argparse.Namespace) -> None:
 
 def _dry_run(mail: Mail) -> int:
     if isinstance(mail.content, EmailMessage):
-        utf8 = needs_utf8_headers(mail.content, [mail.sender, *mail.recipients])
+        utf8 = needs_utf8_headers([mail.sender, *mail.recipients])
         payload = payload_from_message(mail.content, utf8=utf8)
     else:
         payload = payload_from_bytes(mail.content)

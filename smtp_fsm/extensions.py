@@ -86,6 +86,3 @@ class Capabilities:
         if not value:
             return ()
         return tuple(dict.fromkeys(word.upper() for word in value.split()))
-
-    def as_dict(self) -> dict[str, str]:
-        return dict(self.keywords)

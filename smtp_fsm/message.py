@@ -217,7 +217,7 @@ def payload_from_message(msg: Message, *, utf8: bool = False, seven_bit: bool = 
     return Payload(content, not content.isascii(), utf8, msg)
 
 
-def needs_utf8_headers(msg: Message, addresses: Sequence[str]) -> bool:
+def needs_utf8_headers(addresses: Sequence[str]) -> bool:
     """Raw UTF-8 headers are needed only for non-ASCII addresses (RFC 6532); text uses encoded words."""
     return any(not addr.isascii() for addr in addresses)
 

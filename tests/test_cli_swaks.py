@@ -27,6 +27,7 @@ import smtp_fsm
 from smtp_fsm import cli
 from smtp_fsm.errors import LocalProtocolError, SMTPConnectError
 from smtp_fsm.testing import LocalSMTPServer, RecordingHandler
+from smtp_fsm.testing.servers import free_port
 
 SENDER = "alice@example.org"
 RCPT = "bob@example.org"
@@ -59,13 +60,6 @@ def peers(server: LocalSMTPServer) -> list[tuple[str, int]]:
 
 def at(server: LocalSMTPServer, host: str | None = None) -> str:
     return f"{host or server.host}:{server.port}"
-
-
-def free_port(host: str, family: socket.AddressFamily = socket.AF_INET) -> int:
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -121,8 +121,8 @@ def positive(ev: EventData) -> bool:
     return reply_of(ev).code in COMPLETED
 
 
-def refused(ev: EventData) -> bool:
-    """Anything but the expected positive reply (the rows before it took those)."""
+def otherwise(ev: EventData) -> bool:
+    """Any reply: the rows before this one took the ones they wanted (it names the "else" branch)."""
     return True
 
 

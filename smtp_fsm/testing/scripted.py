@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 
 from ..transcript import Transcript, TranscriptLine, match_lines, parse_transcript
@@ -104,15 +104,7 @@ def step_index(actions: Sequence[Action], step: int) -> int:
     raise ValueError(f"the transcript has no server step {step} (it has steps {steps[:1]}..{steps[-1:]})")
 
 
-def with_delay(action: Send, byte_delay: float) -> Send:
-    return replace(action, byte_delay=byte_delay)
-
-
 # -- the server ------------------------------------------------------------------------------
-
-class _Gone(Exception):
-    """The client closed the connection."""
-
 
 class ScriptedSMTPServer:
     """Plays a transcript to each client that connects (one at a time), on 127.0.0.1 and a free port.
@@ -363,5 +355,4 @@ __all__ = [
     "Send",
     "compile_script",
     "step_index",
-    "with_delay",
 ]
