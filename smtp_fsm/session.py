@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from email.message import Message
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 from ._model import DEFAULT_CHUNK_SIZE, END_OF_DATA, STARTTLS_POLICIES, SessionModel
 from .errors import LocalProtocolError, SMTPError
@@ -31,6 +31,21 @@ StartTLSPolicy = Literal["opportunistic", "required", "never"]
 #: EHLO, the TLS handshake, AUTH, MAIL FROM (a probe of the sender) or the RCPT TOs (of recipients).
 QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
 MessageItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
+
+
+class SendOptions(TypedDict, total=False):
+    """The ESMTP options of one message (keywords of ``sendmail`` and ``send_message``, typed)."""
+
+    #: Extra MAIL FROM parameters, ``"NAME=value"`` or ``"NAME"`` (checked, xtext where needed).
+    mail_options: Sequence[str]
+    #: Extra RCPT TO parameters, the same way, for every recipient.
+    rcpt_options: Sequence[str]
+    #: DSN NOTIFY (RFC 3461): NEVER, or some of SUCCESS, FAILURE, DELAY; a mapping gives it per recipient.
+    notify: Sequence[str] | Mapping[str, Sequence[str]] | None
+    #: DSN RET: FULL or HDRS.
+    ret: str | None
+    #: DSN ENVID: the envelope's identifier, echoed in the notifications.
+    envid: str | None
 
 
 class ClientSession:
@@ -145,23 +160,20 @@ class ClientSession:
         from_addr: str,
         to_addrs: str | Iterable[str],
         msg: bytes | str | Message,
-        *,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-        notify: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-        ret: str | None = None,
-        envid: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> int:
         """Queue one message; returns its ticket (``MessageSent.ticket``).
 
         Checked against the capabilities once known (the syntax alone before): nothing
-        invalid is queued.  Recipients given twice are sent once.
+        invalid is queued.  Recipients given twice are sent once.  ``options``: ``SendOptions``.
         """
         recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
         if not recipients:
             raise LocalProtocolError("no recipients given")
-        submission = Submission(from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
-                                tuple(mail_options), tuple(rcpt_options))
+        ret = options.get("ret")
+        submission = Submission(from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None,
+                                options.get("envid"), tuple(options.get("mail_options", ())),
+                                tuple(options.get("rcpt_options", ())))
         return self._model.queue("mail", *self._model.prepare(submission))
 
     def send_message(
@@ -169,20 +181,12 @@ class ClientSession:
         msg: Message,
         from_addr: str | None = None,
         to_addrs: str | Iterable[str] | None = None,
-        *,
-        mail_options: Sequence[str] = (),
-        rcpt_options: Sequence[str] = (),
-        notify: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
-        ret: str | None = None,
-        envid: str | None = None,
+        **options: Unpack[SendOptions],
     ) -> int:
         """Queue an ``email`` message; the envelope comes from its headers unless given."""
         sender, recipients = envelope_from_headers(msg)
-        return self.sendmail(
-            from_addr if from_addr is not None else sender,
-            to_addrs if to_addrs is not None else recipients,
-            msg, mail_options=mail_options, rcpt_options=rcpt_options, notify=notify, ret=ret, envid=envid,
-        )
+        return self.sendmail(from_addr if from_addr is not None else sender,
+                             to_addrs if to_addrs is not None else recipients, msg, **options)
 
     def send_many(self, items: Iterable[MessageItem]) -> list[int]:
         """Queue several messages (``EmailMessage`` or ``(from, to, msg)``); pipelined when possible.
@@ -234,5 +238,5 @@ def bytes_buffered(session: ClientSession) -> int:
     return session._model.buffered
 
 
-__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "QuitAfter", "StartTLSPolicy", "bytes_buffered",
-           "replies_read"]
+__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "QuitAfter", "SendOptions", "StartTLSPolicy",
+           "bytes_buffered", "replies_read"]
