@@ -3,8 +3,10 @@
 ``pump(session, until)`` is a generator that asks its runner for I/O and does
 everything else: it hands out what the engine wants written (``Write``), asks
 for bytes when the engine needs them (``READ``; the runner sends them in, or
-``b""`` for the end), asks for the TLS handshake the engine requested
-(``HANDSHAKE``), and returns the first event ``until`` accepts.  An error that
+``b""`` for the end, or None to look again without reading: work was queued
+meanwhile), asks for the TLS handshake the engine requested (``Handshake``;
+when the runner resumes it, the handshake is done), and returns the first
+event ``until`` accepts.  An error that
 ends the session is raised from it, as ``next_event`` raises it.  The blocking
 driver, the asyncio driver and replay run it; what differs between them --
 sockets, deadlines, event loops -- is how they answer.
@@ -16,6 +18,7 @@ from collections.abc import Callable, Generator
 from typing import NamedTuple
 
 from .events import NEED_DATA, Event, StartTLS
+from .protocol.table import TLS_HANDSHAKE
 from .session import ClientSession
 
 
@@ -30,10 +33,12 @@ class Read(NamedTuple):
 
 
 class Handshake(NamedTuple):
-    """Run the TLS handshake on the transport (the session reports it to the engine)."""
+    """Run the TLS handshake on the transport, then resume the loop (it reports it to the engine)."""
+
+    event: StartTLS
 
 
-READ, HANDSHAKE = Read(), Handshake()
+READ = Read()
 Step = Write | Read | Handshake
 Pump = Generator[Step, bytes | None, Event]
 
@@ -47,12 +52,14 @@ def pump(session: ClientSession, until: Callable[[Event], bool]) -> Pump:
         event = session.next_event()
         if event is NEED_DATA:
             data = yield READ
-            session.receive_data(data or b"")
+            if data is not None:
+                session.receive_data(data)
         elif isinstance(event, StartTLS):
-            yield HANDSHAKE
-            session.tls_established()
+            yield Handshake(event)
+            if session.state == TLS_HANDSHAKE:  # unless the runner reported it to the engine itself
+                session.tls_established()
         elif until(event):
             return event
 
 
-__all__ = ["HANDSHAKE", "READ", "Handshake", "Pump", "Read", "Step", "Write", "pump"]
+__all__ = ["READ", "Handshake", "Pump", "Read", "Step", "Write", "pump"]

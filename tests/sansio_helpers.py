@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtp_fsm import NEED_DATA, ClientSession, Closed, Event, MessageSent, SessionReady, SMTPError
+from smtp_fsm import ClientSession, Event, MessageSent, SessionReady, SMTPError
+from smtp_fsm.testing import SessionStepper, Stepped
 
 #: The EHLO name every helper session uses, so expected bytes can be written out in full.
 CLIENT = "client.example"
@@ -46,40 +47,31 @@ class Step:
 
 
 class Harness:
-    """A ClientSession plus the bookkeeping a test wants after each call."""
+    """A ClientSession plus the bookkeeping a test wants after each call, run by the toolkit's stepper
+    (the engine's own loop, smtp_fsm.pump, as the drivers run it)."""
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("local_hostname", CLIENT)
         self.session = ClientSession(**options)
+        self.stepper = SessionStepper(self.session)
 
     @property
     def state(self) -> str:
         return self.session.state
 
-    def collect(self) -> Step:
-        """Take what the session wants to write and every pending event (errors recorded, not raised)."""
-        step = Step(self.session.data_to_send())
-        for _ in range(MAX_EVENTS):
-            try:
-                event = self.session.next_event()
-            except SMTPError as exc:
-                step.errors.append(exc)
-                if self.session.state == "failed":
-                    break
-                continue
-            if event is NEED_DATA:
-                break
-            step.events.append(event)
-            if isinstance(event, Closed):
-                break
-        else:
-            raise AssertionError("next_event() never returned NEED_DATA")
-        step.state = self.session.state
+    def _step(self, stepped: Stepped) -> Step:
+        assert len(stepped.events) < MAX_EVENTS, "the engine never stopped producing events"
+        step = Step(stepped.sent, state=stepped.state)
+        for item in stepped.events:
+            (step.errors if isinstance(item, SMTPError) else step.events).append(item)  # type: ignore[arg-type]
         return step
 
+    def collect(self) -> Step:
+        """Take what the session wants to write and every pending event (errors recorded, not raised)."""
+        return self._step(self.stepper.pending())
+
     def feed(self, data: bytes) -> Step:
-        self.session.receive_data(data)
-        return self.collect()
+        return self._step(self.stepper.feed(data))
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Step]:
         """Call a session method (sendmail, quit, ...) and collect what it caused."""

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import SMTPError
-from ..events import NEED_DATA, Closed, Event, StartTLS
+from ..events import Closed, Event
 from ..protocol import table
+from ..pump import READ, Handshake, Pump, Step, Write, pump
 from ..session import ClientSession
 from ..trace import TraceStep
 from ..trace import hide_credentials as trace_hide
@@ -72,7 +73,8 @@ class ReplayMismatch(AssertionError):
 # -- driving a session without I/O ---------------------------------------------------
 
 class _Pump:
-    """Feeds a session and collects its output, events and errors, as a driver would (without sockets)."""
+    """Runs the engine's loop (``smtp_fsm.pump``) as a driver would, without sockets: it collects
+    what the engine writes, every event and error, and answers the TLS handshake when asked."""
 
     def __init__(self, session: ClientSession, auto_tls: bool) -> None:
         self.session = session
@@ -81,45 +83,73 @@ class _Pump:
         self.error: SMTPError | None = None
         self._closed_seen = False
         self._eof = False
+        self._steps: Pump | None = None  # the loop, suspended where it asked for I/O
+        self._asked: Step | None = None  # what it asked for (READ, or a handshake not answered yet)
         #: The states seen after each feed (what ``states`` reports when the session keeps no trace).
         self.states = [session.state]
+
+    def _until(self, event: Event) -> bool:
+        self.events.append(event)
+        self._closed_seen = self._closed_seen or isinstance(event, Closed)
+        return self._closed_seen
 
     def _observe(self) -> None:
         if self.session.state != self.states[-1]:
             self.states.append(self.session.state)
 
-    def drain(self) -> bytes:
-        """Collect events (handling StartTLS when asked) and return the bytes the engine wants written."""
-        session = self.session
-        out = [session.data_to_send()]
+    def _advance(self, data: bytes | None) -> bytes:
+        """Resume the loop with ``data`` (the bytes it asked for, or None) and run it until it asks
+        for bytes again (or for a handshake not answered here), or ends; return what it wrote."""
+        out: list[bytes] = []
         for _ in range(_MAX_DRAIN):
-            if self._closed_seen or (self.error is not None and session.state == table.FAILED):
-                break
+            if self._steps is None:
+                if self._closed_seen or (self.error is not None and self.session.state == table.FAILED):
+                    break
+                self._steps, data = pump(self.session, self._until), None
             try:
-                event = session.next_event()
+                step = self._steps.send(data)
+            except StopIteration:  # Closed
+                self._steps = None
+                break
             except SMTPError as exc:
+                self._steps = None  # the loop ended with the session's error; a new one takes what follows
                 if exc is self.error:
                     break
                 self.error = self.error or exc
                 self.events.append(exc)
                 continue
-            if event is NEED_DATA:
-                break
-            self.events.append(event)
-            if isinstance(event, Closed):
-                self._closed_seen = True
-            elif isinstance(event, StartTLS) and self.auto_tls:
-                session.tls_established()
+            finally:
                 self._observe()
-            out.append(session.data_to_send())
+            data, self._asked = None, step
+            if isinstance(step, Write):
+                out.append(step.data)
+            elif isinstance(step, Handshake):
+                self.events.append(step.event)
+                if not self.auto_tls:
+                    break  # tls_established() resumes it
+            else:
+                break  # READ
         return b"".join(out)
 
+    def drain(self) -> bytes:
+        """Collect events (answering StartTLS when asked) and return the bytes the engine wants written."""
+        return self._advance(None)
+
     def feed(self, data: bytes) -> bytes:
-        if not self._eof:  # after the close the engine takes nothing more
-            self._eof = data == b""
-            self.session.receive_data(data)
-            self._observe()
-        return self.drain()
+        if self._eof:  # after the close the engine takes nothing more
+            return self._advance(None)
+        self._eof = data == b""
+        if self._steps is not None and self._asked is READ:
+            return self._advance(data)
+        self.session.receive_data(data)
+        self._observe()
+        return self._advance(None)
+
+    def handshake_done(self) -> bytes:
+        """The caller did the handshake the engine asked for: the loop reports it and goes on."""
+        if self._steps is None or not isinstance(self._asked, Handshake):
+            self.session.tls_established()  # raises LocalProtocolError: no handshake was asked for
+        return self._advance(None)
 
 
 def _states(steps: Sequence[TraceStep], initial: str) -> list[str]:
@@ -306,8 +336,7 @@ class SessionStepper:
     def tls_established(self) -> Stepped:
         """Report the TLS handshake done (after a ``StartTLS`` event)."""
         count = len(self._pump.events)
-        self.session.tls_established()
-        return self._record(count, self._pump.drain())
+        return self._record(count, self._pump.handshake_done())
 
     def pending(self) -> Stepped:
         """Collect what queued work produced without a reply (e.g. work given in state ready)."""
