@@ -97,15 +97,6 @@ def _named_like(method: Any, op: Callable[..., Any]) -> None:
     method.__signature__ = inspect.signature(op).replace(return_annotation=inspect.Signature.empty)
 
 
-def answer(op: Operation[T], value: Any, error: BaseException | None) -> tuple[bool, Any]:
-    """Give ``op`` the answer to its last request (or throw in its error): ``(True, its result)``
-    when it has finished, else ``(False, its next request)``."""
-    try:
-        return False, (op.throw(error) if error is not None else op.send(value))
-    except StopIteration as done:
-        return True, done.value
-
-
 class Readable:
     """Whether a socket has bytes (or its end) waiting, without blocking: one system call.
 
@@ -352,10 +343,8 @@ class Operations(DriverBase):
         parameters, and DSN's NOTIFY (per recipient when a mapping), RET and ENVID (RFC 3461).
         """
         to_addrs = reusable(to_addrs)
-        items: list[SendItem] = [(from_addr, to_addrs, msg)]
-        yield from self._before_work(items)
-        ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
-        return single_result((yield from self._results([ticket], items))[0])
+        return self._deliver([(from_addr, to_addrs, msg)],
+                             lambda: [self.session.sendmail(from_addr, to_addrs, msg, **options)], single=True)
 
     def _send_message(
         self,
@@ -366,10 +355,8 @@ class Operations(DriverBase):
     ) -> Operation[SendResult]:
         """Send an ``email`` message; the envelope comes from its headers unless given (as smtplib)."""
         to_addrs = reusable(to_addrs) if to_addrs is not None else None
-        items = [message_item(msg, from_addr, to_addrs)]
-        yield from self._before_work(items)
-        ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
-        return single_result((yield from self._results([ticket], items))[0])
+        return self._deliver([message_item(msg, from_addr, to_addrs)],
+                             lambda: [self.session.send_message(msg, from_addr, to_addrs, **options)], single=True)
 
     def _send_many(self, items: Iterable[SendItem]) -> Operation[list[SendResult]]:
         """Send every message over this connection; one result per message, in order.
@@ -380,18 +367,15 @@ class Operations(DriverBase):
         ``unsent``.
         """
         batch = [reusable_item(item) for item in items]
-        yield from self._before_work(batch)
-        return (yield from self._results(self.session.send_many(batch), batch))
+        return self._deliver(batch, lambda: self.session.send_many(batch), single=False)
 
     def _noop(self) -> Operation[Reply]:
         """NOOP; returns the server's reply."""
-        yield from self._before_work([])
-        return command_reply((yield PumpUntil(wait_command(self.session.noop()))))
+        return self._command(lambda: self.session.noop())
 
     def _rset(self) -> Operation[Reply]:
         """RSET; returns the server's reply."""
-        yield from self._before_work([])
-        return command_reply((yield PumpUntil(wait_command(self.session.rset()))))
+        return self._command(lambda: self.session.rset())
 
     def _quit(self) -> Operation[Reply | None]:
         """Send QUIT and close; returns the 221 (None if the server just closed)."""
@@ -404,20 +388,31 @@ class Operations(DriverBase):
             self.close()
         return getattr(closed, "reply", None)
 
-    def _before_work(self, items: list[Any]) -> Operation[None]:
-        """No transaction starts on a dead connection: take in what the idle server sent first."""
+    def _deliver(self, items: list[Any], queue: Callable[[], list[int]], single: bool) -> Operation[Any]:
+        """Queue messages (``queue`` returns their tickets) and collect their results.
+
+        No transaction starts on a dead connection: what the idle server sent is taken in
+        first.  An error that cuts the call short carries every message's fate.
+        """
         self._require_connection()
         yield ABSORB
         self._refuse_on_ended_session(items)
-
-    def _results(self, tickets: list[int], items: list[Any]) -> Operation[list[SendResult]]:
+        tickets = queue()
         collector = Collector(self.session, tickets)
         if tickets:
             try:
                 yield PumpUntil(collector.take)
             except SMTPError as exc:
                 raise collector.interrupted(exc, tickets, items) from None
-        return collector.ordered(tickets)
+        results = collector.ordered(tickets)
+        return single_result(results[0]) if single else results
+
+    def _command(self, queue: Callable[[], int]) -> Operation[Reply]:
+        """NOOP or RSET (``queue`` gives its ticket): its reply."""
+        self._require_connection()
+        yield ABSORB
+        self._refuse_on_ended_session([])
+        return command_reply((yield PumpUntil(wait_command(queue()))))
 
     def close(self) -> None:
         raise NotImplementedError

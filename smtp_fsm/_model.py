@@ -54,6 +54,7 @@ _RECORDERS = protocol.RECORDERS
 _RECORDED_ROWS = protocol.RECORDED_ROWS
 _REPLY_TRIGGER = protocol.reply_trigger
 _ENDED, _READY, _SILENT = protocol.FINAL_STATES, protocol.READY, protocol.SILENT_STATES
+_WORK_TRIGGERS = protocol.WORK_TRIGGERS
 _FINAL, _DELIVERY = _TRIGGERS["END"], protocol.DELIVERY_REPLY
 
 
@@ -225,8 +226,7 @@ class SessionModel:
 
     def prepare(self, submission: Submission) -> tuple[Submission, Transaction | None]:
         """Check a message against the capabilities once known (the syntax alone before): nothing
-        invalid is queued."""
-        self.check_open()
+        invalid is queued.  (The caller has checked the session is open: ``check_open``.)"""
         caps = self.capabilities if self._caps_final else None
         tx = build_transaction(submission, caps, uses_chunking(self.chunking, self.lmtp, caps), self.chunk_size)
         return submission, (tx if self._caps_final else None)
@@ -238,8 +238,10 @@ class SessionModel:
         if self.state in _ENDED or self.state == protocol.QUIT or self._quit_queued:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
 
-    def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None) -> int:
-        self.check_open()
+    def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None,
+              checked: bool = False) -> int:
+        if not checked:
+            self.check_open()
         self._quit_queued = kind == "quit"
         self._tickets += 1
         work = Work(kind, self._tickets, submission, tx)
@@ -310,7 +312,11 @@ class SessionModel:
     def _dispatch(self) -> None:
         while self.state == _READY and self._work:
             work = self._work[0]
-            self._step(None, f"{work.kind} requested", partial(self._fire, protocol.WORK_TRIGGERS[work.kind], None))
+            trigger = _WORK_TRIGGERS[work.kind]
+            if self.trace is None:
+                self._fire(trigger, None)  # (the step's note and closure only matter to a trace)
+            else:
+                self._step(None, f"{work.kind} requested", partial(self._fire, trigger, None))
 
     def _finalise_queue(self) -> None:
         """Capabilities are final: encode every queued message against them."""

@@ -7,12 +7,13 @@ import socket
 import ssl
 from collections.abc import Callable
 from types import TracebackType
+from typing import cast
 
 from ._aio_io import Link, ReplyDeadline
-from ._driver import Operation, Operations, PumpUntil, Readable, T, answer, awaiting, ready_event, wait_ready
+from ._driver import Operation, Operations, PumpUntil, Readable, T, awaiting, ready_event, wait_ready
 from .errors import LocalProtocolError, SMTPError, TLSError
 from .events import Event
-from .pump import READ, Write, pump
+from .pump import Exchange, Handshake, Pump, Write
 from .session import replies_read
 
 
@@ -90,16 +91,29 @@ class AsyncSMTPClient(Operations):
     # -- answering the operations' requests ----------------------------------------------
 
     async def _run(self, op: Operation[T]) -> T:
-        done, value = answer(op, None, None)
-        while not done:
-            result: Event | None = None
+        request = next(op)
+        while True:
             try:
-                result = await (self._pump(value.until) if isinstance(value, PumpUntil) else self._absorb())
-            except BaseException as exc:  # thrown into the operation, which may attach what it knows
-                done, value = answer(op, None, exc)
-            else:
-                done, value = answer(op, result, None)
-        return value  # type: ignore[no-any-return]
+                try:
+                    result: Event | None = None
+                    if type(request) is PumpUntil:
+                        result = await self._pump(request.until)
+                    elif self._idle_news():
+                        await self._absorb()
+                except BaseException as exc:  # thrown into the operation, which may attach what it knows
+                    request = op.throw(exc)
+                else:
+                    request = op.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def _idle_news(self) -> bool:
+        """Whether the idle connection received anything (or the session ended): the common
+        answer, no, costs one system call and no loop turn."""
+        link = self._link
+        assert link is not None
+        return bool(link.chunks or link.ended or self.session.error is not None
+                    or (self._readable is not None and self._readable()))
 
     async def _absorb(self) -> None:
         """Feed the engine what arrived while the connection was idle (a 421, the close)."""
@@ -130,32 +144,35 @@ class AsyncSMTPClient(Operations):
         if self._link is None:
             raise LocalProtocolError("not connected")
         session = self.session
-        steps = pump(session, until)
+        steps = Pump(session, until)
         seen, data = replies_read(session), None
         deadline = ReplyDeadline(self._reply_timeout, self.timeout)
         try:
             while True:
                 try:
-                    step = steps.send(data)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+                    step = steps.advance(data)
                 except SMTPError:
                     await self._flush_and_close()
                     raise
-                data = None
-                if replies_read(session) != seen:
+                if data is not None and replies_read(session) != seen:
                     # A reply: the next one gets its own whole timeout, which is shorter than
                     # the one armed when the reply just read was the final one.
                     seen = replies_read(session)
                     deadline.moved()
                     deadline.check()
-                if isinstance(step, Write):
-                    await self._write(step.data, deadline)
-                elif step is READ:
-                    data = await self._read()
-                else:
+                data = None
+                kind = type(step)
+                if kind is Exchange or kind is Write:
+                    out = cast(Exchange, step).data
+                    if out:
+                        await self._write(out, deadline)
+                    if kind is Exchange:
+                        data = await self._read()
+                elif kind is Handshake:
                     await self._handshake()
                     deadline.moved()
+                else:
+                    return cast(Event, step)
         except asyncio.CancelledError:
             if not deadline.expired:
                 self.close()  # the caller cancelled: never leave a transaction half-way for reuse

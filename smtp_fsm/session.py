@@ -170,11 +170,16 @@ class ClientSession:
         recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
         if not recipients:
             raise LocalProtocolError("no recipients given")
-        ret = options.get("ret")
-        submission = Submission(from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None,
-                                options.get("envid"), tuple(options.get("mail_options", ())),
-                                tuple(options.get("rcpt_options", ())))
-        return self._model.queue("mail", *self._model.prepare(submission))
+        if options:
+            ret = options.get("ret")
+            submission = Submission(from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None,
+                                    options.get("envid"), tuple(options.get("mail_options", ())),
+                                    tuple(options.get("rcpt_options", ())))
+        else:  # the common case, without the look-ups
+            submission = Submission(from_addr, recipients, msg, None, None, None, (), ())
+        model = self._model
+        model.check_open()
+        return model.queue("mail", *model.prepare(submission), checked=True)
 
     def send_message(
         self,

@@ -7,11 +7,12 @@ import ssl
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import cast
 
-from ._driver import Operation, Operations, PumpUntil, Readable, T, answer, blocking, ready_event, wait_ready
+from ._driver import Operation, Operations, PumpUntil, Readable, T, blocking, ready_event, wait_ready
 from .errors import LocalProtocolError, SMTPError, TLSError
 from .events import Event
-from .pump import READ, Write, pump
+from .pump import Exchange, Handshake, Pump, Write
 from .session import replies_read
 
 _RECV_SIZE = 65536
@@ -97,19 +98,21 @@ class SMTPClient(Operations):
     # -- answering the operations' requests ----------------------------------------------
 
     def _run(self, op: Operation[T]) -> T:
-        done, value = answer(op, None, None)
-        while not done:
-            result: Event | None = None
+        request = next(op)
+        while True:
             try:
-                if isinstance(value, PumpUntil):
-                    result = self._pump(value.until)
+                try:
+                    result: Event | None = None
+                    if type(request) is PumpUntil:
+                        result = self._pump(request.until)
+                    else:
+                        self._absorb()
+                except BaseException as exc:  # thrown into the operation, which may attach what it knows
+                    request = op.throw(exc)
                 else:
-                    self._absorb()
-            except BaseException as exc:  # thrown into the operation, which may attach what it knows
-                done, value = answer(op, None, exc)
-            else:
-                done, value = answer(op, result, None)
-        return value  # type: ignore[no-any-return]
+                    request = op.send(result)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
     def _absorb(self) -> None:
         """Feed the engine what arrived while the connection was idle (a 421, the close), without waiting."""
@@ -138,29 +141,33 @@ class SMTPClient(Operations):
         if self._sock is None:
             raise LocalProtocolError("not connected")
         session = self.session
-        steps = pump(session, until)
+        steps = Pump(session, until)
         seen, progress, data = replies_read(session), time.monotonic(), None
         while True:
             try:
-                step = steps.send(data)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+                step = steps.advance(data)
             except SMTPError:
                 self._flush_and_close()
                 raise
-            data = None
-            if replies_read(session) != seen:  # a complete reply: the next one gets a whole timeout
+            if data is not None and replies_read(session) != seen:
+                # A complete reply came in what was read: the next one gets a whole timeout.
                 seen, progress = replies_read(session), time.monotonic()
                 self._full_timeout()
-            if isinstance(step, Write):
-                self._write(step.data)
-            elif step is READ:
-                data = self._read(progress + self._reply_timeout())
-                continue
-            else:
+            data = None
+            kind = type(step)
+            if kind is Exchange or kind is Write:
+                out = cast(Exchange, step).data
+                if out:
+                    self._write(out)
+                    # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2).
+                    progress = time.monotonic()
+                if kind is Exchange:
+                    data = self._read(progress + self._reply_timeout())
+            elif kind is Handshake:
                 self._handshake(time.monotonic() + self.timeout)
-            # The reply's deadline counts from the end of the write or handshake (RFC 5321 §4.5.3.2).
-            progress = time.monotonic()
+                progress = time.monotonic()
+            else:
+                return cast(Event, step)
 
     # -- the socket ----------------------------------------------------------------------
 
@@ -176,9 +183,12 @@ class SMTPClient(Operations):
         try:
             # sendall's timeout bounds the whole call: in pieces, a large message on a slow
             # but steady link is bounded by progress instead.
-            view = memoryview(data) if len(data) > _WRITE_PIECE else data
-            for start in range(0, len(data), _WRITE_PIECE):
-                self._sock.sendall(view[start : start + _WRITE_PIECE])
+            if len(data) <= _WRITE_PIECE:
+                self._sock.sendall(data)
+            else:
+                view = memoryview(data)
+                for start in range(0, len(data), _WRITE_PIECE):
+                    self._sock.sendall(view[start : start + _WRITE_PIECE])
         except TimeoutError as exc:
             raise self._abandon(self._write_timed_out()) from exc
         except OSError:

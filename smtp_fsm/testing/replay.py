@@ -19,7 +19,7 @@ from typing import NamedTuple
 from ..errors import SMTPError
 from ..events import Closed, Event
 from ..protocol import table
-from ..pump import READ, Handshake, Pump, Step, Write, pump
+from ..pump import Exchange, Handshake, Pump, Step, Write
 from ..session import ClientSession
 from ..trace import TraceStep
 from ..trace import hide_credentials as trace_hide
@@ -83,8 +83,8 @@ class _Pump:
         self.error: SMTPError | None = None
         self._closed_seen = False
         self._eof = False
-        self._steps: Pump | None = None  # the loop, suspended where it asked for I/O
-        self._asked: Step | None = None  # what it asked for (READ, or a handshake not answered yet)
+        self._steps: Pump | None = None  # the run of the engine's loop, waiting for its last request's answer
+        self._asked: Step | Event | None = None  # that request (an Exchange, or a handshake not answered yet)
         #: The states seen after each feed (what ``states`` reports when the session keeps no trace).
         self.states = [session.state]
 
@@ -105,30 +105,32 @@ class _Pump:
             if self._steps is None:
                 if self._closed_seen or (self.error is not None and self.session.state == table.FAILED):
                     break
-                self._steps, data = pump(self.session, self._until), None
+                self._steps = Pump(self.session, self._until)
             try:
-                step = self._steps.send(data)
-            except StopIteration:  # Closed
-                self._steps = None
-                break
+                step = self._steps.advance(data)
             except SMTPError as exc:
-                self._steps = None  # the loop ended with the session's error; a new one takes what follows
+                self._steps = None  # the run ended with the session's error; a new one takes what follows
                 if exc is self.error:
                     break
                 self.error = self.error or exc
                 self.events.append(exc)
                 continue
             finally:
+                data = None
                 self._observe()
-            data, self._asked = None, step
-            if isinstance(step, Write):
-                out.append(step.data)
+            self._asked = step
+            if isinstance(step, Exchange | Write):
+                if step.data:
+                    out.append(step.data)
+                if isinstance(step, Exchange):
+                    break  # it reads next: feed() answers
             elif isinstance(step, Handshake):
                 self.events.append(step.event)
                 if not self.auto_tls:
                     break  # tls_established() resumes it
-            else:
-                break  # READ
+            else:  # Closed
+                self._steps = None
+                break
         return b"".join(out)
 
     def drain(self) -> bytes:
@@ -139,7 +141,7 @@ class _Pump:
         if self._eof:  # after the close the engine takes nothing more
             return self._advance(None)
         self._eof = data == b""
-        if self._steps is not None and self._asked is READ:
+        if self._steps is not None and isinstance(self._asked, Exchange):
             return self._advance(data)
         self.session.receive_data(data)
         self._observe()
