@@ -1,45 +1,31 @@
-"""Everything the blocking and the asyncio driver share: options, peer facts, the API, the errors.
+"""What the blocking and the asyncio driver share: options, peer facts, and reading events.
 
-The drivers only move bytes.  This module holds the rest of their job, written
-once: validating the constructor's keywords (so bad arguments raise before a
-connection is made), telling the engine the facts it cannot know (loopback
-peer, encrypted transport, our address for EHLO), and the API itself.  Each
-API call is an *operation*: a generator that queues work on the engine and
-yields two kinds of request -- ``ABSORB`` (take in what an idle connection
-received) and ``PumpUntil`` (run the engine until an event) -- that each
-driver answers with its own I/O (``blocking`` and ``awaiting`` turn an
-operation into a method).  The errors a failed connect, handshake, read or
-write becomes are made here too, so both drivers raise the same ones.
+The drivers only move bytes.  This module holds the parts of that job that
+do not depend on how bytes move: validating the constructor's keywords (so
+bad arguments raise before a connection is made), telling the engine the
+facts it cannot know (loopback peer, encrypted transport, our address for
+EHLO), and turning the engine's events into return values and exceptions.
 """
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import select
 import socket
 import ssl
-from collections.abc import Callable, Collection, Coroutine, Generator, Iterable
+from collections.abc import Collection, Iterable
 from email.message import Message
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, Unpack
+from typing import Any
 
 from ._model import DEFAULT_CHUNK_SIZE
-from .errors import LocalProtocolError, ServerDisconnected, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
+from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
-from .protocol.table import CLOSED, FINAL_STATES, QUIT
+from .protocol.table import FINAL_STATES
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import (
-    END_OF_DATA,
-    STARTTLS_POLICIES,
-    ClientSession,
-    QuitAfter,
-    SendOptions,
-    StartTLSPolicy,
-    bytes_buffered,
-)
+from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, QuitAfter, StartTLSPolicy, bytes_buffered
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -50,51 +36,6 @@ SendItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
 
 #: The address families a driver may be limited to; 0 (AF_UNSPEC) takes whatever the name resolves to.
 FAMILIES = frozenset({socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6})
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class PumpUntil(NamedTuple):
-    """Run the engine (``pump.pump``) until ``until`` accepts an event; answer with that event."""
-
-    until: Callable[[Event], bool]
-
-
-class Absorb(NamedTuple):
-    """Before a transaction: take in what the idle connection received (a 421, the close) and,
-    if that ended the session, write the courtesy QUIT and close; answer with None."""
-
-
-ABSORB = Absorb()
-Request = PumpUntil | Absorb
-#: An API call: yields requests, is sent their answers (or has their errors thrown in), returns its value.
-Operation = Generator[Request, Any, T]
-
-
-def blocking(op: Callable[Concatenate[Any, P], Operation[T]]) -> Callable[Concatenate[Any, P], T]:
-    """The blocking method for an operation: the driver's ``_run`` answers its requests."""
-    def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._run(op(self, *args, **kwargs))  # type: ignore[no-any-return]
-
-    _named_like(method, op)
-    return method
-
-
-def awaiting(op: Callable[Concatenate[Any, P], Operation[T]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
-    """The coroutine method for an operation: the driver's ``_run`` awaits its answers."""
-    async def method(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._run(op(self, *args, **kwargs))  # type: ignore[no-any-return]
-
-    _named_like(method, op)
-    return method
-
-
-def _named_like(method: Any, op: Callable[..., Any]) -> None:
-    """Give ``method`` the name, docstring and parameters of the operation ``_name`` (help(), the docs)."""
-    method.__name__ = method.__qualname__ = op.__name__.lstrip("_")
-    method.__doc__ = op.__doc__
-    method.__signature__ = inspect.signature(op).replace(return_annotation=inspect.Signature.empty)
 
 
 class Readable:
@@ -296,126 +237,12 @@ class DriverBase:
         what = "greeting" if awaited == "greeting" else f"reply to {awaited}"
         return SMTPTimeout(f"no {what} within {self.timeout} s (in state {self.session.state!r})")
 
-    def _connect_failed(self, exc: OSError) -> SMTPError:
-        """What a failed connect is: refused or unreachable (SMTPConnectError, also after a timeout),
-        or reset at once (as a reset before the greeting)."""
-        if isinstance(exc, ConnectionResetError):
-            return self._reset_at_connect()
-        if isinstance(exc, TimeoutError):
-            return SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after {self.timeout} s")
-        return SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}")
-
-    def _handshake_failed(self, exc: BaseException) -> SMTPError:
-        """What a failed TLS handshake is: a timeout, or a TLSError (refused, bad certificate, cut)."""
-        if isinstance(exc, TimeoutError):
-            return SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out")
-        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            return TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}")
-        # The server cut the handshake (a reset, or a close the TLS layer saw as EOF).
-        return TLSError(f"TLS handshake with {self.host}:{self.port} failed: {str(exc) or type(exc).__name__}")
-
-    def _write_timed_out(self) -> SMTPTimeout:
-        return SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
-                           f"(in state {self.session.state!r})")
-
     def _refuse_on_ended_session(self, items: list[Any]) -> None:
         """Raise the session's error before new work: the server left (or said 421) while idle."""
         error = self.session.error
         if error is not None:
             error.completed, error.uncertain, error.unsent = (), (), tuple(items)
             raise error
-
-
-class Operations(DriverBase):
-    """The API, written once as operations (see the module's docstring)."""
-
-    def _sendmail(
-        self,
-        from_addr: str,
-        to_addrs: str | Iterable[str],
-        msg: bytes | str | Message,
-        **options: Unpack[SendOptions],
-    ) -> Operation[SendResult]:
-        """Send one message (bytes, str or ``email`` message) to ``to_addrs``; returns its result.
-
-        Raises the error when it went to nobody (``SenderRefused``, ``RecipientsRefused``,
-        ``DataRefused``, or what ended the session).  The keywords are ESMTP's: MAIL and RCPT
-        parameters, and DSN's NOTIFY (per recipient when a mapping), RET and ENVID (RFC 3461).
-        """
-        to_addrs = reusable(to_addrs)
-        return self._deliver([(from_addr, to_addrs, msg)],
-                             lambda: [self.session.sendmail(from_addr, to_addrs, msg, **options)], single=True)
-
-    def _send_message(
-        self,
-        msg: Message,
-        from_addr: str | None = None,
-        to_addrs: str | Iterable[str] | None = None,
-        **options: Unpack[SendOptions],
-    ) -> Operation[SendResult]:
-        """Send an ``email`` message; the envelope comes from its headers unless given (as smtplib)."""
-        to_addrs = reusable(to_addrs) if to_addrs is not None else None
-        return self._deliver([message_item(msg, from_addr, to_addrs)],
-                             lambda: [self.session.send_message(msg, from_addr, to_addrs, **options)], single=True)
-
-    def _send_many(self, items: Iterable[SendItem]) -> Operation[list[SendResult]]:
-        """Send every message over this connection; one result per message, in order.
-
-        A message the server refuses does not stop the others: its result
-        carries the error.  An error that cuts the batch short (421, the
-        connection's end, a timeout) carries ``completed``, ``uncertain`` and
-        ``unsent``.
-        """
-        batch = [reusable_item(item) for item in items]
-        return self._deliver(batch, lambda: self.session.send_many(batch), single=False)
-
-    def _noop(self) -> Operation[Reply]:
-        """NOOP; returns the server's reply."""
-        return self._command(lambda: self.session.noop())
-
-    def _rset(self) -> Operation[Reply]:
-        """RSET; returns the server's reply."""
-        return self._command(lambda: self.session.rset())
-
-    def _quit(self) -> Operation[Reply | None]:
-        """Send QUIT and close; returns the 221 (None if the server just closed)."""
-        self._require_connection()
-        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
-            self.session.quit()
-        try:
-            closed = yield PumpUntil(wait_closed)
-        finally:
-            self.close()
-        return getattr(closed, "reply", None)
-
-    def _deliver(self, items: list[Any], queue: Callable[[], list[int]], single: bool) -> Operation[Any]:
-        """Queue messages (``queue`` returns their tickets) and collect their results.
-
-        No transaction starts on a dead connection: what the idle server sent is taken in
-        first.  An error that cuts the call short carries every message's fate.
-        """
-        self._require_connection()
-        yield ABSORB
-        self._refuse_on_ended_session(items)
-        tickets = queue()
-        collector = Collector(self.session, tickets)
-        if tickets:
-            try:
-                yield PumpUntil(collector.take)
-            except SMTPError as exc:
-                raise collector.interrupted(exc, tickets, items) from None
-        results = collector.ordered(tickets)
-        return single_result(results[0]) if single else results
-
-    def _command(self, queue: Callable[[], int]) -> Operation[Reply]:
-        """NOOP or RSET (``queue`` gives its ticket): its reply."""
-        self._require_connection()
-        yield ABSORB
-        self._refuse_on_ended_session([])
-        return command_reply((yield PumpUntil(wait_command(queue()))))
-
-    def close(self) -> None:
-        raise NotImplementedError
 
 
 class Collector:

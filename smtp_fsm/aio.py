@@ -1,48 +1,184 @@
-"""The asyncio driver: a transport, the engine, and a deadline per reply."""
+"""The asyncio driver: streams, the engine, and a deadline per reply."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from email.message import Message
 from types import TracebackType
-from typing import cast
+from typing import Any, Unpack
 
-from ._aio_io import Link, ReplyDeadline
-from ._driver import Operation, Operations, PumpUntil, Readable, T, awaiting, ready_event, wait_ready
-from .errors import LocalProtocolError, SMTPError, TLSError
-from .events import Event
-from .pump import Exchange, Handshake, Pump, Write
-from .session import replies_read
+from ._driver import (
+    Collector,
+    DriverBase,
+    Readable,
+    SendItem,
+    command_reply,
+    message_item,
+    ready_event,
+    reusable,
+    reusable_item,
+    single_result,
+    wait_closed,
+    wait_command,
+    wait_ready,
+)
+from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
+from .events import NEED_DATA, Event, StartTLS
+from .protocol.table import CLOSED, QUIT
+from .replies import Reply
+from .results import SendResult
+from .session import SendOptions, replies_read
 
 
-class AsyncSMTPClient(Operations):
+class _Link(asyncio.Protocol):
+    """The transport's bytes, kept until the pump asks: one future per wait, no StreamReader.
+
+    Streams cost an extra buffer copy and loop turn per read, and ``drain`` per write;
+    this keeps only what the pump needs: received chunks, the end, and write flow control.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: list[bytes] = []
+        self.ended = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.paused: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake()
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self.error = exc
+        self._wake()
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.paused = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.paused is not None and not self.paused.done():
+            self.paused.set_result(None)
+        self.paused = None
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """What arrived since the last read (waits for something); ``b""`` at the end."""
+        if not self.chunks and not self.ended:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        if self.chunks:
+            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            self.chunks = []
+            return data
+        if isinstance(self.error, ssl.SSLError):
+            raise self.error
+        return b""
+
+
+class _ReplyDeadline:
+    """The per-reply deadline with one timer that is moved lazily.
+
+    Replies arrive far more often than deadlines expire, so a reply only notes the
+    time; when the timer fires it either re-arms for the latest reply's deadline or
+    cancels the waiting task.  (Rescheduling a timeout at every reply cost about as
+    much as parsing the reply.)  While a large write drains, ``timeout`` bounds its
+    progress instead, as the blocking driver's pieces do: a slow but steady upload is
+    not cut, a stalled one is.
+    """
+
+    def __init__(self, limit: Callable[[], float], timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
+        self.timeout = timeout
+        self.progress = self.loop.time()
+        self.expired = False
+        self.expired_writing = False
+        self.draining: Callable[[], int] | None = None  # the write buffer's size, while a write drains
+        self.unwritten = 0
+        self.due = self.progress + limit()
+        self.handle = self.loop.call_at(self.due, self._fire)
+
+    def moved(self) -> None:
+        self.progress = self.loop.time()
+
+    def check(self) -> None:
+        """Bring the timer forward when the reply awaited now has a shorter limit than it was
+        armed for (a reply after the final one, or a data_timeout below timeout); a longer one
+        needs nothing: the timer re-arms when it fires."""
+        due = self.progress + self.limit()
+        if due < self.due:
+            self.handle.cancel()
+            self.due = due
+            self.handle = self.loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        now = self.loop.time()
+        if self.draining is not None:
+            unwritten = self.draining()
+            if unwritten < self.unwritten:  # the server is taking the data: progress
+                self.unwritten, self.progress = unwritten, now
+            due = self.progress + self.timeout
+        else:
+            due = self.progress + self.limit()
+        if due > now:
+            self.due = due
+            self.handle = self.loop.call_at(due, self._fire)
+        elif self.task is not None:
+            self.expired = True
+            self.expired_writing = self.draining is not None  # the write's finally clears draining
+            self.task.cancel()
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+class AsyncSMTPClient(DriverBase):
     """asyncio SMTP/LMTP client.  ``async with AsyncSMTPClient(host) as smtp: await smtp.send_message(msg)``.
 
     Cancelling a call closes the connection: a transaction is never left
     half-way for reuse.
     """
 
-    _link: Link | None = None
+    _link: _Link | None = None
     _readable: Readable | None = None  # whether the kernel holds bytes that the loop has not read yet
 
-    # The API, written once in _driver.Operations; this driver answers its I/O requests (_run).
-    sendmail, send_message, send_many = (awaiting(Operations._sendmail), awaiting(Operations._send_message),
-                                         awaiting(Operations._send_many))
-    noop, rset, quit = awaiting(Operations._noop), awaiting(Operations._rset), awaiting(Operations._quit)
-
     async def connect(self) -> AsyncSMTPClient:
-        """Connect, read the greeting, negotiate EHLO/STARTTLS/AUTH; returns self."""
         if self._link is not None:
             raise LocalProtocolError("already connected")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
                 transport, self._link = await loop.create_connection(
-                    Link, self.host, self.port, family=self.family, local_addr=self.source_address)
-        except OSError as exc:  # TimeoutError is one
-            raise self._connect_failed(exc) from exc
+                    _Link, self.host, self.port, family=self.family, local_addr=self.source_address)
+        except TimeoutError as exc:
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
+                                   f"{self.timeout} s") from exc
+        except ConnectionResetError as exc:
+            raise self._reset_at_connect() from exc
+        except OSError as exc:
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
         sock = transport.get_extra_info("socket")
         try:
             if sock is not None:
@@ -77,46 +213,64 @@ class AsyncSMTPClient(Operations):
         finally:
             self.close()
 
+    # -- the API -----------------------------------------------------------------
+
+    async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
+                       **options: Unpack[SendOptions]) -> SendResult:
+        to_addrs = reusable(to_addrs)
+        items: list[SendItem] = [(from_addr, to_addrs, msg)]
+        await self._before_work(items)
+        ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
+        return single_result((await self._results([ticket], items))[0])
+
+    async def send_message(self, msg: Message, from_addr: str | None = None,
+                           to_addrs: str | Iterable[str] | None = None,
+                           **options: Unpack[SendOptions]) -> SendResult:
+        to_addrs = reusable(to_addrs) if to_addrs is not None else None
+        items = [message_item(msg, from_addr, to_addrs)]
+        await self._before_work(items)
+        ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
+        return single_result((await self._results([ticket], items))[0])
+
+    async def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
+        """As ``SMTPClient.send_many``: one result per message, pipelined when the server allows."""
+        batch = [reusable_item(item) for item in items]
+        await self._before_work(batch)
+        return await self._results(self.session.send_many(batch), batch)
+
+    async def noop(self) -> Reply:
+        await self._before_work([])
+        return command_reply(await self._pump(wait_command(self.session.noop())))
+
+    async def rset(self) -> Reply:
+        await self._before_work([])
+        return command_reply(await self._pump(wait_command(self.session.rset())))
+
+    async def quit(self) -> Reply | None:
+        self._require_connection()
+        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
+            self.session.quit()
+        try:
+            closed = await self._pump(wait_closed)
+        finally:
+            self.close()
+        return getattr(closed, "reply", None)
+
     def _is_connected(self) -> bool:
         return self._link is not None
 
     def close(self) -> None:
-        """Close the transport without QUIT (the engine is released too)."""
         if self._link is not None:
             if self._link.transport is not None:
                 self._link.transport.close()
             self._link = None
         self.session.close()
 
-    # -- answering the operations' requests ----------------------------------------------
+    # -- moving bytes --------------------------------------------------------------
 
-    async def _run(self, op: Operation[T]) -> T:
-        request = next(op)
-        while True:
-            try:
-                try:
-                    result: Event | None = None
-                    if type(request) is PumpUntil:
-                        result = await self._pump(request.until)
-                    elif self._idle_news():
-                        await self._absorb()
-                except BaseException as exc:  # thrown into the operation, which may attach what it knows
-                    request = op.throw(exc)
-                else:
-                    request = op.send(result)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-
-    def _idle_news(self) -> bool:
-        """Whether the idle connection received anything (or the session ended): the common
-        answer, no, costs one system call and no loop turn."""
-        link = self._link
-        assert link is not None
-        return bool(link.chunks or link.ended or self.session.error is not None
-                    or (self._readable is not None and self._readable()))
-
-    async def _absorb(self) -> None:
-        """Feed the engine what arrived while the connection was idle (a 421, the close)."""
+    async def _before_work(self, items: list[Any]) -> None:
+        """No transaction starts on a dead connection: take in what the idle server sent."""
+        self._require_connection()
         link = self._link
         assert link is not None
         if not link.chunks and not link.ended and self._readable is not None and self._readable():
@@ -126,75 +280,95 @@ class AsyncSMTPClient(Operations):
                 await asyncio.sleep(0)
                 if link.chunks or link.ended:
                     break
-        self._take_arrived()
+        self._absorb()
         if self.session.error is not None:
             await self._flush_and_close()
+            self._refuse_on_ended_session(items)
 
-    def _take_arrived(self) -> None:
+    def _absorb(self) -> None:
+        """Feed the engine what arrived while the connection was idle (a 421, the close)."""
         link = self._link
         assert link is not None
+        session = self.session
         if link.chunks and not self._closed():
             data = b"".join(link.chunks)
             link.chunks = []
-            self.session.receive_data(data)
+            session.receive_data(data)
         if link.ended and not self._closed():
-            self.session.receive_data(b"")
+            session.receive_data(b"")
+
+    async def _results(self, tickets: list[int], items: list[Any]) -> list[SendResult]:
+        collector = Collector(self.session, tickets)
+        if tickets:
+            try:
+                await self._pump(collector.take)
+            except SMTPError as exc:
+                raise collector.interrupted(exc, tickets, items) from None
+        return collector.ordered(tickets)
 
     async def _pump(self, until: Callable[[Event], bool]) -> Event:
         if self._link is None:
             raise LocalProtocolError("not connected")
+        try:
+            return await self._pump_events(until)
+        except asyncio.CancelledError:
+            self.close()  # never leave a transaction half-way for reuse
+            raise
+
+    async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
         session = self.session
-        steps = Pump(session, until)
-        seen, data = replies_read(session), None
-        deadline = ReplyDeadline(self._reply_timeout, self.timeout)
+        seen = replies_read(session)
+        deadline = _ReplyDeadline(self._reply_timeout, self.timeout)
         try:
             while True:
+                out = session.data_to_send()
+                if out:
+                    await self._write(out, deadline)
                 try:
-                    step = steps.advance(data)
+                    event = session.next_event()
                 except SMTPError:
                     await self._flush_and_close()
                     raise
-                if data is not None and replies_read(session) != seen:
-                    # A reply: the next one gets its own whole timeout, which is shorter than
-                    # the one armed when the reply just read was the final one.
-                    seen = replies_read(session)
-                    deadline.moved()
-                    deadline.check()
-                data = None
-                kind = type(step)
-                if kind is Exchange or kind is Write:
-                    out = cast(Exchange, step).data
-                    if out:
-                        await self._write(out, deadline)
-                    if kind is Exchange:
-                        data = await self._read()
-                elif kind is Handshake:
+                if event is NEED_DATA:
+                    if replies_read(session) != seen:
+                        # A reply: the next one gets its own whole timeout, which is shorter
+                        # than the one armed when the reply just read was the final one.
+                        seen = replies_read(session)
+                        deadline.moved()
+                        deadline.check()
+                    session.receive_data(await self._read())
+                    continue
+                if isinstance(event, StartTLS):
                     await self._handshake()
                     deadline.moved()
-                else:
-                    return cast(Event, step)
+                    session.tls_established()
+                    continue
+                if until(event):
+                    return event
         except asyncio.CancelledError:
             if not deadline.expired:
-                self.close()  # the caller cancelled: never leave a transaction half-way for reuse
                 raise
             if deadline.task is not None and deadline.task.uncancel() > 0:
-                self.close()
                 raise  # the caller cancelled in the same turn: its cancellation wins (and closes)
-            error = self._write_timed_out() if deadline.expired_writing else self._reply_timed_out()
+            if deadline.expired_writing:
+                error = SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
+                                    f"(in state {session.state!r})")
+            else:
+                error = self._reply_timed_out()
             session.close(error)  # unfinished messages: uncertain or not sent, with this error
             self.close()
             raise error from None
         finally:
             deadline.cancel()
 
-    async def _write(self, data: bytes, deadline: ReplyDeadline) -> None:
+    async def _write(self, data: bytes, deadline: _ReplyDeadline) -> None:
         link = self._link
         assert link is not None
         if link.transport is None or link.transport.is_closing():
             # The server left: it may have said why (421) first.  The engine reads that and
             # the end, and reports them as for any other close (as the blocking driver does).
             link.ended = True
-            self._take_arrived()
+            self._absorb()
             return
         transport = link.transport
         transport.write(data)
@@ -205,8 +379,9 @@ class AsyncSMTPClient(Operations):
                 await link.paused
             finally:
                 deadline.draining = None
-        # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2), and what is
-        # awaited may have changed (a data_timeout below timeout).
+        # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2: the
+        # timeouts run while awaiting a reply), as in the blocking driver; what is awaited
+        # may have changed (a data_timeout below timeout).
         deadline.moved()
         deadline.check()
 
@@ -223,13 +398,22 @@ class AsyncSMTPClient(Operations):
     async def _handshake(self) -> None:
         link = self._link
         assert link is not None and link.transport is not None
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.timeout):
-                transport = await asyncio.get_running_loop().start_tls(
-                    link.transport, link, self._context(), server_hostname=self.server_hostname)
-        except OSError as exc:  # TimeoutError, SSLError and a cut connection are all OSErrors
+                transport = await loop.start_tls(link.transport, link, self._context(),
+                                                 server_hostname=self.server_hostname)
+        except TimeoutError as exc:
             self.close()
-            raise self._handshake_failed(exc) from exc
+            raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self.close()
+            raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
+        except OSError as exc:
+            # The server cut the handshake: the same TLSError as the blocking driver's.
+            self.close()
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
+                           f"{str(exc) or type(exc).__name__}") from exc
         if transport is None:
             self.close()
             raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: the connection closed")

@@ -5,32 +5,44 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from email.message import Message
 from types import TracebackType
-from typing import cast
+from typing import Any, Unpack
 
-from ._driver import Operation, Operations, PumpUntil, Readable, T, blocking, ready_event, wait_ready
-from .errors import LocalProtocolError, SMTPError, TLSError
-from .events import Event
-from .pump import Exchange, Handshake, Pump, Write
-from .session import replies_read
+from ._driver import (
+    Collector,
+    DriverBase,
+    Readable,
+    SendItem,
+    command_reply,
+    message_item,
+    ready_event,
+    reusable,
+    reusable_item,
+    single_result,
+    wait_closed,
+    wait_command,
+    wait_ready,
+)
+from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
+from .events import NEED_DATA, Event, StartTLS
+from .protocol.table import CLOSED, QUIT
+from .replies import Reply
+from .results import SendResult
+from .session import SendOptions, replies_read
 
 _RECV_SIZE = 65536
 _WRITE_PIECE = 1 << 20
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
-class SMTPClient(Operations):
+class SMTPClient(DriverBase):
     """Blocking SMTP/LMTP client.  ``with SMTPClient(host) as smtp: smtp.send_message(msg)``."""
 
     _sock: socket.socket | None = None
     _read_timeout = 0.0  # what the socket's timeout is set to now
     _readable: Readable
-
-    # The API, written once in _driver.Operations; this driver answers its I/O requests (_run).
-    sendmail, send_message, send_many = (blocking(Operations._sendmail), blocking(Operations._send_message),
-                                         blocking(Operations._send_many))
-    noop, rset, quit = blocking(Operations._noop), blocking(Operations._rset), blocking(Operations._quit)
 
     def connect(self) -> SMTPClient:
         """Connect, read the greeting, negotiate EHLO/STARTTLS/AUTH; returns self."""
@@ -38,9 +50,15 @@ class SMTPClient(Operations):
             raise LocalProtocolError("already connected")
         deadline = time.monotonic() + self.timeout
         try:
-            self._sock = sock = self._open_socket()
+            sock = self._open_socket()
+        except TimeoutError as exc:
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after "
+                                   f"{self.timeout} s") from exc
+        except ConnectionResetError as exc:
+            raise self._reset_at_connect() from exc
         except OSError as exc:
-            raise self._connect_failed(exc) from exc
+            raise SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}") from exc
+        self._sock = sock
         self._readable = Readable(sock.fileno())
         self._read_timeout = self.timeout
         try:
@@ -65,8 +83,9 @@ class SMTPClient(Operations):
         # turn as its own loop does (a numeric address is resolved again without a DNS query, to its family).
         error: OSError | None = None
         for *_, sockaddr in socket.getaddrinfo(self.host, self.port, self.family, socket.SOCK_STREAM):
+            address = (str(sockaddr[0]), self.port)
             try:
-                return socket.create_connection((str(sockaddr[0]), self.port), self.timeout, self.source_address)
+                return socket.create_connection(address, self.timeout, self.source_address)
             except OSError as exc:
                 error = exc
         raise error or OSError(f"no {self.family.name} address for {self.host}")
@@ -83,6 +102,55 @@ class SMTPClient(Operations):
         finally:
             self.close()
 
+    # -- the API -----------------------------------------------------------------
+
+    def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
+                 **options: Unpack[SendOptions]) -> SendResult:
+        to_addrs = reusable(to_addrs)
+        items: list[SendItem] = [(from_addr, to_addrs, msg)]
+        self._before_work(items)
+        ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
+        return single_result(self._results([ticket], items)[0])
+
+    def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
+                     **options: Unpack[SendOptions]) -> SendResult:
+        to_addrs = reusable(to_addrs) if to_addrs is not None else None
+        items = [message_item(msg, from_addr, to_addrs)]
+        self._before_work(items)
+        ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
+        return single_result(self._results([ticket], items)[0])
+
+    def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
+        """Send every message over this connection; one result per message, in order.
+
+        A message the server refuses does not stop the others: its result
+        carries the error.  An error that cuts the batch short (421, the
+        connection's end, a timeout) carries ``completed``, ``uncertain`` and
+        ``unsent``.
+        """
+        batch = [reusable_item(item) for item in items]
+        self._before_work(batch)
+        return self._results(self.session.send_many(batch), batch)
+
+    def noop(self) -> Reply:
+        self._before_work([])
+        return command_reply(self._pump(wait_command(self.session.noop())))
+
+    def rset(self) -> Reply:
+        self._before_work([])
+        return command_reply(self._pump(wait_command(self.session.rset())))
+
+    def quit(self) -> Reply | None:
+        """Send QUIT and close; returns the 221 (None if the server just closed)."""
+        self._require_connection()
+        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
+            self.session.quit()
+        try:
+            closed = self._pump(wait_closed)
+        finally:
+            self.close()
+        return getattr(closed, "reply", None)
+
     def _is_connected(self) -> bool:
         return self._sock is not None
 
@@ -95,81 +163,81 @@ class SMTPClient(Operations):
                 self._sock = None
         self.session.close()
 
-    # -- answering the operations' requests ----------------------------------------------
+    # -- moving bytes --------------------------------------------------------------
 
-    def _run(self, op: Operation[T]) -> T:
-        request = next(op)
-        while True:
-            try:
-                try:
-                    result: Event | None = None
-                    if type(request) is PumpUntil:
-                        result = self._pump(request.until)
-                    else:
-                        self._absorb()
-                except BaseException as exc:  # thrown into the operation, which may attach what it knows
-                    request = op.throw(exc)
-                else:
-                    request = op.send(result)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+    def _before_work(self, items: list[Any]) -> None:
+        """No transaction starts on a dead connection: take in what the idle server sent."""
+        self._require_connection()
+        self._absorb()
+        if self.session.error is not None:
+            self._flush_and_close()
+            self._refuse_on_ended_session(items)
 
     def _absorb(self) -> None:
         """Feed the engine what arrived while the connection was idle (a 421, the close), without waiting."""
         sock = self._sock
         assert sock is not None
-        if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or self._readable():
-            sock.settimeout(0.0)
-            self._read_timeout = 0.0
+        pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+        if not pending and not self._readable():
+            return  # the common case: nothing arrived, one system call
+        sock.settimeout(0.0)
+        self._read_timeout = 0.0
+        try:
+            for _ in range(64):  # bounded: what a server says before leaving is small
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    break
+                except OSError:
+                    data = b""  # a reset: the server is gone
+                self.session.receive_data(data)
+                if not data or self._closed():
+                    break
+        finally:
+            self._full_timeout()
+
+    def _results(self, tickets: list[int], items: list[Any]) -> list[SendResult]:
+        collector = Collector(self.session, tickets)
+        if tickets:
             try:
-                for _ in range(64):  # bounded: what a server says before leaving is small
-                    try:
-                        data = sock.recv(_RECV_SIZE)
-                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                        break
-                    except OSError:
-                        data = b""  # a reset: the server is gone
-                    self.session.receive_data(data)
-                    if not data or self._closed():
-                        break
-            finally:
-                self._full_timeout()
-        if self.session.error is not None:
-            self._flush_and_close()
+                self._pump(collector.take)
+            except SMTPError as exc:
+                raise collector.interrupted(exc, tickets, items) from None
+        return collector.ordered(tickets)
 
     def _pump(self, until: Callable[[Event], bool]) -> Event:
         if self._sock is None:
             raise LocalProtocolError("not connected")
         session = self.session
-        steps = Pump(session, until)
-        seen, progress, data = replies_read(session), time.monotonic(), None
+        seen = replies_read(session)
+        progress = time.monotonic()
         while True:
+            out = session.data_to_send()
+            if out:
+                self._write(out)
+                # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2: the
+                # timeouts run while awaiting a reply); the write itself is bounded by progress.
+                progress = time.monotonic()
             try:
-                step = steps.advance(data)
+                event = session.next_event()
             except SMTPError:
                 self._flush_and_close()
                 raise
-            if data is not None and replies_read(session) != seen:
-                # A complete reply came in what was read: the next one gets a whole timeout.
-                seen, progress = replies_read(session), time.monotonic()
-                self._full_timeout()
-            data = None
-            kind = type(step)
-            if kind is Exchange or kind is Write:
-                out = cast(Exchange, step).data
-                if out:
-                    self._write(out)
-                    # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2).
+            if event is NEED_DATA:
+                session.receive_data(self._read(progress + self._reply_timeout()))
+                if replies_read(session) != seen:
+                    # A complete reply: the next one gets a whole timeout.
+                    seen = replies_read(session)
                     progress = time.monotonic()
-                if kind is Exchange:
-                    data = self._read(progress + self._reply_timeout())
-            elif kind is Handshake:
+                    self._full_timeout()
+                continue
+            if isinstance(event, StartTLS):
                 self._handshake(time.monotonic() + self.timeout)
+                session.tls_established()
                 progress = time.monotonic()
-            else:
-                return cast(Event, step)
-
-    # -- the socket ----------------------------------------------------------------------
+                continue
+            if until(event):
+                return event
 
     def _full_timeout(self) -> None:
         """Give the socket the whole timeout again (a read may have lowered it)."""
@@ -181,24 +249,26 @@ class SMTPClient(Operations):
         assert self._sock is not None
         self._full_timeout()
         try:
-            # sendall's timeout bounds the whole call: in pieces, a large message on a slow
-            # but steady link is bounded by progress instead.
             if len(data) <= _WRITE_PIECE:
                 self._sock.sendall(data)
             else:
+                # sendall's timeout bounds the whole call: in pieces, a large message on a slow
+                # but steady link is bounded by progress instead.
                 view = memoryview(data)
                 for start in range(0, len(data), _WRITE_PIECE):
                     self._sock.sendall(view[start : start + _WRITE_PIECE])
         except TimeoutError as exc:
-            raise self._abandon(self._write_timed_out()) from exc
+            error = SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
+                                f"(in state {self.session.state!r})")
+            self._abandon(error)
+            raise error from exc
         except OSError:
             self._drain()
 
-    def _abandon(self, error: SMTPError) -> SMTPError:
+    def _abandon(self, error: SMTPError) -> None:
         """Give up on the connection: unfinished messages get ``error`` (uncertain or not sent)."""
         self.session.close(error)
         self.close()
-        return error
 
     def _drain(self) -> None:
         """The write failed: the server may have said why (421) before it closed. The engine
@@ -223,7 +293,9 @@ class SMTPClient(Operations):
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._abandon(self._reply_timed_out())
+                error = self._reply_timed_out()
+                self._abandon(error)
+                raise error
             if remaining < self._read_timeout:
                 # Lowered only when a reply spans several reads: settimeout costs two fcntl calls.
                 self._read_timeout = remaining
@@ -237,9 +309,11 @@ class SMTPClient(Operations):
                 # The socket's timeout may be shorter than this deadline (left from a handshake
                 # or an earlier reply): the loop decides whether the deadline itself has passed.
                 self._read_timeout = float("inf")
-            except ssl.SSLError as exc:
-                raise self._abandon(TLSError(f"TLS error while reading: {exc}")) from exc
-            except OSError:
+            except OSError as exc:
+                if isinstance(exc, ssl.SSLError):
+                    broken = TLSError(f"TLS error while reading: {exc}")
+                    self._abandon(broken)
+                    raise broken from exc
                 return b""  # a reset counts as the server closing; the engine decides if that is an error
 
     def _handshake(self, deadline: float) -> None:
@@ -247,9 +321,15 @@ class SMTPClient(Operations):
         try:
             self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
             self._sock = self._context().wrap_socket(self._sock, server_hostname=self.server_hostname)
-        except OSError as exc:  # ssl.SSLError and CertificateError are OSErrors
-            raise self._handshake_failed(exc) from exc
-        self.encrypted = True
+            self.encrypted = True
+        except TimeoutError as exc:
+            raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
+        except OSError as exc:
+            # The server cut the handshake (a reset, or a close the TLS layer saw as EOF).
+            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
+                           f"{str(exc) or type(exc).__name__}") from exc
 
     def _flush_and_close(self) -> None:
         # The engine may have queued a polite QUIT before reporting the error.

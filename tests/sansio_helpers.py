@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from smtp_fsm import ClientSession, Event, MessageSent, SessionReady, SMTPError
-from smtp_fsm.testing import SessionStepper, Stepped
+from smtp_fsm import NEED_DATA, ClientSession, Closed, Event, MessageSent, SessionReady, SMTPError
 
 #: The EHLO name every helper session uses, so expected bytes can be written out in full.
 CLIENT = "client.example"
@@ -47,31 +46,40 @@ class Step:
 
 
 class Harness:
-    """A ClientSession plus the bookkeeping a test wants after each call, run by the toolkit's stepper
-    (the engine's own loop, smtp_fsm.pump, as the drivers run it)."""
+    """A ClientSession plus the bookkeeping a test wants after each call."""
 
     def __init__(self, **options: Any) -> None:
         options.setdefault("local_hostname", CLIENT)
         self.session = ClientSession(**options)
-        self.stepper = SessionStepper(self.session)
 
     @property
     def state(self) -> str:
         return self.session.state
 
-    def _step(self, stepped: Stepped) -> Step:
-        assert len(stepped.events) < MAX_EVENTS, "the engine never stopped producing events"
-        step = Step(stepped.sent, state=stepped.state)
-        for item in stepped.events:
-            (step.errors if isinstance(item, SMTPError) else step.events).append(item)  # type: ignore[arg-type]
-        return step
-
     def collect(self) -> Step:
         """Take what the session wants to write and every pending event (errors recorded, not raised)."""
-        return self._step(self.stepper.pending())
+        step = Step(self.session.data_to_send())
+        for _ in range(MAX_EVENTS):
+            try:
+                event = self.session.next_event()
+            except SMTPError as exc:
+                step.errors.append(exc)
+                if self.session.state == "failed":
+                    break
+                continue
+            if event is NEED_DATA:
+                break
+            step.events.append(event)
+            if isinstance(event, Closed):
+                break
+        else:
+            raise AssertionError("next_event() never returned NEED_DATA")
+        step.state = self.session.state
+        return step
 
     def feed(self, data: bytes) -> Step:
-        return self._step(self.stepper.feed(data))
+        self.session.receive_data(data)
+        return self.collect()
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> tuple[Any, Step]:
         """Call a session method (sendmail, quit, ...) and collect what it caused."""

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..errors import SMTPError
-from ..events import Closed, Event
+from ..events import NEED_DATA, Closed, Event, StartTLS
 from ..protocol import table
-from ..pump import Exchange, Handshake, Pump, Step, Write
 from ..session import ClientSession
 from ..trace import TraceStep
 from ..trace import hide_credentials as trace_hide
@@ -73,8 +72,7 @@ class ReplayMismatch(AssertionError):
 # -- driving a session without I/O ---------------------------------------------------
 
 class _Pump:
-    """Runs the engine's loop (``smtp_fsm.pump``) as a driver would, without sockets: it collects
-    what the engine writes, every event and error, and answers the TLS handshake when asked."""
+    """Feeds a session and collects its output, events and errors, as a driver would (without sockets)."""
 
     def __init__(self, session: ClientSession, auto_tls: bool) -> None:
         self.session = session
@@ -83,75 +81,45 @@ class _Pump:
         self.error: SMTPError | None = None
         self._closed_seen = False
         self._eof = False
-        self._steps: Pump | None = None  # the run of the engine's loop, waiting for its last request's answer
-        self._asked: Step | Event | None = None  # that request (an Exchange, or a handshake not answered yet)
         #: The states seen after each feed (what ``states`` reports when the session keeps no trace).
         self.states = [session.state]
-
-    def _until(self, event: Event) -> bool:
-        self.events.append(event)
-        self._closed_seen = self._closed_seen or isinstance(event, Closed)
-        return self._closed_seen
 
     def _observe(self) -> None:
         if self.session.state != self.states[-1]:
             self.states.append(self.session.state)
 
-    def _advance(self, data: bytes | None) -> bytes:
-        """Resume the loop with ``data`` (the bytes it asked for, or None) and run it until it asks
-        for bytes again (or for a handshake not answered here), or ends; return what it wrote."""
-        out: list[bytes] = []
+    def drain(self) -> bytes:
+        """Collect events (handling StartTLS when asked) and return the bytes the engine wants written."""
+        session = self.session
+        out = [session.data_to_send()]
         for _ in range(_MAX_DRAIN):
-            if self._steps is None:
-                if self._closed_seen or (self.error is not None and self.session.state == table.FAILED):
-                    break
-                self._steps = Pump(self.session, self._until)
+            if self._closed_seen or (self.error is not None and session.state == table.FAILED):
+                break
             try:
-                step = self._steps.advance(data)
+                event = session.next_event()
             except SMTPError as exc:
-                self._steps = None  # the run ended with the session's error; a new one takes what follows
                 if exc is self.error:
                     break
                 self.error = self.error or exc
                 self.events.append(exc)
                 continue
-            finally:
-                data = None
-                self._observe()
-            self._asked = step
-            if isinstance(step, Exchange | Write):
-                if step.data:
-                    out.append(step.data)
-                if isinstance(step, Exchange):
-                    break  # it reads next: feed() answers
-            elif isinstance(step, Handshake):
-                self.events.append(step.event)
-                if not self.auto_tls:
-                    break  # tls_established() resumes it
-            else:  # Closed
-                self._steps = None
+            if event is NEED_DATA:
                 break
+            self.events.append(event)
+            if isinstance(event, Closed):
+                self._closed_seen = True
+            elif isinstance(event, StartTLS) and self.auto_tls:
+                session.tls_established()
+                self._observe()
+            out.append(session.data_to_send())
         return b"".join(out)
 
-    def drain(self) -> bytes:
-        """Collect events (answering StartTLS when asked) and return the bytes the engine wants written."""
-        return self._advance(None)
-
     def feed(self, data: bytes) -> bytes:
-        if self._eof:  # after the close the engine takes nothing more
-            return self._advance(None)
-        self._eof = data == b""
-        if self._steps is not None and isinstance(self._asked, Exchange):
-            return self._advance(data)
-        self.session.receive_data(data)
-        self._observe()
-        return self._advance(None)
-
-    def handshake_done(self) -> bytes:
-        """The caller did the handshake the engine asked for: the loop reports it and goes on."""
-        if self._steps is None or not isinstance(self._asked, Handshake):
-            self.session.tls_established()  # raises LocalProtocolError: no handshake was asked for
-        return self._advance(None)
+        if not self._eof:  # after the close the engine takes nothing more
+            self._eof = data == b""
+            self.session.receive_data(data)
+            self._observe()
+        return self.drain()
 
 
 def _states(steps: Sequence[TraceStep], initial: str) -> list[str]:
@@ -338,7 +306,8 @@ class SessionStepper:
     def tls_established(self) -> Stepped:
         """Report the TLS handshake done (after a ``StartTLS`` event)."""
         count = len(self._pump.events)
-        return self._record(count, self._pump.handshake_done())
+        self.session.tls_established()
+        return self._record(count, self._pump.drain())
 
     def pending(self) -> Stepped:
         """Collect what queued work produced without a reply (e.g. work given in state ready)."""
