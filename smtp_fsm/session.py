@@ -91,8 +91,16 @@ class ClientSession:
 
     # -- the I/O surface ------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Feed bytes from the server; ``b""`` means the server closed the connection."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the server; ``b""`` means the server closed the connection.
+
+        Any bytes-like object will do (trio's ``receive_some`` returns a bytearray); it is
+        copied only when it is not ``bytes``.
+        """
+        if type(data) is not bytes:
+            if not isinstance(data, bytearray | memoryview):
+                raise TypeError(f"receive_data takes bytes, bytearray or memoryview, not {type(data).__name__}")
+            data = bytes(data)
         self._model.receive_data(data)
 
     def data_to_send(self) -> bytes:

@@ -336,3 +336,21 @@ def test_auth_after_starttls_uses_second_ehlo() -> None:
     assert h.collect().sent == EHLO_LINE
     step = h.feed(ehlo("AUTH LOGIN"))
     assert step.sent == b"AUTH LOGIN\r\n"
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_any_bytes_like_object_is_taken(kind: type) -> None:
+    as_bytes, other = Harness(), Harness()
+    for data in (GREETING, ehlo("PIPELINING"), b""):
+        expected = as_bytes.feed(data)
+        step = other.feed(kind(data))  # type: ignore[arg-type]
+        assert (step.sent, step.state, [repr(e) for e in step.events]) == (
+            expected.sent, expected.state, [repr(e) for e in expected.events])
+    assert other.state == "failed"  # the close mid-session, as with bytes
+
+
+def test_text_is_refused_with_a_clear_type_error() -> None:
+    h = Harness()
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview, not str"):
+        h.session.receive_data("220 mx\r\n")  # type: ignore[arg-type]
+    assert h.state == "greeting"
