@@ -22,7 +22,7 @@ from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeo
 from .events import Closed, CommandDone, Event, MessageSent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
-from .protocol.table import FINAL_STATES
+from .protocol.table import CLOSED, FINAL_STATES, QUIT
 from .replies import Reply
 from .results import Outcome, SendResult
 from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, QuitAfter, StartTLSPolicy, bytes_buffered
@@ -188,6 +188,12 @@ class DriverBase:
 
     def _is_connected(self) -> bool:
         raise NotImplementedError
+
+    def _begin_quit(self) -> None:
+        """Queue QUIT, unless the engine says goodbye already (quit_after) or has closed."""
+        self._require_connection()
+        if self.session.state not in (QUIT, CLOSED):
+            self.session.quit()
 
     def _require_connection(self) -> None:
         # Checked before the engine is given work: a call that fails must queue nothing.

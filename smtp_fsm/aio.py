@@ -27,7 +27,6 @@ from ._driver import (
 )
 from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
 from .events import NEED_DATA, Event, StartTLS
-from .protocol.table import CLOSED, QUIT
 from .replies import Reply
 from .results import SendResult
 from .session import SendOptions, replies_read
@@ -247,9 +246,7 @@ class AsyncSMTPClient(DriverBase):
         return command_reply(await self._pump(wait_command(self.session.rset())))
 
     async def quit(self) -> Reply | None:
-        self._require_connection()
-        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
-            self.session.quit()
+        self._begin_quit()
         try:
             closed = await self._pump(wait_closed)
         finally:

@@ -175,16 +175,7 @@ class ClientSession:
         Checked against the capabilities once known (the syntax alone before): nothing
         invalid is queued.  Recipients given twice are sent once.  ``options``: ``SendOptions``.
         """
-        recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
-        if not recipients:
-            raise LocalProtocolError("no recipients given")
-        if options:
-            ret = options.get("ret")
-            submission = Submission(from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None,
-                                    options.get("envid"), tuple(options.get("mail_options", ())),
-                                    tuple(options.get("rcpt_options", ())))
-        else:  # the common case, without the look-ups
-            submission = Submission(from_addr, recipients, msg, None, None, None, (), ())
+        submission = _submission(from_addr, to_addrs, msg, options)
         model = self._model
         model.check_open()
         return model.queue("mail", *model.prepare(submission), checked=True)
@@ -217,10 +208,7 @@ class ClientSession:
                 msg = item
             else:
                 sender, to_addrs, msg = item
-            recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
-            if not recipients:
-                raise LocalProtocolError("no recipients given")
-            prepared.append(model.prepare(Submission(sender, recipients, msg, None, None, None, (), ())))
+            prepared.append(model.prepare(_submission(sender, to_addrs, msg, {})))
         return [model.queue("mail", submission, tx) for submission, tx in prepared]
 
     def noop(self) -> int:
@@ -239,6 +227,20 @@ class ClientSession:
         model = self._model
         user = model.credentials.username if model.credentials else None
         return f"<ClientSession state={model.state!r} user={user!r} awaiting={model.awaiting!r}>"
+
+
+def _submission(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
+                options: SendOptions) -> Submission:
+    """A message as given; recipients given twice are sent once."""
+    recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
+    if not recipients:
+        raise LocalProtocolError("no recipients given")
+    if not options:  # the common case, without the look-ups
+        return Submission(from_addr, recipients, msg, None, None, None, (), ())
+    ret = options.get("ret")
+    return Submission(from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None,
+                      options.get("envid"), tuple(options.get("mail_options", ())),
+                      tuple(options.get("rcpt_options", ())))
 
 
 def replies_read(session: ClientSession) -> int:

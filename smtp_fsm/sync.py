@@ -27,7 +27,6 @@ from ._driver import (
 )
 from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
 from .events import NEED_DATA, Event, StartTLS
-from .protocol.table import CLOSED, QUIT
 from .replies import Reply
 from .results import SendResult
 from .session import SendOptions, replies_read
@@ -142,9 +141,7 @@ class SMTPClient(DriverBase):
 
     def quit(self) -> Reply | None:
         """Send QUIT and close; returns the 221 (None if the server just closed)."""
-        self._require_connection()
-        if self.session.state not in (QUIT, CLOSED):  # else the engine said goodbye already (quit_after)
-            self.session.quit()
+        self._begin_quit()
         try:
             closed = self._pump(wait_closed)
         finally:

@@ -45,11 +45,9 @@ def probe(tx: Transaction, state: str) -> SendResult:
     result = tx.result
     for rcpt, reply in tx.deferred.items():
         result.refused[rcpt] = reply
-    error = transaction_error(tx, state) if not tx.sender_ok or not tx.rcpt_outstanding else None
-    if error is not None and not result.accepted:
-        result.error, result.outcome = error, _REFUSED
-    else:
-        result.outcome = Outcome.NOT_SENT
+    if not tx.sender_ok or (not tx.rcpt_outstanding and not result.accepted):
+        result.error = transaction_error(tx, state)
+    result.outcome = _REFUSED if result.error is not None else Outcome.NOT_SENT
     return result
 
 

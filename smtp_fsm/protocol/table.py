@@ -399,11 +399,18 @@ _ROWS: tuple[TransitionSpec, ...] = (
 
 TRANSITIONS: tuple[TransitionSpec, ...] = tuple(replace(row, index=index) for index, row in enumerate(_ROWS))
 TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(t.trigger for t in TRANSITIONS))
+
+
+def _recorded_rows() -> dict[str, dict[str, int]]:
+    rows: dict[str, dict[str, int]] = {}
+    for row in TRANSITIONS:
+        if row.recorded:
+            rows.setdefault(row.trigger, {})[row.source] = row.index
+    return rows
+
+
 #: trigger -> {state: the row of a reply that is only recorded in that state}.
-RECORDED_ROWS: dict[str, dict[str, int]] = {}
-for _row in TRANSITIONS:
-    if _row.recorded:
-        RECORDED_ROWS.setdefault(_row.trigger, {})[_row.source] = _row.index
+RECORDED_ROWS = _recorded_rows()
 
 
 def edges() -> set[tuple[str, str, str]]:
