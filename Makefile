@@ -21,7 +21,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy --strict smtp_fsm
+	$(BIN)/mypy --strict smtp_fsm examples
 
 diagrams: $(STAMP)
 	$(BIN)/smtp-fsm diagram --out diagrams

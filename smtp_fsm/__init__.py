@@ -25,13 +25,16 @@ from .events import (
     CommandDone,
     Event,
     MessageSent,
+    NeedData,
+    SessionEvent,
     SessionReady,
     StartTLS,
 )
 from .extensions import Capabilities
+from .protocol.table import State
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import ClientSession
+from .session import ClientSession, Notify, SendOptions, ehlo_name
 from .sync import SMTPClient
 
 __version__ = "0.1.0"
@@ -49,6 +52,8 @@ __all__ = [
     "Event",
     "LocalProtocolError",
     "MessageSent",
+    "NeedData",
+    "Notify",
     "Outcome",
     "RecipientsRefused",
     "RemoteProtocolError",
@@ -58,11 +63,15 @@ __all__ = [
     "SMTPError",
     "SMTPReplyError",
     "SMTPTimeout",
+    "SendOptions",
     "SendResult",
     "SenderRefused",
     "ServerDisconnected",
+    "SessionEvent",
     "SessionReady",
     "StartTLS",
+    "State",
     "TLSError",
     "TLSUnavailable",
+    "ehlo_name",
 ]

@@ -19,13 +19,22 @@ from typing import Any
 
 from ._model import DEFAULT_CHUNK_SIZE
 from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout
-from .events import Closed, CommandDone, Event, MessageSent, SessionReady
+from .events import Closed, CommandDone, MessageSent, SessionEvent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
 from .protocol.table import CLOSED, FINAL_STATES, QUIT
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import END_OF_DATA, STARTTLS_POLICIES, ClientSession, QuitAfter, StartTLSPolicy, bytes_buffered
+from .session import (
+    END_OF_DATA,
+    STARTTLS_POLICIES,
+    ClientSession,
+    QuitAfter,
+    StartTLSPolicy,
+    bytes_buffered,
+    ehlo_name,
+    session_error,
+)
 from .trace import TraceStep
 
 SMTP_PORT = 25
@@ -55,12 +64,6 @@ class Readable:
         if self.poller is not None:
             return bool(self.poller.poll(0))
         return bool(select.select([self.fileno], [], [], 0)[0])
-
-
-def address_literal(ip: str) -> str:
-    """RFC 5321 §4.1.3 address literal for EHLO: ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``."""
-    addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    return f"[IPv6:{addr}]" if addr.version == 6 else f"[{addr}]"
 
 
 def check_server_hostname(name: object) -> None:
@@ -166,12 +169,14 @@ class DriverBase:
         # Every invalid keyword raises now, before connecting: this session checks them all.
         # The one that runs is built at connect time with the peer's facts (_peer_facts).
         self._session_options: dict[str, Any] = dict(
-            local_hostname=local_hostname, lmtp=lmtp, encrypted=tls, starttls=starttls, username=username,
-            password=password, oauth_token=oauth_token, auth_mechanism=auth_mechanism,
+            local_hostname=local_hostname or "[127.0.0.1]", lmtp=lmtp, encrypted=tls, starttls=starttls,
+            username=username, password=password, oauth_token=oauth_token, auth_mechanism=auth_mechanism,
             allow_insecure_auth=allow_insecure_auth, pipelining=pipelining, chunking=chunking,
             chunk_size=chunk_size, quit_after=quit_after, trace=trace,
         )
         self.session = ClientSession(**self._session_options)
+        # Without a name given, EHLO says our address on the connection (ehlo_name), known at connect.
+        self._ehlo_from_socket = not local_hostname
         self.ready: SessionReady | None = None
         #: The connection is TLS now (implicit TLS, or after STARTTLS's handshake).
         self.encrypted = False
@@ -180,6 +185,10 @@ class DriverBase:
     def capabilities(self) -> Capabilities:
         """The parsed answer to the last EHLO (after STARTTLS, the second one)."""
         return self.session.capabilities
+
+    def has_extn(self, name: str) -> bool:
+        """Whether the server announced the EHLO keyword ``name`` (smtplib's ``has_extn``)."""
+        return self.session.capabilities.has_extn(name)
 
     @property
     def trace(self) -> list[TraceStep]:
@@ -213,8 +222,8 @@ class DriverBase:
         # then reads the end of the connection and reports it (ServerDisconnected, greeting).
         if peername is not None:
             options["loopback"] = is_loopback(str(peername[0]))
-        if sockname is not None and options["local_hostname"] is None:
-            options["local_hostname"] = address_literal(str(sockname[0]))
+        if sockname is not None and self._ehlo_from_socket:
+            options["local_hostname"] = ehlo_name(str(sockname[0]))
         self.session = ClientSession(**options)
 
     def _closed(self) -> bool:
@@ -227,8 +236,9 @@ class DriverBase:
     def _reset_at_connect(self) -> ServerDisconnected:
         """The server accepted and reset at once, before connect() returned: as a reset before the
         greeting that lands a moment later (the same error whichever side of connect() it falls)."""
+        state = self.session.state
         self.session.close()
-        return ServerDisconnected("server closed the connection", None, self.session.state)
+        return ServerDisconnected("server closed the connection", None, state)
 
     def _reply_timeout(self) -> float:
         """The deadline for the reply awaited now: ``data_timeout`` for the one to the end of data."""
@@ -245,7 +255,7 @@ class DriverBase:
 
     def _refuse_on_ended_session(self, items: list[Any]) -> None:
         """Raise the session's error before new work: the server left (or said 421) while idle."""
-        error = self.session.error
+        error = session_error(self.session)
         if error is not None:
             error.completed, error.uncertain, error.unsent = (), (), tuple(items)
             raise error
@@ -260,7 +270,7 @@ class Collector:
         self.results: dict[int, SendResult] = {}
         self.cut_short = False
 
-    def take(self, event: Event) -> bool:
+    def take(self, event: SessionEvent) -> bool:
         """Record ``event``; True when every awaited ticket is done and none was cut short.
 
         A message the session's end cut short comes just before that error: the pump
@@ -269,7 +279,7 @@ class Collector:
         if isinstance(event, MessageSent) and event.ticket in self.waiting:
             self.results[event.ticket] = event.result
             error = event.result.error
-            if error is not None and error is self.session.error:
+            if error is not None and error is session_error(self.session):
                 self.cut_short = True
         return len(self.results) == len(self.waiting) and not self.cut_short
 
@@ -301,27 +311,27 @@ class Collector:
         return error
 
 
-def wait_ready(event: Event) -> bool:
+def wait_ready(event: SessionEvent) -> bool:
     """The session is open -- or closed already, when told to stop during setup (quit_after)."""
     return isinstance(event, SessionReady | Closed)
 
 
-def ready_event(event: Event) -> SessionReady | None:
+def ready_event(event: SessionEvent) -> SessionReady | None:
     return event if isinstance(event, SessionReady) else None
 
 
 def wait_command(ticket: int) -> Any:
-    def done(event: Event) -> bool:
+    def done(event: SessionEvent) -> bool:
         return isinstance(event, CommandDone) and event.ticket == ticket
 
     return done
 
 
-def wait_closed(event: Event) -> bool:
+def wait_closed(event: SessionEvent) -> bool:
     return isinstance(event, Closed)
 
 
-def command_reply(event: Event) -> Reply:
+def command_reply(event: SessionEvent) -> Reply:
     assert isinstance(event, CommandDone)
     return event.reply
 

@@ -29,7 +29,17 @@ from .errors import (
     SMTPReplyError,
     TLSUnavailable,
 )
-from .events import NEED_DATA, Authenticated, Closed, CommandDone, Event, MessageSent, SessionReady, StartTLS
+from .events import (
+    NEED_DATA,
+    Authenticated,
+    Closed,
+    CommandDone,
+    MessageSent,
+    NeedData,
+    SessionEvent,
+    SessionReady,
+    StartTLS,
+)
 from .extensions import Capabilities
 from .protocol import outcomes
 from .protocol import table as protocol
@@ -64,7 +74,7 @@ class SessionModel:
     def __init__(
         self,
         *,
-        local_hostname: str | None,
+        local_hostname: str,
         lmtp: bool,
         encrypted: bool,
         loopback: bool,
@@ -87,7 +97,10 @@ class SessionModel:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise LocalProtocolError(f"chunk_size must be a positive number of octets, not {chunk_size!r}")
         # settings: fixed for the session's life
-        self.local_hostname = check_ehlo_name(local_hostname or "[127.0.0.1]")
+        if not isinstance(local_hostname, str):
+            raise LocalProtocolError(f"local_hostname must be the EHLO name (a domain, or ehlo_name(sock)), "
+                                     f"not {local_hostname!r}")
+        self.local_hostname = check_ehlo_name(local_hostname)
         self.lmtp = lmtp
         self.loopback = loopback
         self.starttls_policy = starttls
@@ -115,14 +128,14 @@ class SessionModel:
         self._parser = ReplyParser()
         self._out: list[bytes] = []
         self._inflight: deque[Pending] = deque([Pending("GREETING", _TRIGGERS["GREETING"])])
-        self._events: deque[Event | SMTPError] = deque()
+        self._events: deque[SessionEvent | SMTPError] = deque()
         self._work: deque[Work] = deque()
         self._tickets = 0
         self._caps_final = False
         self._sending: Transaction | None = None  # the message a round is being sent for
         self._command_ticket = 0
         self.error: SMTPError | None = None
-        self._close_reply: Reply | None = None
+        self.closed: Closed | None = None  # the last event, once the session has ended
         self._eof = False
         self._quit_queued = False
         self._debug = False  # log.isEnabledFor(DEBUG), read at each entry point
@@ -185,16 +198,14 @@ class SessionModel:
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def next_event(self) -> Event:
+    def next_event(self) -> SessionEvent | NeedData:
         if self._events:
             item = self._events.popleft()
             if isinstance(item, SMTPError):
-                raise item
+                raise item  # once: the Closed event that follows it is what every later call returns
             return item
-        if self.state == protocol.CLOSED:
-            return Closed(self._close_reply)
-        if self.state == protocol.FAILED and self.error is not None:
-            raise self.error
+        if self.closed is not None:
+            return self.closed
         return NEED_DATA
 
     def handshake_done(self) -> None:
@@ -206,14 +217,18 @@ class SessionModel:
     def release(self, reason: SMTPError | None) -> None:
         self._eof = True
         self._quit_queued = True
+        if self.state in _ENDED:
+            return
         self._drop_unsent_output()
-        if self.tx is not None or self.next_tx is not None or self._work:
-            self._settle_unfinished(reason or SMTPError(f"the session was closed in state {self.state!r}"))
+        if reason is None:
+            self._step(None, "closed by the caller", partial(self._fire, protocol.CLOSE, None))
+        else:
+            self._step(None, "abandoned by the caller", partial(self._fire, protocol.ABANDON, None, reason))
 
     @property
     def awaiting(self) -> str | None:
         inflight = self._inflight
-        if not inflight:
+        if not inflight or self.closed is not None:
             return None
         verb = inflight[0].verb
         return _AWAITED.get(verb, verb)
@@ -350,7 +365,7 @@ class SessionModel:
     def _command(self, verb: str, argument: str = "", tx: Transaction | None = None, rcpt: str | None = None) -> None:
         self._send(command_line(verb, argument), Pending(verb, _TRIGGERS[verb], tx, rcpt))
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: SessionEvent) -> None:
         self._events.append(event)
         self._emitted += 1
 
@@ -580,8 +595,17 @@ class SessionModel:
         self._emit(CommandDone(self._command_ticket, source_of(ev).upper(), reply_of(ev)))
 
     def closed_cleanly(self, ev: EventData) -> None:
-        self._close_reply = reply_of(ev)
-        self._emit(Closed(reply_of(ev)))
+        self._end(reply_of(ev))
+
+    def closed_locally(self, ev: EventData) -> None:
+        if self.tx is not None or self.next_tx is not None or self._work:
+            self._settle_unfinished(SMTPError(f"the session was closed in state {source_of(ev)!r}"))
+        self._end(None)
+
+    def _end(self, reply: Reply | None) -> None:
+        """The session's last event: ``next_event`` returns it from now on (after any error, raised once)."""
+        self.closed = Closed(reply, self.error)
+        self._emit(self.closed)
 
     def fail_greeting(self, ev: EventData) -> None:
         self._fail(SMTPReplyError(reply_of(ev), "server refused the session", source_of(ev)))
@@ -608,12 +632,19 @@ class SessionModel:
 
     def fail_shutdown(self, ev: EventData) -> None:
         self._fail(ServerDisconnected("server is shutting down (421)", reply_of(ev), source_of(ev)))
+        self._end(None)
 
     def fail_disconnected(self, ev: EventData) -> None:
         self._fail(ServerDisconnected("server closed the connection", None, source_of(ev)))
+        self._end(None)
 
     def fail_protocol(self, ev: EventData) -> None:
         error = cast("tuple[Any, ...]", ev.args)[1]
         if not isinstance(error, SMTPError):
             error = RemoteProtocolError("protocol error", None, source_of(ev))
         self._fail(error)
+        self._end(None)
+
+    def fail_local(self, ev: EventData) -> None:
+        self._fail(cast("tuple[Any, ...]", ev.args)[1])
+        self._end(None)

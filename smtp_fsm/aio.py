@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any
 
 from ._driver import (
     Collector,
@@ -26,10 +26,10 @@ from ._driver import (
     wait_ready,
 )
 from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
-from .events import NEED_DATA, Event, StartTLS
+from .events import NEED_DATA, SessionEvent, StartTLS
 from .replies import Reply
 from .results import SendResult
-from .session import SendOptions, replies_read
+from .session import Notify, replies_read, session_error
 
 
 class _Link(asyncio.Protocol):
@@ -214,21 +214,28 @@ class AsyncSMTPClient(DriverBase):
 
     # -- the API -----------------------------------------------------------------
 
-    async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
-                       **options: Unpack[SendOptions]) -> SendResult:
+    async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message, *,
+                       mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
+                       notify: Notify | None = None, ret: str | None = None, envid: str | None = None) -> SendResult:
         to_addrs = reusable(to_addrs)
         items: list[SendItem] = [(from_addr, to_addrs, msg)]
         await self._before_work(items)
-        ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
+        ticket = self.session.sendmail(from_addr, to_addrs, msg,
+                                       mail_options=mail_options, rcpt_options=rcpt_options, notify=notify,
+                                       ret=ret, envid=envid)
         return single_result((await self._results([ticket], items))[0])
 
     async def send_message(self, msg: Message, from_addr: str | None = None,
-                           to_addrs: str | Iterable[str] | None = None,
-                           **options: Unpack[SendOptions]) -> SendResult:
+                           to_addrs: str | Iterable[str] | None = None, *,
+                           mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
+                           notify: Notify | None = None, ret: str | None = None,
+                           envid: str | None = None) -> SendResult:
         to_addrs = reusable(to_addrs) if to_addrs is not None else None
         items = [message_item(msg, from_addr, to_addrs)]
         await self._before_work(items)
-        ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
+        ticket = self.session.send_message(msg, from_addr, to_addrs,
+                                       mail_options=mail_options, rcpt_options=rcpt_options, notify=notify,
+                                       ret=ret, envid=envid)
         return single_result((await self._results([ticket], items))[0])
 
     async def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
@@ -278,7 +285,7 @@ class AsyncSMTPClient(DriverBase):
                 if link.chunks or link.ended:
                     break
         self._absorb()
-        if self.session.error is not None:
+        if session_error(self.session) is not None:
             await self._flush_and_close()
             self._refuse_on_ended_session(items)
 
@@ -303,7 +310,7 @@ class AsyncSMTPClient(DriverBase):
                 raise collector.interrupted(exc, tickets, items) from None
         return collector.ordered(tickets)
 
-    async def _pump(self, until: Callable[[Event], bool]) -> Event:
+    async def _pump(self, until: Callable[[SessionEvent], bool]) -> SessionEvent:
         if self._link is None:
             raise LocalProtocolError("not connected")
         try:
@@ -312,7 +319,7 @@ class AsyncSMTPClient(DriverBase):
             self.close()  # never leave a transaction half-way for reuse
             raise
 
-    async def _pump_events(self, until: Callable[[Event], bool]) -> Event:
+    async def _pump_events(self, until: Callable[[SessionEvent], bool]) -> SessionEvent:
         session = self.session
         seen = replies_read(session)
         deadline = _ReplyDeadline(self._reply_timeout, self.timeout)

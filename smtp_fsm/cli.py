@@ -425,13 +425,15 @@ def _dsn_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check_with_engine(mail: Mail, args: argparse.Namespace) -> None:
     """Let the engine validate addresses, DSN words and headers before any connection is made."""
-    session = ClientSession(lmtp=args.lmtp)
+    session = None
     try:
+        session = ClientSession(local_hostname=args.ehlo or "[127.0.0.1]", lmtp=args.lmtp)
         session.sendmail(mail.sender, mail.recipients, mail.content, **_dsn_options(args))
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
     finally:
-        session.close()
+        if session is not None:
+            session.close()
 
 
 def _dry_run(mail: Mail) -> int:

@@ -167,7 +167,8 @@ def build_view(name: str) -> View:
         reached = [table.READY, *_reach(starts, stop, rules)]
         expanded = {s for s in reached if s not in exits}
     core = tuple(s for s in table.STATE_NAMES if s in reached and s not in exits)
-    view_exits = tuple(s for s in exits if s in reached or s == table.FAILED)
+    rule_dests = {_rule_rows(trigger)[1] for trigger in rules}
+    view_exits = tuple(s for s in exits if s in reached or s in rule_dests)
     drawn = set(core) | set(view_exits)
     chosen = tuple(e for e in edges if e.source in expanded and e.dest in drawn and e.trigger not in rules)
     return View(name, core, view_exits, chosen, rules)
@@ -203,6 +204,15 @@ def _edge_label(edge: Edge, lab_steps: Sequence[int] = ()) -> str:
     return "\n".join([head, *(_row_text(row) for row in edge.rows)])
 
 
+def _rules_caption(triggers: Sequence[str]) -> str:
+    """One sentence for the session-wide rules, grouped by where they lead."""
+    by_dest: dict[str, list[str]] = {}
+    for trigger in triggers:
+        by_dest.setdefault(_rule_rows(trigger)[1], []).append(trigger)
+    parts = [f"{', '.join(names)} lead{'s' if len(names) == 1 else ''} to {dest}" for dest, names in by_dest.items()]
+    return f"From every state drawn here, {'; '.join(parts)}."
+
+
 def _lab_numbers() -> dict[tuple[str, str, str], list[int]]:
     numbers: dict[tuple[str, str, str], list[int]] = {}
     for index, (source, trigger, dest, _caption) in enumerate(LAB_STEPS, start=1):
@@ -220,7 +230,7 @@ def to_dot(view: str = "machine") -> str:
     if view == "lab":
         caption += "\n" + "\n".join(textwrap.wrap(LAB_CAPTION, 90))
     if spec.rule_triggers:
-        caption += "\n" + f"From every state drawn here, {', '.join(spec.rule_triggers)} lead to failed."
+        caption += "\n" + _rules_caption(spec.rule_triggers)
     out = [
         f"// {_TITLES[view]}",
         "// Generated from smtp_fsm/protocol/table.py by smtp_fsm.diagram (make diagrams); do not edit.",

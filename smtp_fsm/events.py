@@ -1,9 +1,16 @@
-"""Immutable events that :meth:`ClientSession.next_event` hands to the caller."""
+"""Immutable events that :meth:`ClientSession.next_event` hands to the caller.
+
+``next_event`` returns a ``SessionEvent`` (the union of the event classes, so a
+``match`` over it can be checked for exhaustiveness) or ``NEED_DATA``, which is
+not an event: it is the sentinel that says "feed me", in the way of h11.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
+from .errors import SMTPError
 from .extensions import Capabilities
 from .replies import Reply
 from .results import SendResult
@@ -15,15 +22,17 @@ class Event:
     __slots__ = ()
 
 
-class _NeedData(Event):
-    __slots__ = ()
+class NeedData(enum.Enum):
+    """The type of ``NEED_DATA``: one member, so that ``event is NEED_DATA`` narrows for mypy."""
+
+    NEED_DATA = "NEED_DATA"
 
     def __repr__(self) -> str:
         return "NEED_DATA"
 
 
 #: Returned by ``next_event`` when the engine waits for more bytes from the server.
-NEED_DATA = _NeedData()
+NEED_DATA = NeedData.NEED_DATA
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,8 @@ class StartTLS(Event):
 
 @dataclass(frozen=True, slots=True)
 class Authenticated(Event):
+    """AUTH succeeded (235) with ``mechanism``."""
+
     mechanism: str
     reply: Reply
 
@@ -68,6 +79,16 @@ class CommandDone(Event):
 
 @dataclass(frozen=True, slots=True)
 class Closed(Event):
-    """The session ended cleanly after QUIT (``reply`` is None when the server closed without 221)."""
+    """The session is over: the last event, and every ``next_event`` after it returns this same one.
+
+    ``reply`` is the server's answer to QUIT (None when it closed without one, or when the
+    session ended without QUIT).  ``error`` is what ended the session, None for a clean end;
+    when it is set, ``next_event`` raised it once just before this event.
+    """
 
     reply: Reply | None
+    error: SMTPError | None = None
+
+
+#: What ``next_event`` returns besides ``NEED_DATA``: a ``match`` over it can be exhaustive.
+SessionEvent = SessionReady | StartTLS | Authenticated | MessageSent | CommandDone | Closed

@@ -33,6 +33,10 @@ class Capabilities:
     def __contains__(self, keyword: object) -> bool:
         return isinstance(keyword, str) and keyword.upper() in self.keywords
 
+    def has_extn(self, name: str) -> bool:
+        """Whether the keyword ``name`` was announced, in any case (smtplib's ``has_extn``)."""
+        return name in self
+
     @property
     def pipelining(self) -> bool:
         return "PIPELINING" in self.keywords

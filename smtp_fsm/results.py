@@ -57,6 +57,13 @@ class SendResult:
     unfinished: dict[str, Outcome] = field(default_factory=dict)
 
     @property
+    def smtplib_refused(self) -> dict[str, tuple[int, bytes]]:
+        """``refused`` in the shape smtplib's ``sendmail`` returns and its ``SMTPRecipientsRefused``
+        carries: ``{recipient: (code, text as bytes)}``, the text's lines joined by newlines."""
+        return {addr: (reply.code, reply.text.encode("utf-8"))
+                for addr, reply in self.refused.items()}
+
+    @property
     def ok(self) -> bool:
         """True when the message was delivered (to at least one recipient)."""
         return self.outcome is Outcome.DELIVERED

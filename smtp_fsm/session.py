@@ -7,6 +7,24 @@ it says ``NEED_DATA``.  Work is queued with ``sendmail``, ``send_message``,
 ``send_many``, ``noop``, ``rset`` and ``quit``; each returns a ticket, and the
 outcome comes back as an event carrying that ticket.
 
+Life cycle: every session ends the same way, whatever ended it.
+- An error that ends the session (a refused greeting or AUTH, STARTTLS
+  unavailable, a 421, the server's close, a broken reply, ``close(reason)``)
+  is raised by ``next_event`` exactly once, after the results it settled.
+  Any courtesy QUIT was queued in ``data_to_send()`` by the reply that
+  caused the error, so a loop that writes every turn has sent it by then.
+- Then comes one ``Closed`` event (``Closed.error`` is that error, or None):
+  at once when nothing more can be said, or once the server has answered the
+  courtesy QUIT (or closed).  After a refusal the session is in ``quit``
+  until then; feed it as usual.
+- From then on ``next_event`` returns that same ``Closed``, ``data_to_send``
+  returns ``b""``, queuing work raises, and ``close()`` does nothing.
+
+A loop written to this ends: write ``data_to_send()``; on ``NEED_DATA`` read
+and feed; on ``StartTLS`` wrap the socket and call ``tls_established()`` (or
+``close(the error)`` if the handshake failed); catch ``SMTPError`` once and
+keep going; stop at ``Closed``.
+
 This is the embedder's whole surface.  Behind it, a private model (_model.py)
 keeps the bookkeeping and carries out the actions of the protocol table
 (protocol/table.py), which decides everything the session does.
@@ -16,13 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from email.message import Message
-from typing import Literal, TypedDict, Unpack
+from typing import Literal, Protocol, TypedDict
 
 from ._model import DEFAULT_CHUNK_SIZE, END_OF_DATA, STARTTLS_POLICIES, SessionModel
-from .errors import LocalProtocolError, SMTPError
-from .events import Event
+from .errors import LocalProtocolError, SMTPError, SMTPTimeout, TLSError
+from .events import NeedData, SessionEvent
 from .extensions import Capabilities
 from .message import envelope_from_headers
+from .protocol.table import TLS_HANDSHAKE, State
 from .trace import TraceStep
 from .transaction import Submission
 
@@ -33,32 +52,33 @@ QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
 MessageItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
 
 
-class SendOptions(TypedDict, total=False):
-    """The ESMTP options of one message (keywords of ``sendmail`` and ``send_message``, typed)."""
+#: DSN NOTIFY (RFC 3461): NEVER, or some of SUCCESS, FAILURE, DELAY; a mapping gives it per recipient.
+Notify = Sequence[str] | Mapping[str, Sequence[str]]
 
-    #: Extra MAIL FROM parameters, ``"NAME=value"`` or ``"NAME"`` (checked, xtext where needed).
+
+class SendOptions(TypedDict, total=False):
+    """The send options as one typed dict, for code that passes them through (``**options``)."""
+
     mail_options: Sequence[str]
-    #: Extra RCPT TO parameters, the same way, for every recipient.
     rcpt_options: Sequence[str]
-    #: DSN NOTIFY (RFC 3461): NEVER, or some of SUCCESS, FAILURE, DELAY; a mapping gives it per recipient.
-    notify: Sequence[str] | Mapping[str, Sequence[str]] | None
-    #: DSN RET: FULL or HDRS.
+    notify: Notify | None
     ret: str | None
-    #: DSN ENVID: the envelope's identifier, echoed in the notifications.
     envid: str | None
 
 
 class ClientSession:
     """One SMTP (or LMTP) client session, sans-IO, driven by the protocol table.
 
-    Every keyword is checked here, before a byte exists.  ``encrypted`` and
-    ``loopback`` are facts only the caller can know: whether the transport is
-    already TLS (implicit TLS) and whether the peer is a loopback address.  AUTH
-    over an unencrypted link to a peer that is not loopback is refused unless
-    ``allow_insecure_auth`` is set.  ``quit_after`` stops the session at that point
-    with QUIT (see ``QuitAfter``): the first message queued is then only probed, its
-    ``MessageSent`` says which recipients were accepted (outcome ``not_sent``), and
-    later work is not sent.  The settings cannot change afterwards.
+    Every keyword is checked here, before a byte exists.  ``local_hostname`` is the
+    name said in EHLO: a host name, or our address as a literal (``ehlo_name(sock)``
+    gives it for a connected socket).  ``encrypted`` and ``loopback`` are facts only
+    the caller can know: whether the transport is already TLS (implicit TLS) and
+    whether the peer is a loopback address.  AUTH over an unencrypted link to a peer
+    that is not loopback is refused unless ``allow_insecure_auth`` is set.
+    ``quit_after`` stops the session at that point with QUIT (see ``QuitAfter``): the
+    first message queued is then only probed, its ``MessageSent`` says which
+    recipients were accepted (outcome ``not_sent``), and later work is not sent.
+    The settings cannot change afterwards.
     """
 
     __slots__ = ("__weakref__", "_model")
@@ -66,7 +86,7 @@ class ClientSession:
     def __init__(
         self,
         *,
-        local_hostname: str | None = None,
+        local_hostname: str,
         lmtp: bool = False,
         encrypted: bool = False,
         loopback: bool = False,
@@ -111,29 +131,44 @@ class ClientSession:
         """
         return self._model.data_to_send()
 
-    def next_event(self) -> Event:
-        """The next event, ``NEED_DATA``, or raises the error that ended the session."""
+    def next_event(self) -> SessionEvent | NeedData:
+        """The next event, or ``NEED_DATA`` when the engine must be fed.
+
+        Raises the error that ended the session, once; then returns ``Closed`` for good
+        (the module's life cycle).
+        """
         return self._model.next_event()
 
     def tls_established(self) -> None:
-        """Report that the TLS handshake the ``StartTLS`` event asked for is done."""
+        """Report that the TLS handshake the ``StartTLS`` event asked for is done.
+
+        A handshake that failed is reported with ``close(the_error)``: the session ends
+        with a ``TLSError`` chained from it.
+        """
         self._model.handshake_done()
 
-    def close(self, reason: SMTPError | None = None) -> None:
-        """Release the engine: it takes no more input or work.
+    def close(self, reason: BaseException | None = None) -> None:
+        """End the session here; it takes no more input or work.  Does nothing once it has ended.
 
-        Messages not finished yet get their ``MessageSent`` now (``uncertain`` when their
-        content was handed out, else ``not_sent``), with ``reason`` (why the caller gave up:
-        a timeout, say) as their error; ``next_event`` still hands them out.
+        ``close()`` is a clean end (``Closed`` with no error).  ``close(reason)`` says why the
+        caller gave up -- a timeout, a failed TLS handshake, any exception -- and the session
+        fails with it: an ``SMTPError`` as given, else wrapped (``TLSError`` while the
+        handshake was owed, ``SMTPTimeout`` for a ``TimeoutError``, else ``SMTPError``).
+        Either way, messages not finished get their ``MessageSent`` (``uncertain`` when their
+        content was handed out, else ``not_sent``), then the life cycle's ending follows.
         """
+        if reason is not None and not isinstance(reason, SMTPError):
+            if not isinstance(reason, BaseException):
+                raise TypeError(f"close() takes an exception or None, not {type(reason).__name__}")
+            reason = _local_error(reason, self._model.state)
         self._model.release(reason)
 
     # -- what the caller may read -----------------------------------------------
 
     @property
-    def state(self) -> str:
-        """The current state's name (protocol/table.py ``STATES``)."""
-        return self._model.state
+    def state(self) -> State:
+        """The current state (a ``State``, which is its name as a string: protocol/table.py)."""
+        return _STATES[self._model.state]
 
     @property
     def capabilities(self) -> Capabilities:
@@ -141,20 +176,20 @@ class ClientSession:
         return self._model.capabilities
 
     @property
-    def error(self) -> SMTPError | None:
-        """The error that ended the session, once it has ended with one (else None)."""
-        return self._model.error
-
-    @property
     def awaiting(self) -> str | None:
         """What the oldest reply awaited answers ("greeting", "EHLO", "MAIL FROM", "RCPT TO", "DATA",
-        ``END_OF_DATA``, "QUIT", ...), or None when nothing is awaited.
+        ``END_OF_DATA``, "QUIT", ...), or None when no reply is awaited (``if session.awaiting:``).
 
-        Drivers name it in a timeout error, and give ``END_OF_DATA`` their ``data_timeout``:
-        RFC 5321 §4.5.3.2.6 gives that reply 10 minutes, because a client that gives up
-        earlier is what creates duplicates.
+        A loop's per-reply deadline reads it (RFC 5321 §4.5.3.2): 5 minutes for most replies,
+        and 10 for ``END_OF_DATA`` (§4.5.3.2.6), because a client that gives up earlier is
+        what creates duplicates.
         """
         return self._model.awaiting
+
+    @property
+    def replies_received(self) -> int:
+        """Complete replies read so far: restart the per-reply deadline whenever it moves."""
+        return self._model.replies_received
 
     @property
     def trace(self) -> list[TraceStep] | None:
@@ -168,14 +203,22 @@ class ClientSession:
         from_addr: str,
         to_addrs: str | Iterable[str],
         msg: bytes | str | Message,
-        **options: Unpack[SendOptions],
+        *,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+        notify: Notify | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
     ) -> int:
         """Queue one message; returns its ticket (``MessageSent.ticket``).
 
-        Checked against the capabilities once known (the syntax alone before): nothing
-        invalid is queued.  Recipients given twice are sent once.  ``options``: ``SendOptions``.
+        ``mail_options`` and ``rcpt_options``: extra MAIL FROM and RCPT TO parameters,
+        ``"NAME=value"`` or ``"NAME"``.  DSN (RFC 3461): ``notify`` (NEVER, or some of
+        SUCCESS, FAILURE, DELAY; a mapping gives it per recipient), ``ret`` (FULL or HDRS),
+        ``envid``.  Checked against the capabilities once known (the syntax alone before):
+        nothing invalid is queued.  Recipients given twice are sent once.
         """
-        submission = _submission(from_addr, to_addrs, msg, options)
+        submission = _submission(from_addr, to_addrs, msg, mail_options, rcpt_options, notify, ret, envid)
         model = self._model
         model.check_open()
         return model.queue("mail", *model.prepare(submission), checked=True)
@@ -185,12 +228,18 @@ class ClientSession:
         msg: Message,
         from_addr: str | None = None,
         to_addrs: str | Iterable[str] | None = None,
-        **options: Unpack[SendOptions],
+        *,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+        notify: Notify | None = None,
+        ret: str | None = None,
+        envid: str | None = None,
     ) -> int:
         """Queue an ``email`` message; the envelope comes from its headers unless given."""
         sender, recipients = envelope_from_headers(msg)
         return self.sendmail(from_addr if from_addr is not None else sender,
-                             to_addrs if to_addrs is not None else recipients, msg, **options)
+                             to_addrs if to_addrs is not None else recipients, msg, mail_options=mail_options,
+                             rcpt_options=rcpt_options, notify=notify, ret=ret, envid=envid)
 
     def send_many(self, items: Iterable[MessageItem]) -> list[int]:
         """Queue several messages (``EmailMessage`` or ``(from, to, msg)``); pipelined when possible.
@@ -208,7 +257,7 @@ class ClientSession:
                 msg = item
             else:
                 sender, to_addrs, msg = item
-            prepared.append(model.prepare(_submission(sender, to_addrs, msg, {})))
+            prepared.append(model.prepare(_submission(sender, to_addrs, msg)))
         return [model.queue("mail", submission, tx) for submission, tx in prepared]
 
     def noop(self) -> int:
@@ -229,22 +278,59 @@ class ClientSession:
         return f"<ClientSession state={model.state!r} user={user!r} awaiting={model.awaiting!r}>"
 
 
+_STATES: dict[str, State] = {state.value: state for state in State}
+
+
 def _submission(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
-                options: SendOptions) -> Submission:
+                mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (), notify: Notify | None = None,
+                ret: str | None = None, envid: str | None = None) -> Submission:
     """A message as given; recipients given twice are sent once."""
     recipients = tuple(dict.fromkeys((to_addrs,) if isinstance(to_addrs, str) else to_addrs))
     if not recipients:
         raise LocalProtocolError("no recipients given")
-    if not options:  # the common case, without the look-ups
-        return Submission(from_addr, recipients, msg, None, None, None, (), ())
-    ret = options.get("ret")
-    return Submission(from_addr, recipients, msg, options.get("notify"), ret.upper() if ret else None,
-                      options.get("envid"), tuple(options.get("mail_options", ())),
-                      tuple(options.get("rcpt_options", ())))
+    return Submission(from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
+                      tuple(mail_options), tuple(rcpt_options))
+
+
+def _local_error(reason: BaseException, state: str) -> SMTPError:
+    """What ``close(reason)`` ends the session with, when the reason is not an SMTPError."""
+    error: SMTPError
+    if state == TLS_HANDSHAKE:
+        error = TLSError(f"TLS handshake failed: {reason or type(reason).__name__}")
+    elif isinstance(reason, TimeoutError):
+        error = SMTPTimeout(f"timed out in state {state!r}: {reason or 'no detail'}")
+    else:
+        error = SMTPError(f"closed in state {state!r}: {type(reason).__name__}: {reason}")
+    error.__cause__ = reason
+    return error
+
+
+class _Socket(Protocol):
+    def getsockname(self) -> object: ...
+
+
+def ehlo_name(local: _Socket | str) -> str:
+    """The EHLO name for a connection when no host name is configured: our end's address as an
+    RFC 5321 §4.1.3 literal, ``[192.0.2.1]`` or ``[IPv6:2001:db8::1]``.
+
+    Give the connected socket (its ``getsockname()`` is read) or our address as a string.
+    """
+    import ipaddress  # (only the drivers and embedders call this)
+
+    if isinstance(local, str):
+        address = local
+    else:
+        sockname = local.getsockname()
+        address = str(sockname[0] if isinstance(sockname, tuple) else sockname)
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        raise LocalProtocolError(f"ehlo_name needs an IP address or a connected IP socket, not {address!r}") from None
+    return f"[IPv6:{ip}]" if ip.version == 6 else f"[{ip}]"
 
 
 def replies_read(session: ClientSession) -> int:
-    """Complete replies read so far: the drivers restart their per-reply deadline when it moves."""
+    """Complete replies read so far (the drivers' fast path to ``replies_received``)."""
     return session._model.replies_received
 
 
@@ -253,5 +339,11 @@ def bytes_buffered(session: ClientSession) -> int:
     return session._model.buffered
 
 
-__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "QuitAfter", "SendOptions", "StartTLSPolicy",
-           "bytes_buffered", "replies_read"]
+def session_error(session: ClientSession) -> SMTPError | None:
+    """The error that ended the session, once it has (the drivers read it; embedders get it raised
+    once and on ``Closed.error``)."""
+    return session._model.error
+
+
+__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "Notify", "QuitAfter", "SendOptions",
+           "StartTLSPolicy", "State", "bytes_buffered", "ehlo_name", "replies_read", "session_error"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from email.message import Message
 from types import TracebackType
-from typing import Any, Unpack
+from typing import Any
 
 from ._driver import (
     Collector,
@@ -26,10 +26,10 @@ from ._driver import (
     wait_ready,
 )
 from .errors import LocalProtocolError, SMTPConnectError, SMTPError, SMTPTimeout, TLSError
-from .events import NEED_DATA, Event, StartTLS
+from .events import NEED_DATA, SessionEvent, StartTLS
 from .replies import Reply
 from .results import SendResult
-from .session import SendOptions, replies_read
+from .session import Notify, replies_read, session_error
 
 _RECV_SIZE = 65536
 _WRITE_PIECE = 1 << 20
@@ -103,20 +103,26 @@ class SMTPClient(DriverBase):
 
     # -- the API -----------------------------------------------------------------
 
-    def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
-                 **options: Unpack[SendOptions]) -> SendResult:
+    def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message, *,
+                 mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (), notify: Notify | None = None,
+                 ret: str | None = None, envid: str | None = None) -> SendResult:
         to_addrs = reusable(to_addrs)
         items: list[SendItem] = [(from_addr, to_addrs, msg)]
         self._before_work(items)
-        ticket = self.session.sendmail(from_addr, to_addrs, msg, **options)
+        ticket = self.session.sendmail(from_addr, to_addrs, msg,
+                                       mail_options=mail_options, rcpt_options=rcpt_options, notify=notify,
+                                       ret=ret, envid=envid)
         return single_result(self._results([ticket], items)[0])
 
     def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
-                     **options: Unpack[SendOptions]) -> SendResult:
+                     *, mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
+                     notify: Notify | None = None, ret: str | None = None, envid: str | None = None) -> SendResult:
         to_addrs = reusable(to_addrs) if to_addrs is not None else None
         items = [message_item(msg, from_addr, to_addrs)]
         self._before_work(items)
-        ticket = self.session.send_message(msg, from_addr, to_addrs, **options)
+        ticket = self.session.send_message(msg, from_addr, to_addrs,
+                                       mail_options=mail_options, rcpt_options=rcpt_options, notify=notify,
+                                       ret=ret, envid=envid)
         return single_result(self._results([ticket], items)[0])
 
     def send_many(self, items: Iterable[SendItem]) -> list[SendResult]:
@@ -166,7 +172,7 @@ class SMTPClient(DriverBase):
         """No transaction starts on a dead connection: take in what the idle server sent."""
         self._require_connection()
         self._absorb()
-        if self.session.error is not None:
+        if session_error(self.session) is not None:
             self._flush_and_close()
             self._refuse_on_ended_session(items)
 
@@ -202,7 +208,7 @@ class SMTPClient(DriverBase):
                 raise collector.interrupted(exc, tickets, items) from None
         return collector.ordered(tickets)
 
-    def _pump(self, until: Callable[[Event], bool]) -> Event:
+    def _pump(self, until: Callable[[SessionEvent], bool]) -> SessionEvent:
         if self._sock is None:
             raise LocalProtocolError("not connected")
         session = self.session

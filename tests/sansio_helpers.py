@@ -64,8 +64,6 @@ class Harness:
                 event = self.session.next_event()
             except SMTPError as exc:
                 step.errors.append(exc)
-                if self.session.state == "failed":
-                    break
                 continue
             if event is NEED_DATA:
                 break

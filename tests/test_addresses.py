@@ -232,7 +232,7 @@ def _greet(session: smtp_fsm.ClientSession) -> bytes:
 
 
 def test_sendmail_with_an_invalid_sender_raises_and_queues_nothing() -> None:
-    session = smtp_fsm.ClientSession()
+    session = smtp_fsm.ClientSession(local_hostname="client.example")
     with pytest.raises(LocalProtocolError, match="a space is not allowed outside a quoted local part"):
         session.sendmail("a b@example.com", ["x@example.com"], b"Subject: x\r\n\r\nhi\r\n")
     assert session.data_to_send() == b""
@@ -242,7 +242,7 @@ def test_sendmail_with_an_invalid_sender_raises_and_queues_nothing() -> None:
 
 
 def test_sendmail_with_an_invalid_recipient_raises_and_queues_nothing() -> None:
-    session = smtp_fsm.ClientSession()
+    session = smtp_fsm.ClientSession(local_hostname="client.example")
     with pytest.raises(LocalProtocolError, match="'ex_ample'"):
         session.sendmail("a@example.com", ["ok@example.com", "x@ex_ample.com"], b"Subject: x\r\n\r\nhi\r\n")
     assert session.data_to_send() == b""

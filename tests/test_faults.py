@@ -44,6 +44,7 @@ from smtp_fsm import (
     cli,
 )
 from smtp_fsm.replies import MAX_LINE
+from smtp_fsm.session import session_error
 from smtp_fsm.testing import LocalSMTPServer
 
 both = pytest.mark.parametrize("kind", list(DRIVERS))
@@ -199,7 +200,7 @@ def test_peer_facts_unknown_after_a_reset_leave_the_session_usable() -> None:
     assert session.data_to_send() == b"EHLO [127.0.0.1]\r\n"  # the default name
     session.receive_data(b"250-mx\r\n250 AUTH PLAIN\r\n")
     # not known to be loopback: credentials are not sent in clear
-    assert session.data_to_send() == b"QUIT\r\n" and isinstance(session.error, smtp_fsm.LocalProtocolError)
+    assert session.data_to_send() == b"QUIT\r\n" and isinstance(session_error(session), smtp_fsm.LocalProtocolError)
 
 
 # -- fault 4: the server leaves while the client idles ---------------------------------------------------

@@ -50,7 +50,7 @@ def test_rows_know_their_index_and_the_runtime_rows_carry_it() -> None:
 
 #: What an embedder calls; nothing else is public (the model transitions drives is private).
 PUBLIC = {"receive_data", "data_to_send", "next_event", "tls_established", "close", "sendmail", "send_message",
-          "send_many", "noop", "rset", "quit", "state", "capabilities", "error", "awaiting", "trace"}
+          "send_many", "noop", "rset", "quit", "state", "capabilities", "awaiting", "replies_received", "trace"}
 
 
 def test_the_engine_is_small_and_holds_no_table_action() -> None:
@@ -59,7 +59,7 @@ def test_the_engine_is_small_and_holds_no_table_action() -> None:
     actions = {action for row in table.TRANSITIONS for action in row.after}
     conditions = {name for row in table.TRANSITIONS for name in row.condition_names}
     assert not public & (actions | conditions)
-    session = ClientSession()
+    session = ClientSession(local_hostname="client.example")
     with pytest.raises(AttributeError):
         session.lmtp = True  # type: ignore[attr-defined]  # settings are fixed at construction
 
@@ -112,7 +112,7 @@ def test_a_pipelined_message_costs_two_triggers_and_a_chunked_one_one() -> None:
 def test_sessions_are_not_registered_with_the_shared_machine() -> None:
     # transitions' documented pattern for many short-lived models: the machine holds none, so
     # a session costs it nothing and nothing keeps a dropped session alive.
-    session = ClientSession()
+    session = ClientSession(local_hostname="client.example")
     session.receive_data(b"220 mx\r\n")
     assert session.state == "ehlo" and MACHINE.models == []
     ref = weakref.ref(session)
@@ -123,7 +123,7 @@ def test_sessions_are_not_registered_with_the_shared_machine() -> None:
 
 
 def test_a_session_dropped_without_close_is_released_too() -> None:
-    sessions = [ClientSession() for _ in range(50)]
+    sessions = [ClientSession(local_hostname="client.example") for _ in range(50)]
     for session in sessions[:25]:
         session.receive_data(b"220 mx\r\n250 mx\r\n")  # some mid-conversation
     refs = [weakref.ref(session) for session in sessions]

@@ -187,7 +187,7 @@ def run_operations(config: Config, initial: list[tuple[str, int, int]], ops: lis
     try:
         session = ClientSession(**config.options)
     except SMTPError:
-        return Harness(ClientSession())
+        return Harness(ClientSession(local_hostname="client.example"))
     harness = Harness(session)
     for item in initial:
         harness.call(lambda item=item: queue(session, item))

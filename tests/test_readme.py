@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -37,27 +37,45 @@ def test_mermaid_in_readme_is_the_generated_machine() -> None:
     )
 
 
-def test_plain_socket_loop_sends_a_message(smtp_server: LocalSMTPServer) -> None:
-    send_one = run_block("def send_one")["send_one"]
-    result = send_one(smtp_server.host, smtp_server.port, "a@example.org", ["b@example.org"],
-                      b"Subject: loop\r\n\r\nfrom the README\r\n")
-    assert result.ok
-    assert smtp_server.messages[0].message["Subject"] == "loop"
+def test_engine_loop_sends_a_message_in_plain_text(smtp_server: LocalSMTPServer) -> None:
+    send = run_block("def send(host")["send"]
+    result = send(smtp_server.host, smtp_server.port, "a@example.org", ["b@example.org"],
+                  b"Subject: loop\r\n\r\nfrom the README\r\n")
+    assert result.ok and result.outcome is smtp_fsm.Outcome.DELIVERED
+    (received,) = smtp_server.messages
+    assert received.message["Subject"] == "loop" and not received.peer_tls
 
 
-def test_memory_bio_starttls_loop() -> None:
-    starttls_loop = run_block("def starttls_loop")["starttls_loop"]
+def test_engine_loop_upgrades_with_starttls_when_offered() -> None:
+    send = run_block("def send(host")["send"]
     tls = make_test_tls("127.0.0.1")
     with LocalSMTPServer(starttls_context=tls.server_context, require_starttls=True) as server:
-        session = smtp_fsm.ClientSession(loopback=True, starttls="required")
-        session.sendmail("a@example.org", ["b@example.org"], b"Subject: bio\r\n\r\nover MemoryBIO TLS\r\n")
-        session.quit()
-        with socket.create_connection((server.host, server.port), timeout=10) as sock:
-            sock.settimeout(10)
-            starttls_loop(sock, session, tls.client_context, "127.0.0.1")
-        assert session.state == "closed"
+        result = send(server.host, server.port, "a@example.org", ["b@example.org"],
+                      b"Subject: tls\r\n\r\nover STARTTLS\r\n", tls.client_context)
+        assert result.ok
         (received,) = server.messages
-        assert received.peer_tls and received.message["Subject"] == "bio"
+        assert received.peer_tls and received.message["Subject"] == "tls"
+
+
+def test_engine_loop_ends_with_a_tls_error_when_the_handshake_fails() -> None:
+    send = run_block("def send(host")["send"]
+    tls = make_test_tls("127.0.0.1")
+    untrusting = ssl.create_default_context()  # the test CA is not in it: the handshake fails
+    with LocalSMTPServer(starttls_context=tls.server_context) as server:
+        result = send(server.host, server.port, "a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nx\r\n",
+                      untrusting)
+        assert result.outcome is smtp_fsm.Outcome.NOT_SENT and isinstance(result.error, smtp_fsm.TLSError)
+        assert isinstance(result.error.__cause__, ssl.SSLError)
+        assert server.messages == []
+
+
+def test_engine_loop_ends_when_the_server_refuses_the_sender(scripted_smtp_server: Any) -> None:
+    send = run_block("def send(host")["send"]
+    server = scripted_smtp_server(
+        "S: 220 mx ready\nC: EHLO [127.0.0.1]\nS: 250 mx\nC: MAIL FROM:<a@example.org>\n"
+        "S: 550 5.7.1 not you\nC: RSET\nS: 250 ok\nC: QUIT\nS: 221 bye\n")
+    result = send(server.host, server.port, "a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nx\r\n")
+    assert result.outcome is smtp_fsm.Outcome.REFUSED and isinstance(result.error, smtp_fsm.SenderRefused)
 
 
 def test_stepping_example_prints_what_its_comments_say() -> None:

@@ -193,7 +193,7 @@ def test_stepper_errors_are_events_not_exceptions():
     done = step.reply("HELLO?")
     assert done.state == "failed"
     assert isinstance(step.error, RemoteProtocolError)
-    assert step.events == [step.error]
+    assert step.events == [step.error, Closed(None, step.error)]
 
 
 def test_stepper_tls():
@@ -206,7 +206,7 @@ def test_stepper_tls():
 
 
 def test_stepper_takes_a_session_or_options_not_both():
-    session = ClientSession()
+    session = ClientSession(local_hostname="client.example")
     assert SessionStepper(session).session is session
     with pytest.raises(TypeError):
         SessionStepper(session, lmtp=True)

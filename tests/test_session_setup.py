@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from sansio_helpers import CLIENT, GREETING, Harness, ehlo, ready, reply
 
 from smtp_fsm import (
     Authenticated,
     AuthenticationError,
+    ClientSession,
     Closed,
     LocalProtocolError,
     RemoteProtocolError,
@@ -16,6 +19,7 @@ from smtp_fsm import (
     SMTPReplyError,
     StartTLS,
     TLSUnavailable,
+    ehlo_name,
 )
 
 EHLO_LINE = f"EHLO {CLIENT}\r\n".encode()
@@ -41,10 +45,22 @@ def test_multiline_greeting() -> None:
     assert h.feed(b"220 welcome\r\n").sent == EHLO_LINE
 
 
-def test_default_ehlo_name_is_an_address_literal() -> None:
-    session = Harness(local_hostname=None).session
+def test_the_ehlo_name_is_required_never_guessed() -> None:
+    with pytest.raises(TypeError, match="local_hostname"):
+        ClientSession()  # type: ignore[call-arg]
+    with pytest.raises(LocalProtocolError, match="local_hostname must be the EHLO name"):
+        Harness(local_hostname=None)
+
+
+def test_ehlo_name_gives_our_address_on_a_connected_socket_as_a_literal() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as sock:
+        assert ehlo_name(sock) == f"[{sock.getsockname()[0]}]" == "[127.0.0.1]"
+    assert ehlo_name("2001:db8::1") == "[IPv6:2001:db8::1]" and ehlo_name("fe80::1%eth0") == "[IPv6:fe80::1]"
+    with pytest.raises(LocalProtocolError, match="needs an IP address"):
+        ehlo_name("mail.example.com")
+    session = Harness(local_hostname=ehlo_name("192.0.2.7")).session
     session.receive_data(GREETING)
-    assert session.data_to_send() == b"EHLO [127.0.0.1]\r\n"
+    assert session.data_to_send() == b"EHLO [192.0.2.7]\r\n"
 
 
 def test_ehlo_capabilities_are_parsed() -> None:
@@ -80,9 +96,10 @@ def test_refused_greeting_sends_quit_and_reports(code: int) -> None:
 
 def test_refused_greeting_then_close_without_221_is_clean() -> None:
     h = Harness()
-    h.feed(reply(554, "go away"))
+    refused = h.feed(reply(554, "go away"))
     step = h.feed(b"")
-    assert step.state == "closed" and step.of(Closed) == [Closed(None)]
+    assert step.state == "closed" and step.of(Closed) == [Closed(None, refused.error)]
+    assert isinstance(refused.error, SMTPReplyError) and refused.error.code == 554
 
 
 @pytest.mark.parametrize("code", [500, 501, 502, 504, 550])

@@ -383,9 +383,11 @@ def test_receive_after_close_reported_is_a_local_error() -> None:
         h.session.receive_data(b"221 late\r\n")
 
 
-def test_error_is_raised_again_by_next_event_after_failure() -> None:
+def test_the_error_is_raised_once_then_the_same_closed_for_good() -> None:
     h = drive_to("ready")
-    h.feed(b"")
-    for _ in range(2):
-        with pytest.raises(ServerDisconnected):
-            h.session.next_event()
+    h.session.receive_data(b"")
+    with pytest.raises(ServerDisconnected) as info:
+        h.session.next_event()
+    closed = h.session.next_event()
+    assert isinstance(closed, Closed) and closed.error is info.value and closed.reply is None
+    assert all(h.session.next_event() is closed for _ in range(3))

@@ -223,7 +223,7 @@ def test_a_trace_without_rows_takes_no_edge() -> None:
     from smtp_fsm import ClientSession
     from smtp_fsm.stepper import step_edges
 
-    session = ClientSession(trace=True)
+    session = ClientSession(local_hostname="client.example", trace=True)
     session.receive_data(b"220 mx\r\n")
     assert session.trace is not None
     assert step_edges(session.trace) == [("greeting", "greeting_reply", "ehlo")]

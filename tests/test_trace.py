@@ -220,7 +220,8 @@ def test_the_engine_loads_only_the_small_recorder() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, smtp_fsm; s = smtp_fsm.ClientSession(trace=True); s.receive_data(b'220 mx\\r\\n'); "
+    code = ("import sys, smtp_fsm; s = smtp_fsm.ClientSession(local_hostname='c.example', trace=True); "
+            "s.receive_data(b'220 mx\\r\\n'); "
             "print(sorted(m for m in sys.modules if m.startswith('smtp_fsm.')))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "smtp_fsm.trace" in loaded.stdout

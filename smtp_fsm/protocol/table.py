@@ -39,7 +39,13 @@ a reply's own trigger: a 421 ends the session (``server_shutdown``, RFC 5321
 arrive while the client owes the TLS handshake (``SILENT_STATES``), and a
 trigger with no row for the state all break the protocol
 (``protocol_error``); the server closing the connection ends the session
-(``connection_lost``; a clean end in ``quit``).
+(``connection_lost``; a clean end in ``quit``).  The caller may end it in
+any state too: ``close()`` (``close``, to ``closed``) or ``close(reason)``
+(``abandon``, to ``failed``: a timeout, a failed TLS handshake).
+
+Every ending reaches ``closed`` or ``failed``, and the session reports it
+the same way whichever it was (session.py's life cycle): an error is raised
+by ``next_event`` once, then one ``Closed`` event ends the session.
 
 runtime.py builds the ``transitions`` machine from exactly these rows;
 diagram.py draws them; a trace records the index of each row taken.
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from transitions import EventData
 
@@ -128,6 +135,32 @@ class TransitionSpec:
         return tuple(cond.__name__ for cond in self.conditions)
 
 
+class State(StrEnum):
+    """The states by name (``ClientSession.state``); each member is its name as a string."""
+
+    GREETING = "greeting"
+    EHLO = "ehlo"
+    HELO = "helo"
+    STARTTLS = "starttls"
+    TLS_HANDSHAKE = "tls_handshake"
+    AUTH = "auth"
+    AUTH_RESPONSE = "auth_response"
+    AUTH_CANCEL = "auth_cancel"
+    READY = "ready"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    BDAT = "bdat"
+    CONTENT = "content"
+    DATA_ABORT = "data_abort"
+    RSET = "rset"
+    NOOP = "noop"
+    QUIT = "quit"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+# The table names states by plain strings (what transitions keeps on the model).
 GREETING = "greeting"
 EHLO = "ehlo"
 HELO = "helo"
@@ -172,8 +205,9 @@ STATES: tuple[StateSpec, ...] = (
     StateSpec(RSET, "RSET sent to abandon a transaction (or asked for)", "RFC 5321 §4.1.1.5", WORK),
     StateSpec(NOOP, "NOOP sent", "RFC 5321 §4.1.1.9", WORK),
     StateSpec(QUIT, "QUIT sent; waiting for 221 or the close", "RFC 5321 §4.1.1.10", END),
-    StateSpec(CLOSED, "the session ended cleanly", "RFC 5321 §3.8", END),
-    StateSpec(FAILED, "the session ended with an error", "RFC 5321 §3.8", END),
+    StateSpec(CLOSED, "the session is over: after QUIT, or close()", "RFC 5321 §3.8", END),
+    StateSpec(FAILED, "the session broke off: 421, the connection lost, a broken reply, or close(reason)",
+              "RFC 5321 §3.8", END),
 )
 
 STATE_NAMES: tuple[str, ...] = tuple(state.name for state in STATES)
@@ -222,6 +256,9 @@ SERVER_SHUTDOWN = "server_shutdown"
 CONNECTION_LOST = "connection_lost"
 PROTOCOL_ERROR = "protocol_error"
 TLS_ESTABLISHED = "tls_established"
+#: The caller's close(): the session ends where it is (the caller's own rules, not the server's).
+CLOSE = "close"
+ABANDON = "abandon"
 
 #: The rules that hold in every live state, in the order the session applies them.
 SESSION_RULES: tuple[tuple[str, str], ...] = (
@@ -229,6 +266,8 @@ SESSION_RULES: tuple[tuple[str, str], ...] = (
     (PROTOCOL_ERROR, "a reply no command waits for (RFC 2920 §3.1), bytes while the TLS handshake is owed "
                      "(RFC 3207 §4.2), a reply no row takes, or a reply that does not parse (RFC 5321 §4.2)"),
     (CONNECTION_LOST, "the server closed the connection (a clean end after QUIT)"),
+    (CLOSE, "the caller closed the session (close()): it is over, cleanly"),
+    (ABANDON, "the caller gave up on it (close(reason): a timeout, a failed TLS handshake): it failed"),
 )
 
 
@@ -395,6 +434,8 @@ _ROWS: tuple[TransitionSpec, ...] = (
         _t(PROTOCOL_ERROR, source, FAILED, [], ["fail_protocol"], "broken reply")
         for source in (*LIVE_STATES, QUIT)
     ),
+    *(_t(CLOSE, source, CLOSED, [], ["closed_locally"], "close()") for source in (*LIVE_STATES, QUIT)),
+    *(_t(ABANDON, source, FAILED, [], ["fail_local"], "close(reason)") for source in (*LIVE_STATES, QUIT)),
 )
 
 TRANSITIONS: tuple[TransitionSpec, ...] = tuple(replace(row, index=index) for index, row in enumerate(_ROWS))

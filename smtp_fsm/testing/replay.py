@@ -82,7 +82,7 @@ class _Pump:
         self._closed_seen = False
         self._eof = False
         #: The states seen after each feed (what ``states`` reports when the session keeps no trace).
-        self.states = [session.state]
+        self.states: list[str] = [session.state]
 
     def _observe(self) -> None:
         if self.session.state != self.states[-1]:
@@ -93,7 +93,7 @@ class _Pump:
         session = self.session
         out = [session.data_to_send()]
         for _ in range(_MAX_DRAIN):
-            if self._closed_seen or (self.error is not None and session.state == table.FAILED):
+            if self._closed_seen:
                 break
             try:
                 event = session.next_event()
@@ -147,6 +147,10 @@ class ReplayResult:
         return self.states[-1]
 
 
+#: The EHLO name of a default session when the transcript shows none (it ends before EHLO).
+_NO_GREETING_NAME = "[127.0.0.1]"
+
+
 def _default_session(transcript: Transcript) -> ClientSession:
     """A session whose EHLO/LHLO name is the one the transcript's first client line uses."""
     for exchange in transcript:
@@ -154,8 +158,8 @@ def _default_session(transcript: Transcript) -> ClientSession:
             verb, _, name = line.data.decode("utf-8", "replace").strip().partition(" ")
             if verb.upper() in ("EHLO", "HELO", "LHLO") and name:
                 return ClientSession(local_hostname=name.strip(), lmtp=verb.upper() == "LHLO", trace=True)
-            return ClientSession(trace=True)
-    return ClientSession(trace=True)
+            break
+    return ClientSession(local_hostname=_NO_GREETING_NAME, trace=True)
 
 
 def replay(

@@ -1,0 +1,144 @@
+"""examples/trio_starttls.py, run against real local servers: delivery over STARTTLS, a refused
+certificate, a silent server, and the example run as a script."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import trio
+
+import smtp_fsm
+from smtp_fsm.testing.servers import LocalSMTPServer, TestTLS, make_test_tls
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "trio_starttls.py"
+MESSAGE = b"Subject: trio test\r\n\r\nover STARTTLS, driven by trio\r\n"
+
+
+def load_example() -> ModuleType:
+    if str(EXAMPLE.parent) not in sys.path:
+        sys.path.insert(0, str(EXAMPLE.parent))
+    return importlib.import_module(EXAMPLE.stem)
+
+
+example = load_example()
+
+
+class RecordingSession(smtp_fsm.ClientSession):
+    """The engine as the example drives it, with every ``next_event`` outcome written down."""
+
+    made: list[RecordingSession] = []  # noqa: RUF012 (reset by the fixture)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.options = options
+        self.seen: list[object] = []  # events, NEED_DATA and raised errors, in order
+        RecordingSession.made.append(self)
+
+    def next_event(self) -> smtp_fsm.SessionEvent | smtp_fsm.NeedData:
+        try:
+            event = super().next_event()
+        except smtp_fsm.SMTPError as exc:
+            self.seen.append(exc)
+            raise
+        self.seen.append(event)
+        return event
+
+    def raised(self) -> list[smtp_fsm.SMTPError]:
+        return [item for item in self.seen if isinstance(item, smtp_fsm.SMTPError)]
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RecordingSession]]:
+    RecordingSession.made = []
+    monkeypatch.setattr(smtp_fsm, "ClientSession", RecordingSession)
+    yield RecordingSession.made
+
+
+@pytest.fixture(scope="module")
+def tls() -> TestTLS:
+    return make_test_tls("127.0.0.1")
+
+
+def run_send(host: str, port: int, context: ssl.SSLContext, **options: Any) -> smtp_fsm.SendResult:
+    """The example's ``send`` under trio, with a deadline on the whole run on top of its own."""
+
+    async def main() -> smtp_fsm.SendResult:
+        with trio.fail_after(30):
+            result: smtp_fsm.SendResult = await example.send(
+                host, port, "a@example.org", ["b@example.org"], MESSAGE, context, **{"timeout": 10.0, **options})
+            return result
+
+    return trio.run(main)
+
+
+def test_sends_over_starttls_required(tls: TestTLS, recording: list[RecordingSession]) -> None:
+    with LocalSMTPServer(starttls_context=tls.server_context, require_starttls=True) as server:
+        result = run_send(server.host, server.port, tls.client_context)
+        assert result.ok and result.outcome is smtp_fsm.Outcome.DELIVERED and result.error is None
+        assert list(result.accepted) == ["b@example.org"]
+        (received,) = server.messages
+    assert received.peer_tls
+    assert received.mail_from == "a@example.org" and received.rcpt_tos == ("b@example.org",)
+    assert received.message["Subject"] == "trio test"
+    assert "driven by trio" in str(received.message.get_payload())
+    (session,) = recording
+    assert session.options["starttls"] == "required" and session.options["local_hostname"] == "[127.0.0.1]"
+    events = [type(item) for item in session.seen if item is not smtp_fsm.NEED_DATA]
+    assert events == [smtp_fsm.StartTLS, smtp_fsm.SessionReady, smtp_fsm.MessageSent, smtp_fsm.Closed]
+    (ready,) = [item for item in session.seen if isinstance(item, smtp_fsm.SessionReady)]
+    assert ready.encrypted and "STARTTLS" not in ready.capabilities  # the second EHLO, over TLS
+    closed = session.seen[-1]
+    assert isinstance(closed, smtp_fsm.Closed) and closed.error is None
+    assert closed.reply is not None and closed.reply.code == 221
+
+
+def test_a_certificate_not_trusted_ends_with_a_tls_error_and_nothing_sent(
+        tls: TestTLS, recording: list[RecordingSession]) -> None:
+    untrusting = ssl.create_default_context()  # the test CA is not in it: the handshake fails
+    with LocalSMTPServer(starttls_context=tls.server_context, require_starttls=True) as server:
+        result = run_send(server.host, server.port, untrusting)
+        assert result.outcome is smtp_fsm.Outcome.NOT_SENT and not result.ok
+        assert isinstance(result.error, smtp_fsm.TLSError)
+        # The cause is the ssl error itself, not trio's BrokenResourceError wrapped around it.
+        assert isinstance(result.error.__cause__, ssl.SSLCertVerificationError)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(result.error)
+        assert server.messages == []
+    (session,) = recording
+    assert session.raised() == [result.error]  # raised once
+    assert [type(item) for item in session.seen if item is not smtp_fsm.NEED_DATA] == [
+        smtp_fsm.StartTLS, smtp_fsm.MessageSent, smtp_fsm.TLSError, smtp_fsm.Closed]
+    closed = session.seen[-1]
+    assert isinstance(closed, smtp_fsm.Closed) and closed.error is result.error and closed.reply is None
+
+
+def test_a_server_that_never_greets_times_out(recording: list[RecordingSession]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts: the connect still succeeds
+        host, port = silent.getsockname()[:2]
+        started = trio.current_time
+        result = run_send(host, port, ssl.create_default_context(), timeout=0.5)
+    del started
+    assert result.outcome is smtp_fsm.Outcome.NOT_SENT
+    assert isinstance(result.error, smtp_fsm.SMTPTimeout) and isinstance(result.error.__cause__, TimeoutError)
+    assert "greeting" in str(result.error.__cause__)
+    (session,) = recording
+    assert session.raised() == [result.error]
+
+
+def test_the_example_runs_as_a_script() -> None:
+    done = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "received 'trio' from alice@example.org to bob@example.org; STARTTLS: True",
+        "outcome: delivered",
+    ]
