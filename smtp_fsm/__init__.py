@@ -34,7 +34,7 @@ from .extensions import Capabilities
 from .protocol.table import State
 from .replies import Reply
 from .results import Outcome, SendResult
-from .session import ClientSession, Notify, SendOptions, ehlo_name
+from .session import ClientSession, MessageItem, Notify, SendOptions, ehlo_name
 from .sync import SMTPClient
 
 __version__ = "0.1.0"
@@ -51,6 +51,7 @@ __all__ = [
     "DataRefused",
     "Event",
     "LocalProtocolError",
+    "MessageItem",
     "MessageSent",
     "NeedData",
     "Notify",

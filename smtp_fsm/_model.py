@@ -136,7 +136,6 @@ class SessionModel:
         self._command_ticket = 0
         self.error: SMTPError | None = None
         self.closed: Closed | None = None  # the last event, once the session has ended
-        self._eof = False
         self._quit_queued = False
         self._debug = False  # log.isEnabledFor(DEBUG), read at each entry point
         self._unwritten = 0  # commands in flight whose bytes data_to_send has not handed out yet
@@ -149,15 +148,11 @@ class SessionModel:
     # -- the I/O surface ------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        if self._eof:
-            raise LocalProtocolError("receive_data called after the connection was reported closed")
+        if self.closed is not None:
+            return  # the session is over: late bytes and the server's close change nothing
         self._debug = log.isEnabledFor(logging.DEBUG)  # once per call, not per reply
         if not data:
-            self._eof = True
-            if self.state not in _ENDED:
-                self._step(None, "connection closed", partial(self._fire, protocol.CONNECTION_LOST, None))
-            return
-        if self.state in _ENDED:
+            self._step(None, "connection closed", partial(self._fire, protocol.CONNECTION_LOST, None))
             return
         if self.state in _SILENT:
             self._injected(data)
@@ -215,7 +210,6 @@ class SessionModel:
         self._step(None, "TLS established", partial(self._fire, protocol.TLS_ESTABLISHED, None))
 
     def release(self, reason: SMTPError | None) -> None:
-        self._eof = True
         self._quit_queued = True
         if self.state in _ENDED:
             return

@@ -49,7 +49,7 @@ from .message import dot_stuff, envelope_from_headers, needs_utf8_headers, paylo
 from .protocol import table as protocol
 from .replies import Reply
 from .results import SendResult
-from .session import ClientSession, QuitAfter, StartTLSPolicy
+from .session import ClientSession, QuitAfter, SendOptions, StartTLSPolicy
 from .sync import SMTPClient
 
 PROG = "smtp-fsm"
@@ -414,8 +414,8 @@ def _ready_mail(args: argparse.Namespace) -> Mail:
     return Mail(sender, recipients, data)
 
 
-def _dsn_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+def _dsn_options(args: argparse.Namespace) -> SendOptions:
+    options: SendOptions = {}
     if args.dsn_notify is not None:
         options["notify"] = [word.strip() for word in args.dsn_notify.split(",")]
     if args.dsn_ret is not None:

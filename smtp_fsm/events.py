@@ -30,6 +30,8 @@ class NeedData(enum.Enum):
     def __repr__(self) -> str:
         return "NEED_DATA"
 
+    __str__ = __repr__
+
 
 #: Returned by ``next_event`` when the engine waits for more bytes from the server.
 NEED_DATA = NeedData.NEED_DATA

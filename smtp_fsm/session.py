@@ -18,7 +18,8 @@ Life cycle: every session ends the same way, whatever ended it.
   courtesy QUIT (or closed).  After a refusal the session is in ``quit``
   until then; feed it as usual.
 - From then on ``next_event`` returns that same ``Closed``, ``data_to_send``
-  returns ``b""``, queuing work raises, and ``close()`` does nothing.
+  returns ``b""``, ``receive_data`` ignores what it is given, queuing work
+  raises, and ``close()`` does nothing.
 
 A loop written to this ends: write ``data_to_send()``; on ``NEED_DATA`` read
 and feed; on ``StartTLS`` wrap the socket and call ``tls_established()`` (or
@@ -49,6 +50,7 @@ StartTLSPolicy = Literal["opportunistic", "required", "never"]
 #: Where ``quit_after`` stops a session (swaks' ``--quit-after``): after the greeting, the first
 #: EHLO, the TLS handshake, AUTH, MAIL FROM (a probe of the sender) or the RCPT TOs (of recipients).
 QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
+#: One item of ``send_many``: an ``email`` message (envelope from its headers), or ``(from, to, msg)``.
 MessageItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
 
 
@@ -152,8 +154,9 @@ class ClientSession:
 
         ``close()`` is a clean end (``Closed`` with no error).  ``close(reason)`` says why the
         caller gave up -- a timeout, a failed TLS handshake, any exception -- and the session
-        fails with it: an ``SMTPError`` as given, else wrapped (``TLSError`` while the
-        handshake was owed, ``SMTPTimeout`` for a ``TimeoutError``, else ``SMTPError``).
+        fails with it: an ``SMTPError`` as given, else wrapped and chained from it
+        (``SMTPTimeout`` for a ``TimeoutError``, ``TLSError`` for anything else while the
+        handshake was owed, else ``SMTPError``).
         Either way, messages not finished get their ``MessageSent`` (``uncertain`` when their
         content was handed out, else ``not_sent``), then the life cycle's ending follows.
         """
@@ -294,13 +297,18 @@ def _submission(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str 
 
 def _local_error(reason: BaseException, state: str) -> SMTPError:
     """What ``close(reason)`` ends the session with, when the reason is not an SMTPError."""
+    detail = str(reason)
+    if not detail:  # trio's BrokenResourceError says nothing; what broke is its cause
+        cause = reason.__cause__
+        detail = f"{type(reason).__name__}: {cause}" if cause is not None else type(reason).__name__
     error: SMTPError
-    if state == TLS_HANDSHAKE:
-        error = TLSError(f"TLS handshake failed: {reason or type(reason).__name__}")
-    elif isinstance(reason, TimeoutError):
-        error = SMTPTimeout(f"timed out in state {state!r}: {reason or 'no detail'}")
+    if isinstance(reason, TimeoutError):
+        what = "the TLS handshake" if state == TLS_HANDSHAKE else f"state {state!r}"
+        error = SMTPTimeout(f"timed out in {what}: {detail}")
+    elif state == TLS_HANDSHAKE:
+        error = TLSError(f"TLS handshake failed: {detail}")
     else:
-        error = SMTPError(f"closed in state {state!r}: {type(reason).__name__}: {reason}")
+        error = SMTPError(f"closed in state {state!r}: {type(reason).__name__}: {detail}")
     error.__cause__ = reason
     return error
 
@@ -345,5 +353,5 @@ def session_error(session: ClientSession) -> SMTPError | None:
     return session._model.error
 
 
-__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "Notify", "QuitAfter", "SendOptions",
+__all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "MessageItem", "Notify", "QuitAfter", "SendOptions",
            "StartTLSPolicy", "State", "bytes_buffered", "ehlo_name", "replies_read", "session_error"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
 import pytest
 from drivers import DRIVERS, make_client
 from sansio_helpers import CLIENT, GREETING, ready, reply

@@ -19,9 +19,10 @@ from smtp_fsm.testing import ScriptedSMTPServer, hostile
 from smtp_fsm.testing.servers import LocalSMTPServer, RecordingHandler, make_test_tls
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "examples"))
+if str(ROOT / "examples") not in sys.path:  # examples/ is not a package
+    sys.path.insert(0, str(ROOT / "examples"))
 
-import selectors_loop  # noqa: E402  (examples/ is not a package)
+import selectors_loop  # noqa: E402
 
 BOUND = 30.0  # seconds: no test may take longer, whatever the example does
 

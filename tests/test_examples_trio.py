@@ -8,10 +8,11 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -22,6 +23,16 @@ from smtp_fsm.testing.servers import LocalSMTPServer, TestTLS, make_test_tls
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "trio_starttls.py"
 MESSAGE = b"Subject: trio test\r\n\r\nover STARTTLS, driven by trio\r\n"
+
+#: A server that says yes to STARTTLS, then never answers the ClientHello (it reads and ignores it).
+SILENT_AFTER_STARTTLS = """\
+S: 220 mx.example ESMTP
+C: EHLO [127.0.0.1]
+S: 250-mx.example
+S: 250 STARTTLS
+C: STARTTLS
+S: 220 2.0.0 go ahead
+"""
 
 
 def load_example() -> ModuleType:
@@ -36,7 +47,7 @@ example = load_example()
 class RecordingSession(smtp_fsm.ClientSession):
     """The engine as the example drives it, with every ``next_event`` outcome written down."""
 
-    made: list[RecordingSession] = []  # noqa: RUF012 (reset by the fixture)
+    made: ClassVar[list[RecordingSession]] = []  # every one made (reset by the fixture)
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -124,12 +135,27 @@ def test_a_certificate_not_trusted_ends_with_a_tls_error_and_nothing_sent(
 def test_a_server_that_never_greets_times_out(recording: list[RecordingSession]) -> None:
     with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts: the connect still succeeds
         host, port = silent.getsockname()[:2]
-        started = trio.current_time
+        started = time.monotonic()
         result = run_send(host, port, ssl.create_default_context(), timeout=0.5)
-    del started
+        waited = time.monotonic() - started
+    assert 0.4 <= waited < 5  # the per-reply deadline ended it, not the test's own
     assert result.outcome is smtp_fsm.Outcome.NOT_SENT
     assert isinstance(result.error, smtp_fsm.SMTPTimeout) and isinstance(result.error.__cause__, TimeoutError)
     assert "greeting" in str(result.error.__cause__)
+    (session,) = recording
+    assert session.raised() == [result.error]
+
+
+def test_a_handshake_that_never_finishes_times_out(
+        scripted_smtp_server: Any, tls: TestTLS, recording: list[RecordingSession]) -> None:
+    server = scripted_smtp_server(SILENT_AFTER_STARTTLS, check=False)  # (the ClientHello is not in its script)
+    started = time.monotonic()
+    result = run_send(server.host, server.port, tls.client_context, timeout=0.5)
+    assert 0.4 <= time.monotonic() - started < 5
+    # close(TimeoutError) makes an SMTPTimeout, the handshake's too, chained from it.
+    assert result.outcome is smtp_fsm.Outcome.NOT_SENT
+    assert isinstance(result.error, smtp_fsm.SMTPTimeout) and "the TLS handshake" in str(result.error)
+    assert isinstance(result.error.__cause__, TimeoutError)
     (session,) = recording
     assert session.raised() == [result.error]
 

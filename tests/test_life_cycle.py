@@ -27,6 +27,7 @@ from smtp_fsm import (
     SMTPError,
     SMTPReplyError,
     SMTPTimeout,
+    StartTLS,
     State,
     TLSError,
     TLSUnavailable,
@@ -190,7 +191,7 @@ def test_after_a_refusal_closed_waits_for_the_courtesy_quit(name: str) -> None:
 def test_a_readme_style_loop_ends_for_every_ending() -> None:
     """Write, catch SMTPError and continue, stop at Closed: bounded, and it always stops."""
     for name, ending in ENDINGS.items():
-        session, record, _ = drive(ending)
+        _, record, _ = drive(ending)
         assert isinstance(record[-1], Closed), name
         assert record.count(record[-1]) == 1, name  # Closed is handed out once before the loop stops
 
@@ -210,3 +211,33 @@ def test_a_timeout_names_the_state_and_keeps_its_cause() -> None:
     with pytest.raises(SMTPTimeout, match="in state 'ehlo'") as info:
         session.next_event()
     assert info.value.__cause__ is cause
+
+
+def test_a_reason_without_words_is_told_by_its_cause() -> None:
+    """trio's BrokenResourceError() carries no message: what broke is its __cause__."""
+
+    class BrokenResourceError(Exception):
+        pass
+
+    session = ClientSession(local_hostname=CLIENT, starttls="required")
+    for data in (GREETING, ehlo("STARTTLS"), reply(220, "go ahead")):
+        session.data_to_send()
+        session.receive_data(data)
+    broken = BrokenResourceError()
+    broken.__cause__ = ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    session.close(broken)
+    with pytest.raises(TLSError) as info:
+        session.next_event()
+    assert info.value.__cause__ is broken
+    assert str(info.value).startswith("TLS handshake failed: BrokenResourceError: [SSL: CERTIFICATE_VERIFY_FAILED]")
+
+
+def test_a_handshake_that_times_out_is_a_timeout() -> None:
+    session = ClientSession(local_hostname=CLIENT, starttls="required")
+    for data in (GREETING, ehlo("STARTTLS"), reply(220, "go ahead")):
+        session.data_to_send()
+        session.receive_data(data)
+    next(e for e in iter(session.next_event, NEED_DATA) if isinstance(e, StartTLS))
+    session.close(TimeoutError())
+    with pytest.raises(SMTPTimeout, match="timed out in the TLS handshake: TimeoutError"):
+        session.next_event()

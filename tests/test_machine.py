@@ -158,3 +158,11 @@ def test_the_shared_machine_serves_sessions_on_several_threads() -> None:
     for thread in threads:
         thread.join(60)
     assert failures == [] and not any(thread.is_alive() for thread in threads)
+
+
+def test_every_row_into_an_end_state_hands_out_the_closed_event() -> None:
+    """The life cycle's last event comes from the row that ends the session, whichever it is."""
+    ending = {"closed_cleanly", "closed_locally", "fail_shutdown", "fail_disconnected", "fail_protocol", "fail_local"}
+    into_end = [row for row in table.TRANSITIONS if row.dest in table.FINAL_STATES]
+    assert into_end and all(set(row.after) & ending for row in into_end)
+    assert not [row for row in table.TRANSITIONS if row.source in table.FINAL_STATES]
