@@ -1,19 +1,28 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Each creates the virtual environment and installs the project first.
+# Each creates the virtual environment and installs what it needs first: the demo the
+# runtime and its extra ([server]), the tests every extra. The editable install is a plain
+# path entry (pyproject.toml's package-dir), so mypy finds the package as users' tools do.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test lint bench fuzz diagrams clean
+.PHONY: demo test lint bench fuzz diagrams wheel-check clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[server]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP) $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/smtp-fsm demo
 
 test: $(STAMP)
@@ -29,6 +38,9 @@ diagrams: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+wheel-check: $(STAMP)
+	bash .ci/wheel-check
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz

@@ -1,43 +1,107 @@
-"""smtp_fsm: an SMTP client whose protocol logic is one explicit finite-state machine."""
+"""smtp_fsm: an SMTP client whose protocol logic is one explicit finite-state machine.
+
+Every name below loads on first use (PEP 562), so ``import smtp_fsm`` costs next to
+nothing: the pytest plugin is loaded in every pytest run of every project that has
+smtp_fsm installed, and the asyncio driver, the only one that needs asyncio, loads it
+only when ``AsyncSMTPClient`` is asked for.
+"""
 
 from __future__ import annotations
 
-from .aio import AsyncSMTPClient
-from .errors import (
-    AuthenticationError,
-    DataRefused,
-    LocalProtocolError,
-    RecipientsRefused,
-    RemoteProtocolError,
-    SenderRefused,
-    ServerDisconnected,
-    SMTPConnectError,
-    SMTPError,
-    SMTPReplyError,
-    SMTPTimeout,
-    TLSError,
-    TLSUnavailable,
-)
-from .events import (
-    NEED_DATA,
-    Authenticated,
-    Closed,
-    CommandDone,
-    Event,
-    MessageSent,
-    NeedData,
-    SessionEvent,
-    SessionReady,
-    StartTLS,
-)
-from .extensions import Capabilities
-from .protocol.table import State
-from .replies import Reply
-from .results import Outcome, SendResult
-from .session import ClientSession, MessageItem, Notify, SendOptions, ehlo_name
-from .sync import SMTPClient
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .aio import AsyncSMTPClient
+    from .errors import (
+        AuthenticationError,
+        DataRefused,
+        LocalProtocolError,
+        RecipientsRefused,
+        RemoteProtocolError,
+        SenderRefused,
+        ServerDisconnected,
+        SMTPConnectError,
+        SMTPError,
+        SMTPReplyError,
+        SMTPTimeout,
+        TLSError,
+        TLSUnavailable,
+    )
+    from .events import (
+        NEED_DATA,
+        Authenticated,
+        Closed,
+        CommandDone,
+        Event,
+        MessageSent,
+        NeedData,
+        SessionEvent,
+        SessionReady,
+        StartTLS,
+    )
+    from .extensions import Capabilities
+    from .protocol.table import State
+    from .replies import Reply
+    from .results import Outcome, SendResult
+    from .session import ClientSession, MessageItem, Notify, SendOptions, ehlo_name
+    from .sync import SMTPClient
+
+#: The one place the version is written (pyproject.toml reads it; ``smtp-fsm --version`` prints it).
+__version__ = "0.2.0"
+
+#: Each public name and the module that defines it.
+_WHERE = {
+    "NEED_DATA": "events",
+    "AsyncSMTPClient": "aio",
+    "Authenticated": "events",
+    "AuthenticationError": "errors",
+    "Capabilities": "extensions",
+    "ClientSession": "session",
+    "Closed": "events",
+    "CommandDone": "events",
+    "DataRefused": "errors",
+    "Event": "events",
+    "LocalProtocolError": "errors",
+    "MessageItem": "session",
+    "MessageSent": "events",
+    "NeedData": "events",
+    "Notify": "session",
+    "Outcome": "results",
+    "RecipientsRefused": "errors",
+    "RemoteProtocolError": "errors",
+    "Reply": "replies",
+    "SMTPClient": "sync",
+    "SMTPConnectError": "errors",
+    "SMTPError": "errors",
+    "SMTPReplyError": "errors",
+    "SMTPTimeout": "errors",
+    "SendOptions": "session",
+    "SendResult": "results",
+    "SenderRefused": "errors",
+    "ServerDisconnected": "errors",
+    "SessionEvent": "events",
+    "SessionReady": "events",
+    "StartTLS": "events",
+    "State": "protocol.table",
+    "TLSError": "errors",
+    "TLSUnavailable": "errors",
+    "ehlo_name": "session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next look-up is an ordinary one
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __all__ = [
     "NEED_DATA",

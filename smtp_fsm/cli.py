@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._driver import check_server_hostname
+from ._extras import MissingExtra
 from .addresses import encode_address
 from .auth import MECHANISMS
 from .errors import (
@@ -1059,6 +1060,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         command: argparse.ArgumentParser = args.command_parser
         command.print_usage(sys.stderr)
         print(f"{command.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingExtra as exc:  # one line naming the extra to install, no traceback
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

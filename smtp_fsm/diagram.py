@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._extras import require
 from .protocol import table
 
 VIEWS: tuple[str, ...] = ("machine", "setup", "transaction", "lab")
@@ -354,7 +355,8 @@ def dot_available() -> bool:
 
 def render_svg(dot_source: str) -> str:
     """Render DOT to SVG with Graphviz's ``dot``; the SVG records the sha256 of its DOT."""
-    import graphviz  # imported here so DOT and Mermaid work without it
+    # imported here so DOT and Mermaid work without it
+    graphviz = require("graphviz", "diagrams", "rendering SVG diagrams")
 
     try:
         output: bytes = graphviz.pipe("dot", "svg", dot_source.encode("utf-8"))

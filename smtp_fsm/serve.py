@@ -56,10 +56,9 @@ _CERT_NAMES = ("127.0.0.1", "localhost", "::1")
 #: Controller.stop() joins the server thread; a client stuck mid-command must not hold the exit longer.
 _STOP_TIMEOUT = 5.0
 
-AIOSMTPD_MISSING = (f"{PROG} serve needs aiosmtpd, which is not installed: pip install aiosmtpd "
-                    "(smtp_fsm depends on it; pip install 'smtp_fsm[test]' installs it too)")
+AIOSMTPD_MISSING = f"{PROG} serve needs aiosmtpd, which is not installed: pip install 'smtp_fsm[server]'"
 TRUSTME_MISSING = (f"{PROG} serve --starttls/--tls needs trustme to make its certificates, which is not "
-                   "installed: pip install 'smtp_fsm[testing]' (or pip install trustme)")
+                   "installed: pip install 'smtp_fsm[server]'")
 
 
 def _usage_error(message: str) -> Exception:

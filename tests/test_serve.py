@@ -282,8 +282,8 @@ def test_a_busy_port_exits_2_at_once() -> None:
 
 
 @pytest.mark.parametrize(("module", "args", "hint"), [
-    ("aiosmtpd", "['--port', '0']", "pip install aiosmtpd"),
-    ("trustme", "['--port', '0', '--tls']", "pip install 'smtp_fsm[testing]'"),
+    ("aiosmtpd", "['--port', '0']", "pip install 'smtp_fsm[server]'"),
+    ("trustme", "['--port', '0', '--tls']", "pip install 'smtp_fsm[server]'"),
 ])
 def test_a_missing_package_is_named_in_one_line(module: str, args: str, hint: str) -> None:
     code = (f"import sys; sys.modules[{module!r}] = None\n"

@@ -14,7 +14,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from .servers import free_port
+from .ports import free_port
 
 _TIMEOUT = 10.0
 

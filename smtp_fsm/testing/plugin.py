@@ -1,22 +1,32 @@
-"""pytest plugin (entry point ``pytest11``): fixtures with real and scripted SMTP servers on 127.0.0.1."""
+"""pytest plugin (entry point ``pytest11``): fixtures with real and scripted SMTP servers on 127.0.0.1.
+
+pytest loads this module in every run of every project that has smtp_fsm installed, so it
+imports nothing but pytest until a fixture is used: the servers (aiosmtpd), the scripted
+server and trustme load then, and a missing extra fails that test with the line to install
+it (an error, never a skip that would hide a broken setup).  ``-p no:smtp_fsm`` turns it off.
+"""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..transcript import Transcript
-from .scripted import Behaviour, ScriptedSMTPServer
-from .servers import LocalSMTPServer
+if TYPE_CHECKING:
+    import ssl
+
+    from ..transcript import Transcript
+    from .scripted import Behaviour, ScriptedSMTPServer
+    from .servers import LocalSMTPServer
 
 
 @pytest.fixture
 def smtp_server() -> Iterator[LocalSMTPServer]:
     """A real aiosmtpd server on 127.0.0.1 (free port) that keeps every message with its envelope."""
+    from .servers import LocalSMTPServer
+
     with LocalSMTPServer() as server:
         yield server
 
@@ -24,6 +34,8 @@ def smtp_server() -> Iterator[LocalSMTPServer]:
 @pytest.fixture
 def smtp_server_factory() -> Iterator[Callable[..., LocalSMTPServer]]:
     """Make servers with options (TLS, AUTH, SMTPUTF8, LMTP, PIPELINING...); all stopped at teardown."""
+    from .servers import LocalSMTPServer
+
     started: list[LocalSMTPServer] = []
 
     def make(**options: Any) -> LocalSMTPServer:
@@ -44,6 +56,8 @@ def scripted_smtp_server() -> Iterator[Callable[..., ScriptedSMTPServer]]:
     returns a started server (``.host``, ``.port``).  At teardown every server
     is stopped and, unless made with ``check=False``, ``assert_ok()`` is called.
     """
+    from .scripted import ScriptedSMTPServer
+
     started: list[tuple[ScriptedSMTPServer, bool]] = []
 
     def make(transcript: Transcript | str, *behaviours: Behaviour, check: bool = True,
@@ -72,14 +86,16 @@ class TLSCertificates:
 
 @pytest.fixture(scope="session")
 def _smtp_fsm_ca() -> Any:
-    import trustme  # only the test extras install it
+    from .._extras import require
 
-    return trustme.CA()
+    return require("trustme", "testing", "the tls_certificates fixture").CA()
 
 
 @pytest.fixture
 def tls_certificates(_smtp_fsm_ca: Any) -> TLSCertificates:
     """Server and client SSLContexts that trust each other (made with trustme; fresh contexts per test)."""
+    import ssl
+
     cert = _smtp_fsm_ca.issue_cert("127.0.0.1", "localhost")
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(server_context)

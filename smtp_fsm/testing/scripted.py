@@ -18,7 +18,6 @@ the transcript compiles to.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import select
 import socket
@@ -174,6 +173,8 @@ class ScriptedSMTPServer:
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        import asyncio  # (only here: the toolkit is loaded without asyncio)
+
         await asyncio.to_thread(self.stop)
 
     @property

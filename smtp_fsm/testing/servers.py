@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import socket
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
@@ -22,17 +21,20 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from .._extras import missing, require
+from .ports import free_port
 
+try:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.lmtp import LMTP
+    from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+except ImportError:
+    raise missing("smtp_fsm's local SMTP servers (LocalSMTPServer, the fixtures, smtp-fsm demo)", "aiosmtpd",
+                  "server") from None
 
-def free_port(host: str = "127.0.0.1", family: socket.AddressFamily = socket.AF_INET) -> int:
-    """A TCP port nothing listens on now (aiosmtpd's Controller cannot bind port 0)."""
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["LocalSMTPServer", "ReceivedMessage", "RecordingHandler", "TestTLS", "free_port", "local_smtp_server",
+           "make_test_tls"]
+
 
 
 @dataclass(frozen=True)
@@ -254,8 +256,7 @@ class TestTLS:
 
 
 def make_test_tls(*hostnames: str) -> TestTLS:
-    import trustme
-
+    trustme = require("trustme", "server", "make_test_tls (test certificates)")
     ca = trustme.CA()
     cert = ca.issue_cert(*(hostnames or ("127.0.0.1", "localhost")))
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
