@@ -9,9 +9,11 @@ aiosmtpd servers (``LocalSMTPServer`` and company, ``make_test_tls``) need
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: about 10 ms)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ..console import annotated_text
     from ..trace import MASK, TranscriptError, dump_jsonl, load_jsonl
     from ..transcript import Transcript, load_transcript, parse_transcript, to_text
