@@ -3,18 +3,16 @@ wrapped, a refused certificate, a silent server, and the example run as a script
 
 from __future__ import annotations
 
-import importlib
 import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+from example_helpers import SILENT_AFTER_STARTTLS, RecordingSession, load_example, record_sessions
 
 import smtp_fsm
 from smtp_fsm.testing.servers import LocalSMTPServer, TestTLS, make_test_tls
@@ -23,55 +21,12 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "memory_bio.py"
 MESSAGE = b"Subject: bio test\r\n\r\nencrypted by an SSLObject, carried by a plain socket\r\n"
 
-#: A server that says yes to STARTTLS, then never answers the ClientHello (it reads and ignores it).
-SILENT_AFTER_STARTTLS = """\
-S: 220 mx.example ESMTP
-C: EHLO [127.0.0.1]
-S: 250-mx.example
-S: 250 STARTTLS
-C: STARTTLS
-S: 220 2.0.0 go ahead
-"""
-
-
-def load_example() -> ModuleType:
-    if str(EXAMPLE.parent) not in sys.path:
-        sys.path.insert(0, str(EXAMPLE.parent))
-    return importlib.import_module(EXAMPLE.stem)
-
-
-example = load_example()
-
-
-class RecordingSession(smtp_fsm.ClientSession):
-    """The engine as the example drives it, with every ``next_event`` outcome written down."""
-
-    made: ClassVar[list[RecordingSession]] = []  # every one made (reset by the fixture)
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.options = options
-        self.seen: list[object] = []  # events, NEED_DATA and raised errors, in order
-        RecordingSession.made.append(self)
-
-    def next_event(self) -> smtp_fsm.SessionEvent | smtp_fsm.NeedData:
-        try:
-            event = super().next_event()
-        except smtp_fsm.SMTPError as exc:
-            self.seen.append(exc)
-            raise
-        self.seen.append(event)
-        return event
-
-    def kinds(self) -> list[type]:
-        return [type(item) for item in self.seen if item is not smtp_fsm.NEED_DATA]
+example = load_example("memory_bio")
 
 
 @pytest.fixture
-def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RecordingSession]]:
-    RecordingSession.made = []
-    monkeypatch.setattr(smtp_fsm, "ClientSession", RecordingSession)
-    yield RecordingSession.made
+def recording(monkeypatch: pytest.MonkeyPatch) -> list[RecordingSession]:
+    return record_sessions(monkeypatch)
 
 
 @pytest.fixture

@@ -160,27 +160,9 @@ class State(StrEnum):
     FAILED = "failed"
 
 
-# The table names states by plain strings (what transitions keeps on the model).
-GREETING = "greeting"
-EHLO = "ehlo"
-HELO = "helo"
-STARTTLS = "starttls"
-TLS_HANDSHAKE = "tls_handshake"
-AUTH = "auth"
-AUTH_RESPONSE = "auth_response"
-AUTH_CANCEL = "auth_cancel"
-READY = "ready"
-MAIL = "mail"
-RCPT = "rcpt"
-DATA = "data"
-BDAT = "bdat"
-CONTENT = "content"
-DATA_ABORT = "data_abort"
-RSET = "rset"
-NOOP = "noop"
-QUIT = "quit"
-CLOSED = "closed"
-FAILED = "failed"
+# The rows name states by plain strings (what transitions keeps on the model), in State's order.
+(GREETING, EHLO, HELO, STARTTLS, TLS_HANDSHAKE, AUTH, AUTH_RESPONSE, AUTH_CANCEL, READY, MAIL, RCPT, DATA, BDAT,
+ CONTENT, DATA_ABORT, RSET, NOOP, QUIT, CLOSED, FAILED) = (str(state.value) for state in State)
 
 STATES: tuple[StateSpec, ...] = (
     StateSpec(GREETING, "connected; waiting for the server's 220 greeting", "RFC 5321 §3.1, §4.3.2", SETUP),
