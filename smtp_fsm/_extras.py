@@ -18,6 +18,7 @@ EXTRAS = {
     "diagrams": ("graphviz", "SVG diagrams (with Graphviz's dot program)"),
     "server": ("aiosmtpd, trustme", "smtp-fsm demo and serve, and the testing toolkit's local servers"),
     "testing": ("smtp_fsm[server], pytest", "the pytest plugin's fixtures"),
+    "dns": ("dnspython", "direct delivery to the recipients' MX hosts (smtp_fsm.mx)"),
 }
 
 

@@ -62,6 +62,15 @@ def encode_address(address: str, *, smtputf8: bool, allow_null: bool = False) ->
     return _encode_mailbox(address, smtputf8=smtputf8, sender=allow_null)
 
 
+def ascii_domain(address: str) -> str:
+    """The domain of ``address`` as DNS is asked for it: checked, IDNA A-labels, lower case
+    (an address literal such as ``[192.0.2.1]`` as it is)."""
+    _, at, domain = address.rpartition("@")
+    if not at:
+        raise LocalProtocolError(f"address {address!r} has no '@domain'")
+    return _check_domain(address, domain).lower()
+
+
 def _refusal(address: str, problem: str) -> LocalProtocolError:
     return LocalProtocolError(f"address {address!r}: {problem}")
 

@@ -146,6 +146,12 @@ def _server(text: str) -> tuple[str, int | None]:
     return _host_port(text, 1)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, not {text!r}")
+    return int(text)
+
+
 def _local_interface(text: str) -> tuple[str, int]:
     """``--local-interface ADDR[:PORT]``: the address (or name) to connect from; no port or 0 is any port."""
     host, port = _host_port(text, 0)
@@ -559,7 +565,7 @@ def _quit_after(args: argparse.Namespace) -> tuple[QuitAfter | None, StartTLSPol
     return point, args.starttls
 
 
-def _client(args: argparse.Namespace, host: str, port: int | None) -> SMTPClient:
+def _client(args: argparse.Namespace, host: str, port: int | None, server_hostname: str | None = None) -> SMTPClient:
     mechanism = MECHANISMS.get(args.auth_mech.upper()) if args.auth_mech else None
     if args.auth_mech and mechanism is None:  # said before any password prompt
         raise UsageError(f"unknown --auth-mech {args.auth_mech!r}; choose from {', '.join(MECHANISMS)}")
@@ -571,7 +577,7 @@ def _client(args: argparse.Namespace, host: str, port: int | None) -> SMTPClient
         return SMTPClient(
             host, port, local_hostname=args.ehlo, timeout=args.timeout, data_timeout=args.data_timeout,
             family=args.family, source_address=args.local_interface,
-            tls=args.tls, starttls=starttls, tls_context=tls_context, server_hostname=args.tls_sni,
+            tls=args.tls, starttls=starttls, tls_context=tls_context, server_hostname=server_hostname or args.tls_sni,
             username=args.auth_user,
             password=None if token_only else secret, oauth_token=secret if token_only else None,
             auth_mechanism=args.auth_mech, allow_insecure_auth=args.allow_insecure_auth,
@@ -658,19 +664,20 @@ def _print_text(text: str) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    if args.server is None and not args.dry_run:
-        raise UsageError("--server is required (or use --dry-run)")
     if args.dry_run and args.output_file is not None:
         raise UsageError("--output-file holds a session's transcript, and --dry-run has none: redirect stdout")
     mail = _build_mail(args)
     _check_with_engine(mail, args)
     if args.dry_run:
         return _dry_run(mail)
-    host, port = args.server
-    client = _client(args, host, port)
     transcript = _open_transcript(args.output_file)
     try:
-        return _deliver(client, mail, args, transcript)
+        if args.server is None:  # straight to each recipient domain's MX hosts
+            from .mxcli import deliver_routed
+
+            return deliver_routed(mail, args, transcript)
+        host, port = args.server
+        return _deliver(_client(args, host, port), mail, args, transcript)
     finally:
         if transcript is not None:
             with contextlib.suppress(OSError):  # already flushed (or warned about) by _report_trace
@@ -841,6 +848,7 @@ examples:
   {PROG} send --server mx.example.org --to you@example.org
   {PROG} send --server mx.example.org --from me@example.org --to you@example.org --subject hi --body hello
   {PROG} send --server [::1]:2525 --from me@example.org --to you@example.org --dry-run
+  {PROG} send --from me@example.org --to you@example.net    # no --server: to example.net's MX hosts
   {PROG} serve --starttls --auth alice:secret --refuse '*@nowhere.test'
   {PROG} demo
   {PROG} diagram --out diagrams --format dot,mmd,svg
@@ -882,6 +890,10 @@ def _add_send(commands: Any) -> None:
     send.set_defaults(func=cmd_send, command_parser=send)
     _add_version(send)
     where = send.add_argument_group("server")
+    where.add_argument("--dns-server", type=_server, metavar="ADDR[:PORT]",
+                       help="without --server: ask this name server for the MX records (default: the system's)")
+    where.add_argument("--mx-port", type=_port, default=25, metavar="PORT",
+                       help="without --server: the port of the MX hosts (default: 25)")
     where.add_argument("--server", type=_server, metavar="HOST[:PORT]",
                        help="server to connect to; IPv6 as [::1]:2525 "
                             "(port default: 25, 465 with --tls, 24 with --lmtp)")

@@ -534,7 +534,8 @@ _BASE = ("--from", SENDER, "--to", RCPT)
     ("send", "--server", "[::1", *_BASE),
     ("send", "--server", "127.0.0.1", "--timeout", "soon", *_BASE),
     ("send", "--server", "127.0.0.1", "--timeout", "0", *_BASE),
-    ("send", *_BASE),  # no --server
+    ("send", "--tls", *_BASE),  # no --server: each domain to its MX, and --tls speaks to one server
+    ("send", "--mx-port", "0", *_BASE),
     ("send", "--server", "127.0.0.1", "--from", SENDER),  # no recipient
     ("send", "--server", "127.0.0.1", "--body-file", "/nonexistent/body.txt", *_BASE),
     ("send", "--server", "127.0.0.1", "--attach", "/nonexistent/file.pdf", *_BASE),

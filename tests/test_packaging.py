@@ -93,7 +93,9 @@ def test_a_fixture_whose_extra_is_missing_errors_with_the_install_line(tmp_path:
 
 def test_the_command_line_names_the_missing_extra_in_one_line(tmp_path: Path) -> None:
     for blocked, argv, extra in (("aiosmtpd", ["demo"], "server"),
-                                 ("graphviz", ["diagram", "--format", "svg", "--out", str(tmp_path)], "diagrams")):
+                                 ("graphviz", ["diagram", "--format", "svg", "--out", str(tmp_path)], "diagrams"),
+                                 ("dns", ["send", "--from", "a@example.org", "--to", "b@example.net", "--body", "x"],
+                                  "dns")):
         done = run_python(f"""
             import sys
             sys.modules[{blocked!r}] = None

@@ -174,7 +174,7 @@ class _LMTPController(Controller):
 
 
 class LocalSMTPServer:
-    """An aiosmtpd server on 127.0.0.1 that keeps what it receives.
+    """An aiosmtpd server on 127.0.0.1 (or ``host``) that keeps what it receives.
 
     Use as a context manager, or ``start()`` / ``stop()``.  ``messages`` lists
     what arrived; ``host`` and ``port`` say where it listens.
@@ -195,14 +195,16 @@ class LocalSMTPServer:
         pipelining: bool = False,
         data_size_limit: int | None = 33554432,
         hostname: str = "mx.smtp-fsm.test",
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.handler = handler or RecordingHandler()
         self.handler.pipelining = self.handler.pipelining or pipelining
         self.handler.lmtp = lmtp
         if credentials is not None:
             self.handler.credentials = dict(credentials)
-        self.host = "127.0.0.1"
-        self.port = free_port()
+        self.host = host  # any 127.0.0.0/8 address: several servers can share one port on different ones
+        self.port = port if port is not None else free_port(host)
         kwargs: dict[str, Any] = {
             "data_size_limit": data_size_limit,
             "enable_SMTPUTF8": smtputf8,
