@@ -83,9 +83,8 @@ def servers() -> Iterator[dict[str, LocalSMTPServer]]:
         yield made
 
 
-@pytest.fixture
-def busy_server() -> Iterator[None]:
-    """A server on BUSY that greets every connection with 421 and hangs up."""
+def raw_server(*lines: bytes) -> Iterator[None]:
+    """A server on BUSY that says ``lines[0]``, then answers each line it reads with the next one, and hangs up."""
     listener = socket.create_server((BUSY, PORT))
     listener.settimeout(0.1)
     stop = threading.Event()
@@ -97,7 +96,12 @@ def busy_server() -> Iterator[None]:
             except TimeoutError:
                 continue
             with conn:
-                conn.sendall(b"421 4.3.2 busy, try another host\r\n")
+                conn.settimeout(5)
+                conn.sendall(lines[0])
+                for line in lines[1:]:
+                    with contextlib.suppress(OSError):
+                        conn.recv(4096)
+                        conn.sendall(line)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -105,6 +109,18 @@ def busy_server() -> Iterator[None]:
     stop.set()
     thread.join(timeout=5)
     listener.close()
+
+
+@pytest.fixture
+def busy_server() -> Iterator[None]:
+    """Every connection is greeted with 421."""
+    yield from raw_server(b"421 4.3.2 busy, try another host\r\n")
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[None]:
+    """Greets, then refuses EHLO and HELO."""
+    yield from raw_server(b"220 picky ESMTP\r\n", b"554 5.7.1 not you\r\n", b"554 5.7.1 not you either\r\n")
 
 
 def send(dns_server: DNSResponder, *recipients: str, **options: object) -> dict[str, object]:
@@ -138,6 +154,15 @@ def test_a_421_greeting_passes_to_the_next_host(dns_server: DNSResponder, server
     assert delivery.host == "mx2.example.org" and delivery.result.ok
     (attempt,) = delivery.attempts
     assert attempt.host == "busy.example.org" and "421" in str(attempt.error)
+
+
+@pytest.mark.usefixtures("refusing_server")
+def test_a_refused_ehlo_passes_to_the_next_host(dns_server: DNSResponder,
+                                                servers: dict[str, LocalSMTPServer]) -> None:
+    delivery = send(dns_server, "b@busyfirst.example")["b@busyfirst.example"]
+    assert delivery.host == "mx2.example.org" and delivery.result.ok
+    (attempt,) = delivery.attempts
+    assert attempt.host == "busy.example.org" and "554" in str(attempt.error)
 
 
 def test_once_mail_is_sent_the_host_s_answer_stands(dns_server: DNSResponder,
@@ -252,3 +277,19 @@ def test_the_command_line_routes_without_server(dns_server: DNSResponder, server
     assert "nullmx.example: refused" in out and "556 5.1.10" in out
     assert done.returncode == 1  # some recipients refused
     assert [m.message["Subject"] for m in servers[MX1].messages] == ["routed"]
+
+
+def test_an_address_literal_is_its_own_host_and_bcc_stays_out_of_the_headers(dns_server: DNSResponder) -> None:
+    from email.message import EmailMessage
+
+    from smtp_fsm.mx import deliver_message
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Bcc"], msg["Subject"] = SENDER, f"b@[{MX1}]", f"c@[{MX1}]", "literal"
+    msg.set_content("no DNS for an address literal")
+    with LocalSMTPServer(host=MX1, port=PORT) as server:
+        deliveries = deliver_message(msg, nameserver=dns_server.host, nameserver_port=dns_server.port, port=PORT)
+        (delivery,) = {id(d): d for d in deliveries.values()}.values()
+        assert delivery.host == MX1 and delivery.result.ok and dns_server.questions == []
+        (received,) = server.messages
+    assert received.rcpt_tos == (f"b@[{MX1}]", f"c@[{MX1}]") and "Bcc" not in received.message
