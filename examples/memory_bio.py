@@ -83,8 +83,11 @@ def send(host: str, port: int, sender: str, recipients: str | Iterable[str], mes
                     return result
             except smtp_fsm.SMTPError:  # raised once; the results and Closed follow
                 continue
-            except ssl.SSLZeroReturnError:  # the server's close_notify: it closed the connection
-                session.receive_data(b"")
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError) as exc:  # close_notify, or a close without one
+                if tls is None:  # during the handshake: the handshake failed
+                    session.close(exc)
+                else:  # the server closed the connection, as a plain socket's b"" says
+                    session.receive_data(b"")
             except OSError as exc:  # a timeout, a reset, a failed handshake (an ssl.SSLError is an OSError)
                 session.close(exc)
         raise RuntimeError(f"the session did not end in {MAX_TURNS} turns")

@@ -95,10 +95,21 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return _submodule(__name__, name)  # smtp_fsm.session, smtp_fsm.mx, ... as after an eager import
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # the next look-up is an ordinary one
     return value
+
+
+def _submodule(package: str, name: str) -> Any:
+    """``package.name`` when it is a submodule (imported now), else the AttributeError Python expects."""
+    if not name.startswith("__"):
+        try:
+            return importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{package}.{name}":
+                raise  # the submodule exists but needs something missing: say so
+    raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

@@ -18,7 +18,7 @@ from email.message import Message
 from typing import Any
 
 from ._model import DEFAULT_CHUNK_SIZE
-from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout
+from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout, TLSError
 from .events import Closed, CommandDone, MessageSent, SessionEvent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
@@ -252,6 +252,19 @@ class DriverBase:
                                f"the server may have the message) (in state {self.session.state!r})")
         what = "greeting" if awaited == "greeting" else f"reply to {awaited}"
         return SMTPTimeout(f"no {what} within {self.timeout} s (in state {self.session.state!r})")
+
+    def _handshake_failed(self, exc: OSError) -> SMTPError:
+        """The error a failed TLS handshake raises; the engine ends with it too (its trace and Closed say so)."""
+        error: SMTPError
+        if isinstance(exc, TimeoutError):
+            error = SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out")
+        elif isinstance(exc, ssl.SSLError):
+            error = TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}")
+        else:  # the server cut the handshake (a reset, or a close the TLS layer saw as EOF)
+            error = TLSError(f"TLS handshake with {self.host}:{self.port} failed: {str(exc) or type(exc).__name__}")
+        error.__cause__ = exc
+        self.session.close(error)
+        return error
 
     def _refuse_on_ended_session(self, items: list[Any]) -> None:
         """Raise the session's error before new work: the server left (or said 421) while idle."""

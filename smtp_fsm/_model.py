@@ -598,6 +598,7 @@ class SessionModel:
 
     def _end(self, reply: Reply | None) -> None:
         """The session's last event: ``next_event`` returns it from now on (after any error, raised once)."""
+        self._drop_unsent_output()  # a QUIT not written yet when the server closed has no one to read it
         self.closed = Closed(reply, self.error)
         self._emit(self.closed)
 

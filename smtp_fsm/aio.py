@@ -407,20 +407,14 @@ class AsyncSMTPClient(DriverBase):
             async with asyncio.timeout(self.timeout):
                 transport = await loop.start_tls(link.transport, link, self._context(),
                                                  server_hostname=self.server_hostname)
-        except TimeoutError as exc:
+        except OSError as exc:  # a timeout, a certificate refused, the server cutting the handshake
+            error = self._handshake_failed(exc)
             self.close()
-            raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            self.close()
-            raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
-        except OSError as exc:
-            # The server cut the handshake: the same TLSError as the blocking driver's.
-            self.close()
-            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
-                           f"{str(exc) or type(exc).__name__}") from exc
+            raise error from exc
         if transport is None:
+            error = self._handshake_failed(ConnectionError("the connection closed"))
             self.close()
-            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: the connection closed")
+            raise error
         link.transport = transport
         self.encrypted = True
 

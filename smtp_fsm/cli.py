@@ -792,8 +792,8 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
     for path in written:
         print(path)
-    if "svg" in args.format and not diagram.dot_available():
-        print(diagram.SVG_HINT, file=sys.stderr)
+    if "svg" in args.format and not diagram.svg_available():
+        print(diagram.svg_hint(), file=sys.stderr)
     return EXIT_OK
 
 
@@ -806,7 +806,7 @@ def _write_views(out_dir: Path, formats: Sequence[str], views: Sequence[str]) ->
         "mmd": diagram.to_mermaid,
         "svg": lambda view: diagram.render_svg(diagram.to_dot(view)),
     }
-    if not diagram.dot_available():
+    if not diagram.svg_available():
         formats = [fmt for fmt in formats if fmt != "svg"]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -353,6 +353,24 @@ def dot_available() -> bool:
     return shutil.which("dot") is not None
 
 
+def svg_available() -> bool:
+    """Whether SVG can be rendered: ``dot`` on PATH and the graphviz package (``[diagrams]``) installed."""
+    if not dot_available():
+        return False
+    try:
+        import graphviz  # noqa: F401  (what render_svg drives dot with)
+    except ImportError:
+        return False
+    return True
+
+
+def svg_hint() -> str:
+    """The one line that says what SVG is missing."""
+    if not dot_available():
+        return SVG_HINT
+    return "install the graphviz package for SVG: pip install 'smtp_fsm[diagrams]'"
+
+
 def render_svg(dot_source: str) -> str:
     """Render DOT to SVG with Graphviz's ``dot``; the SVG records the sha256 of its DOT."""
     # imported here so DOT and Mermaid work without it
@@ -379,8 +397,8 @@ def svg_dot_hash(svg_text: str) -> str | None:
 def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Write ``<view>.dot``, ``.mmd`` and ``.svg`` for every view; return the paths written.
 
-    Without ``dot`` the SVGs are skipped (check ``dot_available()`` and print
-    ``SVG_HINT``); DOT and Mermaid never need it.
+    Without ``dot`` or the graphviz package the SVGs are skipped (check ``svg_available()`` and
+    print ``svg_hint()``); DOT and Mermaid never need it.
     """
     wanted = list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in FORMATS]
@@ -399,7 +417,7 @@ def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path
             write(out_dir / f"{view}.dot", sources[view])
         if "mmd" in wanted:
             write(out_dir / f"{view}.mmd", to_mermaid(view))
-    if "svg" in wanted:
+    if "svg" in wanted and svg_available():
         for view in VIEWS:
             try:
                 svg = render_svg(sources[view])

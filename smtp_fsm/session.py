@@ -3,7 +3,7 @@
 ``ClientSession`` never touches a socket, a clock or a thread.  The caller
 feeds it what the server sent (``receive_data``; ``b""`` when the server
 closed), writes what ``data_to_send`` returns, and reads ``next_event`` until
-it says ``NEED_DATA``.  Work is queued with ``sendmail``, ``send_message``,
+it says ``NEED_DATA`` (feed it) or ``Closed`` (the end).  Work is queued with ``sendmail``, ``send_message``,
 ``send_many``, ``noop``, ``rset`` and ``quit``; each returns a ticket, and the
 outcome comes back as an event carrying that ticket.
 

@@ -325,14 +325,8 @@ class SMTPClient(DriverBase):
             self._sock.settimeout(max(deadline - time.monotonic(), 0.001))
             self._sock = self._context().wrap_socket(self._sock, server_hostname=self.server_hostname)
             self.encrypted = True
-        except TimeoutError as exc:
-            raise SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out") from exc
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            raise TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}") from exc
-        except OSError as exc:
-            # The server cut the handshake (a reset, or a close the TLS layer saw as EOF).
-            raise TLSError(f"TLS handshake with {self.host}:{self.port} failed: "
-                           f"{str(exc) or type(exc).__name__}") from exc
+        except OSError as exc:  # a timeout, a certificate refused, the server cutting the handshake
+            raise self._handshake_failed(exc) from exc
 
     def _flush_and_close(self) -> None:
         # The engine may have queued a polite QUIT before reporting the error.

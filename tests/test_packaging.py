@@ -6,8 +6,8 @@ imported everything.  ``.ci/wheel-check`` does the same against the built wheel.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
+import pkgutil
 import subprocess
 import sys
 import textwrap
@@ -46,13 +46,28 @@ def test_the_asyncio_driver_loads_asyncio_when_asked_for() -> None:
     assert "AsyncSMTPClient" in dir(smtp_fsm) and set(smtp_fsm.__all__) <= set(dir(smtp_fsm))
 
 
-def test_every_public_name_resolves_and_lazy_names_do_not_shadow_modules() -> None:
-    for name in smtp_fsm.__all__:
-        assert getattr(smtp_fsm, name) is not None
-    importlib.import_module("smtp_fsm.testing.replaying")  # loaded first, the module must not hide the function
+def test_every_public_name_resolves_and_no_lazy_name_is_also_a_submodule() -> None:
+    """A submodule imported by anyone becomes the package's attribute and would hide a lazy name of its own name."""
     from smtp_fsm import testing
 
-    assert callable(testing.replay) and all(getattr(testing, name) is not None for name in testing.__all__)
+    for package in (smtp_fsm, testing):
+        assert all(getattr(package, name) is not None for name in package.__all__)
+        submodules = {module.name for module in pkgutil.iter_modules(package.__path__)}
+        assert set(package.__all__) & submodules == ({"hostile"} if package is testing else set())
+    assert callable(testing.replay)
+
+
+def test_submodules_are_attributes_as_after_an_eager_import() -> None:
+    done = run_python("""
+        import smtp_fsm
+        assert smtp_fsm.session.END_OF_DATA == "end of data" and callable(smtp_fsm.transcript.to_text)
+        assert smtp_fsm.testing.hostile.__name__ == "smtp_fsm.testing.hostile"
+        try:
+            smtp_fsm.no_such_thing
+        except AttributeError:
+            print("ok")
+    """)
+    assert done.stdout.strip() == "ok", done.stderr
 
 
 def test_loading_the_plugin_imports_nothing_heavy() -> None:
@@ -93,7 +108,6 @@ def test_a_fixture_whose_extra_is_missing_errors_with_the_install_line(tmp_path:
 
 def test_the_command_line_names_the_missing_extra_in_one_line(tmp_path: Path) -> None:
     for blocked, argv, extra in (("aiosmtpd", ["demo"], "server"),
-                                 ("graphviz", ["diagram", "--format", "svg", "--out", str(tmp_path)], "diagrams"),
                                  ("dns", ["send", "--from", "a@example.org", "--to", "b@example.net", "--body", "x"],
                                   "dns")):
         done = run_python(f"""
@@ -104,6 +118,18 @@ def test_the_command_line_names_the_missing_extra_in_one_line(tmp_path: Path) ->
         """)
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and f"pip install 'smtp_fsm[{extra}]'" in done.stderr, done.stderr
+
+
+def test_diagrams_without_the_graphviz_package_write_dot_and_mermaid_and_say_so(tmp_path: Path) -> None:
+    done = run_python(f"""
+        import sys
+        sys.modules["graphviz"] = None
+        from smtp_fsm.cli import main
+        sys.exit(main(["diagram", "--out", {str(tmp_path)!r}]))
+    """)
+    assert done.returncode == 0, done.stderr
+    assert sorted({p.suffix for p in tmp_path.iterdir()}) == [".dot", ".mmd"]
+    assert done.stderr.count("\n") == 1 and "pip install 'smtp_fsm[diagrams]'" in done.stderr, done.stderr
 
 
 def test_one_version_everywhere() -> None:

@@ -86,13 +86,20 @@ def test_wrong_password_is_535_and_closes_cleanly(kind: str, tls: TestTLS, start
 @both
 def test_untrusted_certificate_fails_and_nothing_is_sent_after(kind: str, starttls_server: LocalSMTPServer) -> None:
     untrusted = ssl.create_default_context()  # does not know the test CA
-    with pytest.raises(smtp_fsm.TLSError) as info, make_client(
-        kind, starttls_server.host, starttls_server.port, timeout=10, tls_context=untrusted,
-        username="alice@example.test", password=USERS["alice@example.test"],
-    ):
+    client = make_client(kind, starttls_server.host, starttls_server.port, timeout=10, tls_context=untrusted,
+                         username="alice@example.test", password=USERS["alice@example.test"], trace=True)
+    with pytest.raises(smtp_fsm.TLSError) as info, client:
         pass
     assert isinstance(info.value.__cause__, ssl.SSLError)
     assert starttls_server.handler.commands == ["EHLO [127.0.0.1]"]  # no EHLO, AUTH or MAIL after the handshake
+    # The engine ended with the same error (the life cycle's "TLS handshake failed" row), and its trace says so.
+    assert client.session.state == "failed"
+    with pytest.raises(smtp_fsm.TLSError) as engine:
+        client.session.next_event()  # the engine raises it once too: the driver raised it without asking
+    assert engine.value is info.value
+    closed = client.session.next_event()
+    assert isinstance(closed, smtp_fsm.Closed) and closed.error is info.value
+    assert client.trace[-1].note == "abandoned by the caller" and client.trace[-1].state_after == "failed"
 
 
 @both

@@ -51,18 +51,18 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "hostile":
-        return importlib.import_module(".hostile", __name__)
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from .. import _submodule
+
+        return _submodule(__name__, name)  # hostile, servers, scripted, ... on first use
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE, "hostile"})
+    return sorted({*globals(), *_WHERE})
 
 
 __all__ = [
