@@ -164,6 +164,7 @@ class AsyncSMTPClient(DriverBase):
     _readable: Readable | None = None  # whether the kernel holds bytes that the loop has not read yet
 
     async def connect(self) -> AsyncSMTPClient:
+        """Connect, read the greeting, negotiate EHLO/STARTTLS/AUTH; returns self."""
         if self._link is not None:
             raise LocalProtocolError("already connected")
         loop = asyncio.get_running_loop()
@@ -217,6 +218,10 @@ class AsyncSMTPClient(DriverBase):
     async def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message, *,
                        mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
                        notify: Notify | None = None, ret: str | None = None, envid: str | None = None) -> SendResult:
+        """Send one message (bytes or str, or a ``Message``) as given; its ``SendResult``.
+
+        Raises when the message went to nobody (``SenderRefused``, ``RecipientsRefused``, ``DataRefused``).
+        """
         to_addrs = reusable(to_addrs)
         items: list[SendItem] = [(from_addr, to_addrs, msg)]
         await self._before_work(items)
@@ -230,6 +235,7 @@ class AsyncSMTPClient(DriverBase):
                            mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
                            notify: Notify | None = None, ret: str | None = None,
                            envid: str | None = None) -> SendResult:
+        """Send an ``email`` message; the envelope comes from its headers unless given."""
         to_addrs = reusable(to_addrs) if to_addrs is not None else None
         items = [message_item(msg, from_addr, to_addrs)]
         await self._before_work(items)
@@ -245,14 +251,17 @@ class AsyncSMTPClient(DriverBase):
         return await self._results(self.session.send_many(batch), batch)
 
     async def noop(self) -> Reply:
+        """Send NOOP; the server's reply."""
         await self._before_work([])
         return command_reply(await self._pump(wait_command(self.session.noop())))
 
     async def rset(self) -> Reply:
+        """Send RSET; the server's reply."""
         await self._before_work([])
         return command_reply(await self._pump(wait_command(self.session.rset())))
 
     async def quit(self) -> Reply | None:
+        """Send QUIT and close; returns the 221 (None if the server just closed)."""
         self._begin_quit()
         try:
             closed = await self._pump(wait_closed)
@@ -264,6 +273,7 @@ class AsyncSMTPClient(DriverBase):
         return self._link is not None
 
     def close(self) -> None:
+        """Close the connection without QUIT (the engine is released too)."""
         if self._link is not None:
             if self._link.transport is not None:
                 self._link.transport.close()

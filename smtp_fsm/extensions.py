@@ -39,34 +39,42 @@ class Capabilities:
 
     @property
     def pipelining(self) -> bool:
+        """PIPELINING (RFC 2920) was announced."""
         return "PIPELINING" in self.keywords
 
     @property
     def starttls(self) -> bool:
+        """STARTTLS (RFC 3207) was announced."""
         return "STARTTLS" in self.keywords
 
     @property
     def chunking(self) -> bool:
+        """CHUNKING, BDAT (RFC 3030) was announced."""
         return "CHUNKING" in self.keywords
 
     @property
     def eightbitmime(self) -> bool:
+        """8BITMIME (RFC 6152) was announced."""
         return "8BITMIME" in self.keywords
 
     @property
     def smtputf8(self) -> bool:
+        """SMTPUTF8 (RFC 6531) was announced."""
         return "SMTPUTF8" in self.keywords
 
     @property
     def dsn(self) -> bool:
+        """DSN (RFC 3461) was announced."""
         return "DSN" in self.keywords
 
     @property
     def enhanced_status_codes(self) -> bool:
+        """ENHANCEDSTATUSCODES (RFC 2034) was announced."""
         return "ENHANCEDSTATUSCODES" in self.keywords
 
     @property
     def size(self) -> bool:
+        """SIZE (RFC 1870) was announced."""
         return "SIZE" in self.keywords
 
     @property

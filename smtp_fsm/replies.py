@@ -70,6 +70,7 @@ class Reply(NamedTuple):
         return self.code >= 500
 
     def text_without_code(self) -> str:
+        """The lines joined by spaces, empty lines left out."""
         return " ".join(line for line in self.lines if line)
 
     def to_bytes(self) -> bytes:

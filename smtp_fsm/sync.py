@@ -106,6 +106,10 @@ class SMTPClient(DriverBase):
     def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message, *,
                  mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (), notify: Notify | None = None,
                  ret: str | None = None, envid: str | None = None) -> SendResult:
+        """Send one message (bytes or str, or a ``Message``) as given; its ``SendResult``.
+
+        Raises when the message went to nobody (``SenderRefused``, ``RecipientsRefused``, ``DataRefused``).
+        """
         to_addrs = reusable(to_addrs)
         items: list[SendItem] = [(from_addr, to_addrs, msg)]
         self._before_work(items)
@@ -117,6 +121,7 @@ class SMTPClient(DriverBase):
     def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
                      *, mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
                      notify: Notify | None = None, ret: str | None = None, envid: str | None = None) -> SendResult:
+        """Send an ``email`` message; the envelope comes from its headers unless given."""
         to_addrs = reusable(to_addrs) if to_addrs is not None else None
         items = [message_item(msg, from_addr, to_addrs)]
         self._before_work(items)
@@ -138,10 +143,12 @@ class SMTPClient(DriverBase):
         return self._results(self.session.send_many(batch), batch)
 
     def noop(self) -> Reply:
+        """Send NOOP; the server's reply."""
         self._before_work([])
         return command_reply(self._pump(wait_command(self.session.noop())))
 
     def rset(self) -> Reply:
+        """Send RSET; the server's reply."""
         self._before_work([])
         return command_reply(self._pump(wait_command(self.session.rset())))
 

@@ -195,13 +195,16 @@ class Transcript(Sequence[Exchange]):
 
     @property
     def server_bytes(self) -> bytes:
+        """Everything the server says, as bytes on the wire."""
         return b"".join(exchange.server_bytes for exchange in self.exchanges)
 
     @property
     def client_bytes(self) -> bytes:
+        """Everything the client is expected to write, as bytes."""
         return b"".join(exchange.client_bytes for exchange in self.exchanges)
 
     def to_text(self) -> str:
+        """The transcript as ``S:``/``C:`` text (what ``parse_transcript`` reads)."""
         lines = []
         for exchange in self.exchanges:
             for line in (*exchange.server, *exchange.client):
@@ -284,6 +287,7 @@ def parse_transcript(text: str) -> Transcript:
 
 
 def load_transcript(path: str | Path) -> Transcript:
+    """Read a transcript file (``S:``/``C:`` lines)."""
     return parse_transcript(Path(path).read_text(encoding="utf-8"))
 
 

@@ -136,7 +136,11 @@ class TransitionSpec:
 
 
 class State(StrEnum):
-    """The states by name (``ClientSession.state``); each member is its name as a string."""
+    """The states by name (``ClientSession.state``); each member is its name as a string.
+
+    Its repr is the string's (``'ready'``), so messages that show a state read the same
+    whether they were given a ``State`` or the table's plain name.
+    """
 
     GREETING = "greeting"
     EHLO = "ehlo"
@@ -158,6 +162,9 @@ class State(StrEnum):
     QUIT = "quit"
     CLOSED = "closed"
     FAILED = "failed"
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 # The rows name states by plain strings (what transitions keeps on the model), in State's order.

@@ -144,6 +144,7 @@ class ReplayResult:
 
     @property
     def final_state(self) -> str:
+        """The state the session ended in."""
         return self.states[-1]
 
 
@@ -269,6 +270,7 @@ class SessionStepper:
 
     @property
     def state(self) -> str:
+        """The session's state now."""
         return self.session.state
 
     @property
@@ -283,10 +285,12 @@ class SessionStepper:
 
     @property
     def error(self) -> SMTPError | None:
+        """The error that ended the session, or None."""
         return self._pump.error
 
     @property
     def trace(self) -> list[TraceStep]:
+        """The steps recorded so far."""
         return list(self.session.trace or [])
 
     def _record(self, count: int, out: bytes) -> Stepped:

@@ -141,6 +141,7 @@ class ScriptedSMTPServer:
     # -- life cycle ---------------------------------------------------------------
 
     def start(self) -> ScriptedSMTPServer:
+        """Start serving the transcript in a thread; returns self."""
         self._listener.listen(4)
         self._listener.settimeout(_SLICE)
         self._thread = threading.Thread(target=self._serve, name=f"scripted-smtp-{self.port}", daemon=True)
@@ -179,6 +180,7 @@ class ScriptedSMTPServer:
 
     @property
     def ok(self) -> bool:
+        """True when no client deviated from the transcript."""
         return not self.failures
 
     def assert_ok(self) -> None:

@@ -52,6 +52,7 @@ class ReceivedMessage:
 
     @property
     def message(self) -> EmailMessage:
+        """The content parsed with the ``email`` package (the default policy)."""
         parsed = message_from_bytes(self.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
@@ -80,6 +81,7 @@ class RecordingHandler:
 
     async def handle_EHLO(self, server: SMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
+        """aiosmtpd's EHLO hook: records the EHLO and adds PIPELINING to aiosmtpd's keywords when offered."""
         session.host_name = hostname
         self.commands.append(f"EHLO {hostname}")
         if self.pipelining:
@@ -88,6 +90,7 @@ class RecordingHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
+        """aiosmtpd's MAIL hook: records the sender and its parameters."""
         self.commands.append(f"MAIL {address}")
         if self.mail_reply is not None:
             return self.mail_reply
@@ -98,6 +101,7 @@ class RecordingHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
+        """aiosmtpd's RCPT hook: accepts, or refuses as ``refuse`` says."""
         self.commands.append(f"RCPT {address}")
         if address in self.refuse:
             return self.refuse[address]
@@ -107,6 +111,7 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
+        """aiosmtpd's DATA hook: stores the message (LMTP: answers per recipient)."""
         content = envelope.original_content if envelope.original_content is not None else envelope.content
         assert isinstance(content, bytes)
         received = ReceivedMessage(
@@ -132,6 +137,7 @@ class RecordingHandler:
 
     # SASL mechanisms that aiosmtpd does not build in (its docs: auth_* handler methods).
     async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:
+        """AUTH CRAM-MD5 (RFC 2195), checked against ``credentials``."""
         challenge = f"<{threading.get_ident()}.{len(self.messages)}@smtp-fsm.test>".encode()
         answer = await server.challenge_auth(challenge, encode_to_b64=True)
         if not isinstance(answer, bytes):
@@ -143,6 +149,7 @@ class RecordingHandler:
         return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user.encode(), b""))
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
+        """AUTH XOAUTH2: the token is accepted when it equals the user's password."""
         if len(args) < 2:
             return AuthResult(success=False, handled=False)
         raw = base64.b64decode(args[1]).decode()
@@ -156,6 +163,7 @@ class RecordingHandler:
         return AuthResult(success=False, handled=False)
 
     def authenticate(self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        """aiosmtpd's authenticator for PLAIN and LOGIN, against ``credentials``."""
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
             if self.credentials.get(user) == password:
@@ -223,13 +231,16 @@ class LocalSMTPServer:
 
     @property
     def messages(self) -> list[ReceivedMessage]:
+        """What the server received, in order (``ReceivedMessage``)."""
         return self.handler.messages
 
     def start(self) -> LocalSMTPServer:
+        """Start listening (in aiosmtpd's own thread); returns self."""
         self._controller.start()
         return self
 
     def stop(self) -> None:
+        """Stop the server."""
         self._controller.stop()
 
     def __enter__(self) -> LocalSMTPServer:
@@ -241,6 +252,7 @@ class LocalSMTPServer:
 
 @contextmanager
 def local_smtp_server(**options: Any) -> Iterator[LocalSMTPServer]:
+    """A started ``LocalSMTPServer`` for a ``with`` block; stopped at its end."""
     server = LocalSMTPServer(**options)
     with server:
         yield server
@@ -258,6 +270,7 @@ class TestTLS:
 
 
 def make_test_tls(*hostnames: str) -> TestTLS:
+    """A throwaway CA (trustme) and contexts for ``hostnames``: server and client trust each other."""
     trustme = require("trustme", "server", "make_test_tls (test certificates)")
     ca = trustme.CA()
     cert = ca.issue_cert(*(hostnames or ("127.0.0.1", "localhost")))
