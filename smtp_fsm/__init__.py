@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         SMTPReplyError,
         SMTPTimeout,
         TLSError,
+        TLSHandshakeTimeout,
         TLSUnavailable,
     )
     from .events import (
@@ -87,6 +88,7 @@ _WHERE = {
     "StartTLS": "events",
     "State": "protocol.table",
     "TLSError": "errors",
+    "TLSHandshakeTimeout": "errors",
     "TLSUnavailable": "errors",
     "ehlo_name": "session",
 }
@@ -150,6 +152,7 @@ __all__ = [
     "StartTLS",
     "State",
     "TLSError",
+    "TLSHandshakeTimeout",
     "TLSUnavailable",
     "ehlo_name",
 ]

@@ -18,7 +18,7 @@ from email.message import Message
 from typing import Any
 
 from ._model import DEFAULT_CHUNK_SIZE
-from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout, TLSError
+from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout, TLSError, TLSHandshakeTimeout
 from .events import Closed, CommandDone, MessageSent, SessionEvent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
@@ -257,7 +257,7 @@ class DriverBase:
         """The error a failed TLS handshake raises; the engine ends with it too (its trace and Closed say so)."""
         error: SMTPError
         if isinstance(exc, TimeoutError):
-            error = SMTPTimeout(f"TLS handshake with {self.host}:{self.port} timed out")
+            error = TLSHandshakeTimeout(f"TLS handshake with {self.host}:{self.port} timed out")
         elif isinstance(exc, ssl.SSLError):
             error = TLSError(f"TLS handshake with {self.server_hostname} failed: {exc}")
         else:  # the server cut the handshake (a reset, or a close the TLS layer saw as EOF)

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import getpass
 import io
+import ipaddress
 import math
 import mimetypes
 import os
@@ -144,6 +145,15 @@ def _host_port(text: str, lowest_port: int) -> tuple[str, int | None]:
 
 def _server(text: str) -> tuple[str, int | None]:
     return _host_port(text, 1)
+
+
+def _name_server(text: str) -> tuple[str, int | None]:
+    host, port = _host_port(text, 1)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give the name server as an IP address, not {host!r}") from None
+    return host, port
 
 
 def _port(text: str) -> int:
@@ -890,7 +900,7 @@ def _add_send(commands: Any) -> None:
     send.set_defaults(func=cmd_send, command_parser=send)
     _add_version(send)
     where = send.add_argument_group("server")
-    where.add_argument("--dns-server", type=_server, metavar="ADDR[:PORT]",
+    where.add_argument("--dns-server", type=_name_server, metavar="ADDR[:PORT]",
                        help="without --server: ask this name server for the MX records (default: the system's)")
     where.add_argument("--mx-port", type=_port, default=25, metavar="PORT",
                        help="without --server: the port of the MX hosts (default: 25)")

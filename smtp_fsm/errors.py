@@ -122,5 +122,9 @@ class TLSError(SMTPError):
     """The TLS handshake or certificate verification failed (chained from ``ssl.SSLError``)."""
 
 
+class TLSHandshakeTimeout(SMTPTimeout, TLSError):
+    """The TLS handshake did not finish in time: a timeout, and a TLS failure (never fall back to plain text)."""
+
+
 class SMTPConnectError(SMTPError, OSError):
     """The TCP connection could not be made (chained from the ``OSError``)."""

@@ -22,6 +22,7 @@ for MTAs.  DNS is dnspython's (``pip install 'smtp_fsm[dns]'``); give a ``resolv
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import ssl
 from collections.abc import Callable, Iterable
@@ -30,9 +31,10 @@ from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 from ._extras import require
-from .addresses import ascii_domain
+from .addresses import ascii_domain, encode_address
 from .errors import LocalProtocolError, RecipientsRefused, SMTPError, TLSError, TLSUnavailable
 from .message import envelope_from_headers
+from .protocol.table import READY
 from .replies import Reply
 from .results import Outcome, SendResult
 from .session import StartTLSPolicy
@@ -78,11 +80,16 @@ class Route:
     hosts: list[str] = field(default_factory=list)
     refusal: Reply | None = None  # 5xx: refused for good
     failure: SMTPError | None = None  # DNS did not answer: try again later
+    addresses: dict[str, list[str]] = field(default_factory=dict)  # those already looked up
 
 
 def make_resolver(nameserver: str, port: int = 53) -> dns.resolver.Resolver:
     """A resolver asking ``nameserver`` (an address) only, and no system configuration."""
     resolver_module = require("dns.resolver", "dns", "MX routing")
+    try:
+        ipaddress.ip_address(nameserver)
+    except ValueError:
+        raise LocalProtocolError(f"the name server must be an IP address, not {nameserver!r}") from None
     resolver: dns.resolver.Resolver = resolver_module.Resolver(configure=False)
     resolver.nameservers = [nameserver]
     resolver.port = port
@@ -95,15 +102,19 @@ def route(domain: str, resolver: dns.resolver.Resolver, rng: random.Random | Non
     dns_resolver = require("dns.resolver", "dns", "MX routing")
     dns_exception = require("dns.exception", "dns", "MX routing")
     if domain.startswith("["):  # an address literal: that host, no DNS
-        return Route(domain, [domain[1:-1].removeprefix("IPv6:")])
+        inner = domain[1:-1]
+        return Route(domain, [inner[5:] if inner[:5].lower() == "ipv6:" else inner])
     try:
         answer = resolver.resolve(domain, "MX", search=False)
     except dns_resolver.NXDOMAIN:
         return Route(domain, refusal=Reply(550, (f"5.1.2 domain {domain} does not exist (NXDOMAIN)",)))
     except dns_resolver.NoAnswer:
         # RFC 5321 §5.1: no MX, so the domain is its own host -- if it has an address at all.
-        if _addresses(domain, resolver):
-            return Route(domain, [domain])
+        addresses, trouble = _addresses(domain, resolver)
+        if addresses:
+            return Route(domain, [domain], addresses={domain: addresses})
+        if trouble is not None:  # not known to have none: try again later, never refuse for it
+            return Route(domain, failure=trouble)
         return Route(domain, refusal=Reply(550, (f"5.1.2 domain {domain} has no MX and no address",)))
     except dns_exception.DNSException as exc:  # a timeout, no server answering: try again later
         return Route(domain, failure=SMTPError(f"DNS lookup of the MX of {domain} failed: {exc}"))
@@ -112,8 +123,8 @@ def route(domain: str, resolver: dns.resolver.Resolver, rng: random.Random | Non
         # RFC 7505 §3: a null MX says the domain takes no mail; RFC 7504's code for it.
         return Route(domain, refusal=Reply(556, (f"5.1.10 domain {domain} accepts no mail (null MX)",)))
     by_preference: dict[int, list[str]] = {}
-    for preference, host in records:
-        if host:
+    for preference, host in sorted(records):
+        if host and all(host.lower() not in hosts for hosts in by_preference.values()):  # once, at its best
             by_preference.setdefault(preference, []).append(host.lower())
     hosts: list[str] = []
     shuffle = (rng or random).shuffle
@@ -124,16 +135,21 @@ def route(domain: str, resolver: dns.resolver.Resolver, rng: random.Random | Non
     return Route(domain, hosts)
 
 
-def _addresses(host: str, resolver: dns.resolver.Resolver) -> list[str]:
-    """Every A, then every AAAA address of ``host`` (none when it has none, or DNS fails)."""
+def _addresses(host: str, resolver: dns.resolver.Resolver) -> tuple[list[str], SMTPError | None]:
+    """Every A, then every AAAA address of ``host``; and the DNS trouble met, if any (a timeout,
+    SERVFAIL: the host may have addresses nobody could tell), as opposed to a plain "none"."""
+    dns_resolver = require("dns.resolver", "dns", "MX routing")
     dns_exception = require("dns.exception", "dns", "MX routing")
     found: list[str] = []
+    trouble: SMTPError | None = None
     for rdtype in ("A", "AAAA"):
         try:
             found.extend(str(record) for record in resolver.resolve(host, rdtype, search=False))
-        except dns_exception.DNSException:  # NXDOMAIN, NoAnswer, a timeout: this family gives nothing
-            continue
-    return found
+        except (dns_resolver.NXDOMAIN, dns_resolver.NoAnswer):
+            continue  # none of this family
+        except dns_exception.DNSException as exc:
+            trouble = SMTPError(f"DNS lookup of the {rdtype} records of {host} failed: {exc}")
+    return found, trouble
 
 
 def deliver(
@@ -152,13 +168,17 @@ def deliver(
     data_timeout: float = 600.0,
     connect: Connect | None = None,
     rng: random.Random | None = None,
+    max_addresses: int = 10,
 ) -> dict[str, Delivery]:
     """Send one message to each recipient's domain's mail hosts; a ``Delivery`` per recipient.
 
     Recipients of one domain share one transaction and so one ``Delivery``.  ``connect(address,
     host)`` makes the client for one attempt (the command line uses it for its own settings);
     by default an ``SMTPClient`` with the keywords given here and ``server_hostname=host``.
+    At most ``max_addresses`` addresses are tried per domain (RFC 5321 §5.1 lets a client
+    bound them; a host or address listed twice is tried once).
     """
+    encode_address(sender, smtputf8=True, allow_null=True)  # a bad sender raises before any DNS question
     wanted = (recipients,) if isinstance(recipients, str) else tuple(dict.fromkeys(recipients))
     if not wanted:
         raise LocalProtocolError("no recipients given")
@@ -179,7 +199,8 @@ def deliver(
 
     out: dict[str, Delivery] = {}
     for domain, rcpts in by_domain.items():
-        delivery = _deliver_domain(route(domain, resolver, rng), resolver, sender, tuple(rcpts), msg, connect)
+        delivery = _deliver_domain(route(domain, resolver, rng), resolver, sender, tuple(rcpts), msg, connect,
+                                   max_addresses)
         out.update(dict.fromkeys(rcpts, delivery))
     return out
 
@@ -193,7 +214,7 @@ def deliver_message(msg: Message, from_addr: str | None = None, to_addrs: str | 
 
 
 def _deliver_domain(where: Route, resolver: dns.resolver.Resolver, sender: str, rcpts: tuple[str, ...],
-                    msg: bytes | str | Message, connect: Connect) -> Delivery:
+                    msg: bytes | str | Message, connect: Connect, max_addresses: int) -> Delivery:
     if where.refusal is not None:
         refused = dict.fromkeys(rcpts, where.refusal)
         result = SendResult(sender, rcpts, refused=refused, error=RecipientsRefused(refused),
@@ -202,21 +223,33 @@ def _deliver_domain(where: Route, resolver: dns.resolver.Resolver, sender: str, 
     if where.failure is not None:
         return Delivery(where.domain, None, None, SendResult(sender, rcpts, error=where.failure))
     attempts: list[Attempt] = []
+    tried: set[str] = set()
     for host in where.hosts:
-        addresses = [host] if where.domain.startswith("[") else _addresses(host, resolver)
+        if where.domain.startswith("["):
+            addresses, trouble = [host], None
+        elif host in where.addresses:
+            addresses, trouble = where.addresses[host], None
+        else:
+            addresses, trouble = _addresses(host, resolver)
         if not addresses:
-            attempts.append(Attempt(host, None, SMTPError(f"MX host {host} has no A or AAAA record")))
+            attempts.append(Attempt(host, None, trouble or SMTPError(f"MX host {host} has no A or AAAA record")))
         for address in addresses:
+            if address in tried:
+                continue
+            if len(tried) >= max_addresses:
+                break
+            tried.add(address)
             client = connect(address, host)
             try:
                 client.connect()
+                result = _send(client, sender, rcpts, msg)
             except SMTPError as exc:  # no MAIL was sent: the next address (or host) may take it
                 client.close()
                 attempts.append(Attempt(host, address, exc))
                 if isinstance(exc, TLSError | TLSUnavailable):
-                    break  # this host's TLS failed: never plain text here, on to the next host
+                    break  # this host's TLS failed (or timed out): never plain text here, on to the next host
                 continue
-            return Delivery(where.domain, host, address, _send(client, sender, rcpts, msg), tuple(attempts))
+            return Delivery(where.domain, host, address, result, tuple(attempts))
     last = attempts[-1].error if attempts else SMTPError(f"no mail host for {where.domain}")
     error = SMTPError(f"no mail host of {where.domain} took the message ({len(attempts)} tried); last: {last}")
     error.__cause__ = last
@@ -224,10 +257,16 @@ def _deliver_domain(where: Route, resolver: dns.resolver.Resolver, sender: str, 
 
 
 def _send(client: SMTPClient, sender: str, rcpts: tuple[str, ...], msg: bytes | str | Message) -> SendResult:
-    """The transaction on a host that is ready: whatever happens now is the message's outcome."""
+    """The transaction on a host that is ready: once MAIL is out, whatever happens is the outcome.
+
+    Raises when the host failed before MAIL went out (a 421 or a close while the session was
+    still ``ready``): the next host may take the message.
+    """
     try:
         (result,) = client.send_many([(sender, rcpts, msg)])
     except SMTPError as exc:  # cut short: the error says whether the content went out
+        if getattr(exc, "state", None) == READY and not exc.completed and not exc.uncertain:
+            raise  # nothing of the transaction was written
         outcome = Outcome.UNCERTAIN if exc.uncertain else Outcome.NOT_SENT
         result = exc.completed[0] if exc.completed else SendResult(sender, rcpts, error=exc, outcome=outcome)
     try:

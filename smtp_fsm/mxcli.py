@@ -7,10 +7,13 @@ took each domain (and which were passed over, and why), then each recipient's re
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TextIO
 
 from .cli import (
+    EXIT_CONNECT,
     EXIT_OK,
+    EXIT_PROTOCOL,
     EXIT_REFUSED,
     EXIT_SOME_REFUSED,
     PROG,
@@ -21,6 +24,7 @@ from .cli import (
     _report_trace,
     exit_code_for,
 )
+from .errors import SMTPError
 from .mx import Delivery, deliver
 from .results import Outcome
 from .sync import SMTPClient
@@ -57,22 +61,33 @@ def deliver_routed(mail: Mail, args: argparse.Namespace, transcript: TextIO | No
 
 
 def _report_domain(delivery: Delivery, quiet: bool) -> int:
+    """One domain's lines (routing and recipients on stdout; what went wrong on stderr); its exit code."""
     result = delivery.result
     passed = "; ".join(f"{a.host} [{a.address or 'no address'}]: {a.error}" for a in delivery.attempts)
-    if delivery.host is not None:
-        after = f" (after {passed})" if passed else ""
-        line = f"{delivery.domain}: {delivery.host} [{delivery.address}] took it{after}"
-    elif result.outcome is Outcome.REFUSED:
-        line = f"{delivery.domain}: refused: {next(iter(result.refused.values()))}"
-    else:
-        line = f"{delivery.domain}: not sent: {result.error}"
-    if not quiet:
-        print(line)
-        _print_recipients(result)
-    elif delivery.host is None or result.refused:
-        print(f"{PROG}: {line}", flush=True)
+    after = f" (after {passed})" if passed else ""
+    where = f"{delivery.host} [{delivery.address}]"
     if result.outcome is Outcome.DELIVERED:
+        if not quiet:
+            print(f"{delivery.domain}: {where} took it{after}")
+            _print_recipients(result)
+        for rcpt, reply in result.refused.items() if quiet else ():
+            print(f"{PROG}: refused <{rcpt}>: {reply}", file=sys.stderr)
         return EXIT_SOME_REFUSED if result.refused else EXIT_OK
     if result.outcome is Outcome.REFUSED:
+        what = f"{where} refused it" if delivery.host is not None else "refused"
+        if not quiet:
+            print(f"{delivery.domain}: {what}{after}")
+            _print_recipients(result)
+        for rcpt, reply in result.refused.items():
+            print(f"{PROG}: refused <{rcpt}>: {reply}", file=sys.stderr)
+        if not result.refused:  # the sender or the data refused
+            print(f"{PROG}: {delivery.domain}: message refused: {result.error}", file=sys.stderr)
         return EXIT_REFUSED
-    return exit_code_for(result.error, delivery.host is None) if result.error is not None else EXIT_OK
+    fate = "may have it (uncertain)" if result.outcome is Outcome.UNCERTAIN else "not sent"
+    if not quiet and delivery.host is not None:
+        print(f"{delivery.domain}: {where} took the session{after}")
+    print(f"{PROG}: {delivery.domain}: {fate}: {result.error}", file=sys.stderr)
+    if delivery.host is None:  # no host took it: a connection failure (or DNS that did not answer)
+        cause = result.error.__cause__ if result.error is not None else None
+        return exit_code_for(cause, True) if isinstance(cause, SMTPError) else EXIT_CONNECT
+    return exit_code_for(result.error, False) if result.error is not None else EXIT_PROTOCOL

@@ -38,7 +38,7 @@ from email.message import Message
 from typing import Literal, Protocol, TypedDict
 
 from ._model import DEFAULT_CHUNK_SIZE, END_OF_DATA, STARTTLS_POLICIES, SessionModel
-from .errors import LocalProtocolError, SMTPError, SMTPTimeout, TLSError
+from .errors import LocalProtocolError, SMTPError, SMTPTimeout, TLSError, TLSHandshakeTimeout
 from .events import NeedData, SessionEvent
 from .extensions import Capabilities
 from .message import envelope_from_headers
@@ -303,8 +303,10 @@ def _local_error(reason: BaseException, state: str) -> SMTPError:
         detail = f"{type(reason).__name__}: {cause}" if cause is not None else type(reason).__name__
     error: SMTPError
     if isinstance(reason, TimeoutError):
-        what = "the TLS handshake" if state == TLS_HANDSHAKE else f"state {state!r}"
-        error = SMTPTimeout(f"timed out in {what}: {detail}")
+        if state == TLS_HANDSHAKE:
+            error = TLSHandshakeTimeout(f"timed out in the TLS handshake: {detail}")
+        else:
+            error = SMTPTimeout(f"timed out in state {state!r}: {detail}")
     elif state == TLS_HANDSHAKE:
         error = TLSError(f"TLS handshake failed: {detail}")
     else:

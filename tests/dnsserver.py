@@ -23,10 +23,11 @@ Records = Mapping[tuple[str, str], Sequence[str]]
 
 
 class DNSResponder:
-    def __init__(self, records: Records) -> None:
+    def __init__(self, records: Records, servfail: frozenset[str] = frozenset()) -> None:
         self.records = {(dns.name.from_text(name), dns.rdatatype.from_text(kind)): list(texts)
                         for (name, kind), texts in records.items()}
         self.names = {name for name, _ in self.records}
+        self.servfail = {dns.name.from_text(name) for name in servfail}  # names the server cannot answer for
         self.questions: list[tuple[str, str]] = []  # (name, type) in the order asked
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -51,7 +52,9 @@ class DNSResponder:
         question = query.question[0]
         self.questions.append((question.name.to_text(omit_final_dot=True), dns.rdatatype.to_text(question.rdtype)))
         texts = self.records.get((question.name, question.rdtype))
-        if texts:
+        if question.name in self.servfail and question.rdtype != dns.rdatatype.MX:
+            response.set_rcode(dns.rcode.SERVFAIL)
+        elif texts:
             response.answer.append(dns.rrset.from_text_list(question.name, 60, dns.rdataclass.IN,
                                                             question.rdtype, texts))
         elif question.name not in self.names:

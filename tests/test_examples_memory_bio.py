@@ -111,7 +111,7 @@ def test_a_handshake_that_never_finishes_times_out(
     assert isinstance(result.error, smtp_fsm.SMTPTimeout) and "the TLS handshake" in str(result.error)
     assert isinstance(result.error.__cause__, TimeoutError)
     (session,) = recording
-    assert session.kinds() == [smtp_fsm.StartTLS, smtp_fsm.MessageSent, smtp_fsm.SMTPTimeout, smtp_fsm.Closed]
+    assert session.kinds() == [smtp_fsm.StartTLS, smtp_fsm.MessageSent, smtp_fsm.TLSHandshakeTimeout, smtp_fsm.Closed]
 
 
 def test_the_example_runs_as_a_script() -> None:

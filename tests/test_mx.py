@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 from dnsserver import DNSResponder
 
-from smtp_fsm import Outcome, RecipientsRefused, SMTPConnectError, TLSError, TLSUnavailable
+from smtp_fsm import (
+    LocalProtocolError,
+    Outcome,
+    RecipientsRefused,
+    SMTPConnectError,
+    SMTPTimeout,
+    TLSError,
+    TLSHandshakeTimeout,
+    TLSUnavailable,
+)
 from smtp_fsm.mx import deliver, make_resolver, route
 from smtp_fsm.testing.servers import LocalSMTPServer, RecordingHandler, TestTLS, make_test_tls
 
@@ -62,12 +71,17 @@ ZONE = {
     ("nullmx.example", "A"): [MX1],
     ("xn--bcher-kva.example", "MX"): ["10 mx3.example.org."],
     ("tls.example", "MX"): ["10 mx1.example.org.", "20 mx2.example.org."],
+    ("stall.example", "MX"): ["5 busy.example.org.", "10 mx2.example.org."],
+    ("twice.example", "MX"): ["10 dead.example.org.", "20 DEAD.example.org.", "30 dead2.example.org.",
+                              "40 mx2.example.org."],
+    ("dead2.example.org", "A"): [DEAD],
+    ("flaky.example", "TXT"): ['"its A records cannot be looked up"'],
 }
 
 
 @pytest.fixture
 def dns_server() -> Iterator[DNSResponder]:
-    with DNSResponder(ZONE) as server:
+    with DNSResponder(ZONE, servfail=frozenset({"flaky.example"})) as server:
         yield server
 
 
@@ -83,7 +97,7 @@ def servers() -> Iterator[dict[str, LocalSMTPServer]]:
         yield made
 
 
-def raw_server(*lines: bytes) -> Iterator[None]:
+def raw_server(*lines: bytes, hold: bool = False) -> Iterator[None]:
     """A server on BUSY that says ``lines[0]``, then answers each line it reads with the next one, and hangs up."""
     listener = socket.create_server((BUSY, PORT))
     listener.settimeout(0.1)
@@ -102,6 +116,8 @@ def raw_server(*lines: bytes) -> Iterator[None]:
                     with contextlib.suppress(OSError):
                         conn.recv(4096)
                         conn.sendall(line)
+                if hold:  # then silence, the connection kept open (a stalled TLS handshake)
+                    stop.wait(10)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -124,8 +140,9 @@ def refusing_server() -> Iterator[None]:
 
 
 def send(dns_server: DNSResponder, *recipients: str, **options: object) -> dict[str, object]:
+    options = {"timeout": 5.0, **options}
     return deliver(SENDER, recipients, MESSAGE, nameserver=dns_server.host, nameserver_port=dns_server.port,
-                   port=PORT, timeout=5.0, **options)  # type: ignore[arg-type]
+                   port=PORT, **options)  # type: ignore[arg-type]
 
 
 def test_the_most_preferred_host_takes_the_message(dns_server: DNSResponder,
@@ -293,3 +310,71 @@ def test_an_address_literal_is_its_own_host_and_bcc_stays_out_of_the_headers(dns
         assert delivery.host == MX1 and delivery.result.ok and dns_server.questions == []
         (received,) = server.messages
     assert received.rcpt_tos == (f"b@[{MX1}]", f"c@[{MX1}]") and "Bcc" not in received.message
+
+
+@pytest.fixture
+def stalling_tls_server() -> Iterator[None]:
+    """Offers STARTTLS, says 220 to it, then never answers the ClientHello."""
+    yield from raw_server(b"220 busy ESMTP\r\n", b"250-busy\r\n250 STARTTLS\r\n", b"220 go ahead\r\n", hold=True)
+
+
+@pytest.fixture
+def idle_421_server() -> Iterator[None]:
+    """Answers EHLO, then says 421 and hangs up before any MAIL."""
+    yield from raw_server(b"220 busy ESMTP\r\n", b"250 busy\r\n421 4.3.2 going down\r\n")
+
+
+@pytest.mark.usefixtures("stalling_tls_server")
+def test_a_handshake_that_times_out_moves_to_the_next_host(dns_server: DNSResponder, tls: TestTLS,
+                                                           servers: dict[str, LocalSMTPServer]) -> None:
+    delivery = send(dns_server, "b@stall.example", tls_context=tls.client_context, timeout=0.5)["b@stall.example"]
+    assert delivery.host == "mx2.example.org" and delivery.result.ok
+    (attempt,) = delivery.attempts
+    assert isinstance(attempt.error, TLSHandshakeTimeout) and isinstance(attempt.error, SMTPTimeout)
+
+
+@pytest.mark.usefixtures("idle_421_server")
+def test_a_421_before_any_mail_passes_to_the_next_host(dns_server: DNSResponder,
+                                                       servers: dict[str, LocalSMTPServer]) -> None:
+    delivery = send(dns_server, "b@busyfirst.example")["b@busyfirst.example"]
+    assert delivery.host == "mx2.example.org" and delivery.result.ok
+    assert "421" in str(delivery.attempts[0].error) and len(servers[MX2].messages) == 1
+
+
+def test_a_host_or_address_listed_twice_is_tried_once(dns_server: DNSResponder,
+                                                      servers: dict[str, LocalSMTPServer]) -> None:
+    delivery = send(dns_server, "b@twice.example")["b@twice.example"]
+    # DEAD.example.org is dead.example.org again; dead2.example.org has DEAD's address: neither is tried
+    assert delivery.host == "mx2.example.org" and delivery.result.ok
+    assert [(a.host, a.address) for a in delivery.attempts] == [("dead.example.org", DEAD)]
+
+
+def test_dns_trouble_on_the_implicit_mx_is_not_a_refusal(dns_server: DNSResponder) -> None:
+    delivery = send(dns_server, "b@flaky.example")["b@flaky.example"]
+    assert delivery.result.outcome is Outcome.NOT_SENT and "DNS lookup" in str(delivery.result.error)
+
+
+def test_an_ipv6_literal_is_its_own_host() -> None:
+    with LocalSMTPServer(host="::1") as server:
+        deliveries = deliver(SENDER, ["b@[IPv6:::1]"], MESSAGE, nameserver="127.0.0.1", port=server.port, timeout=5)
+        assert deliveries["b@[IPv6:::1]"].result.ok and deliveries["b@[IPv6:::1]"].address == "::1"
+        assert server.messages[0].rcpt_tos == ("b@[IPv6:::1]",)
+
+
+def test_a_bad_sender_or_name_server_is_refused_before_any_question(dns_server: DNSResponder) -> None:
+    with pytest.raises(LocalProtocolError):
+        deliver("not an address", ["b@example.org"], MESSAGE, nameserver=dns_server.host,
+                nameserver_port=dns_server.port, port=PORT)
+    with pytest.raises(LocalProtocolError, match="IP address"):
+        deliver(SENDER, ["b@example.org"], MESSAGE, nameserver="localhost", port=PORT)
+    assert dns_server.questions == []
+
+
+def test_the_command_line_says_why_and_exits_3_when_no_host_answers(dns_server: DNSResponder,
+                                                                    tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "smtp_fsm", "send", "--from", SENDER, "--to", "b@twice.example", "--quiet",
+         "--body", "hi", "--dns-server", f"{dns_server.host}:{dns_server.port}", "--mx-port", str(PORT),
+         "--timeout", "5"], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 3 and done.stdout == "", (done.stdout, done.stderr)
+    assert done.stderr.startswith("smtp-fsm: twice.example: not sent: no mail host of twice.example took")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import socket
 import ssl
 import threading
 from collections.abc import Iterator, Mapping
@@ -212,7 +213,8 @@ class LocalSMTPServer:
         if credentials is not None:
             self.handler.credentials = dict(credentials)
         self.host = host  # any 127.0.0.0/8 address: several servers can share one port on different ones
-        self.port = port if port is not None else free_port(host)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.port = port if port is not None else free_port(host, family)
         kwargs: dict[str, Any] = {
             "data_size_limit": data_size_limit,
             "enable_SMTPUTF8": smtputf8,
