@@ -55,51 +55,56 @@ __version__ = "0.2.0"
 
 #: Each public name and the module that defines it.
 _WHERE = {
-    "NEED_DATA": "events",
-    "AsyncSMTPClient": "aio",
-    "Authenticated": "events",
-    "AuthenticationError": "errors",
-    "Capabilities": "extensions",
-    "ClientSession": "session",
-    "Closed": "events",
-    "CommandDone": "events",
-    "DataRefused": "errors",
-    "Event": "events",
-    "LocalProtocolError": "errors",
-    "MessageItem": "session",
-    "MessageSent": "events",
-    "NeedData": "events",
-    "Notify": "session",
-    "Outcome": "results",
-    "RecipientsRefused": "errors",
-    "RemoteProtocolError": "errors",
-    "Reply": "replies",
-    "SMTPClient": "sync",
-    "SMTPConnectError": "errors",
-    "SMTPError": "errors",
-    "SMTPReplyError": "errors",
-    "SMTPTimeout": "errors",
-    "SendOptions": "session",
-    "SendResult": "results",
-    "SenderRefused": "errors",
-    "ServerDisconnected": "errors",
-    "SessionEvent": "events",
-    "SessionReady": "events",
-    "StartTLS": "events",
-    "State": "protocol.table",
-    "TLSError": "errors",
-    "TLSHandshakeTimeout": "errors",
-    "TLSUnavailable": "errors",
-    "ehlo_name": "session",
+    "NEED_DATA": ".events",
+    "AsyncSMTPClient": ".aio",
+    "Authenticated": ".events",
+    "AuthenticationError": ".errors",
+    "Capabilities": ".extensions",
+    "ClientSession": ".session",
+    "Closed": ".events",
+    "CommandDone": ".events",
+    "DataRefused": ".errors",
+    "Event": ".events",
+    "LocalProtocolError": ".errors",
+    "MessageItem": ".session",
+    "MessageSent": ".events",
+    "NeedData": ".events",
+    "Notify": ".session",
+    "Outcome": ".results",
+    "RecipientsRefused": ".errors",
+    "RemoteProtocolError": ".errors",
+    "Reply": ".replies",
+    "SMTPClient": ".sync",
+    "SMTPConnectError": ".errors",
+    "SMTPError": ".errors",
+    "SMTPReplyError": ".errors",
+    "SMTPTimeout": ".errors",
+    "SendOptions": ".session",
+    "SendResult": ".results",
+    "SenderRefused": ".errors",
+    "ServerDisconnected": ".errors",
+    "SessionEvent": ".events",
+    "SessionReady": ".events",
+    "StartTLS": ".events",
+    "State": ".protocol.table",
+    "TLSError": ".errors",
+    "TLSHandshakeTimeout": ".errors",
+    "TLSUnavailable": ".errors",
+    "ehlo_name": ".session",
 }
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
+    return _lazy(__name__, _WHERE, globals(), name)
+
+
+def _lazy(package: str, where: dict[str, str], namespace: dict[str, Any], name: str) -> Any:
+    """A package's lazy attribute: the name from its module (kept in ``namespace``), or a submodule."""
+    module = where.get(name)
     if module is None:
-        return _submodule(__name__, name)  # smtp_fsm.session, smtp_fsm.mx, ... as after an eager import
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # the next look-up is an ordinary one
+        return _submodule(package, name)  # smtp_fsm.session, smtp_fsm.mx, ... as after an eager import
+    value = getattr(importlib.import_module(module, package), name)
+    namespace[name] = value  # the next look-up is an ordinary one
     return value
 
 

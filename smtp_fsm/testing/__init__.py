@@ -8,8 +8,6 @@ aiosmtpd servers (``LocalSMTPServer`` and company, ``make_test_tls``) need
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: about 10 ms)
 if TYPE_CHECKING:
     from typing import Any
@@ -51,14 +49,9 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        from .. import _submodule
+    from .. import _lazy
 
-        return _submodule(__name__, name)  # hostile, servers, scripted, ... on first use
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return _lazy(__name__, _WHERE, globals(), name)  # hostile, servers, ... as submodules
 
 
 def __dir__() -> list[str]:
