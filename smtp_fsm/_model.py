@@ -213,8 +213,7 @@ class SessionModel:
         self._quit_queued = True
         if self.state in _ENDED:
             return
-        self._drop_unsent_output()
-        if reason is None:
+        if reason is None:  # (either ending drops the output not handed out yet)
             self._step(None, "closed by the caller", partial(self._fire, protocol.CLOSE, None))
         else:
             self._step(None, "abandoned by the caller", partial(self._fire, protocol.ABANDON, None, reason))

@@ -28,6 +28,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import Message
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._extras import require
@@ -83,9 +84,14 @@ class Route:
     addresses: dict[str, list[str]] = field(default_factory=dict)  # those already looked up
 
 
+def _dns() -> tuple[ModuleType, ModuleType]:
+    """dnspython's resolver and exception modules (the ``[dns]`` extra), or MissingExtra."""
+    return require("dns.resolver", "dns", "MX routing"), require("dns.exception", "dns", "MX routing")
+
+
 def make_resolver(nameserver: str, port: int = 53) -> dns.resolver.Resolver:
     """A resolver asking ``nameserver`` (an address) only, and no system configuration."""
-    resolver_module = require("dns.resolver", "dns", "MX routing")
+    resolver_module, _ = _dns()
     try:
         ipaddress.ip_address(nameserver)
     except ValueError:
@@ -99,8 +105,7 @@ def make_resolver(nameserver: str, port: int = 53) -> dns.resolver.Resolver:
 
 def route(domain: str, resolver: dns.resolver.Resolver, rng: random.Random | None = None) -> Route:
     """The MX hosts of ``domain`` (A-labels), in the order to try them."""
-    dns_resolver = require("dns.resolver", "dns", "MX routing")
-    dns_exception = require("dns.exception", "dns", "MX routing")
+    dns_resolver, dns_exception = _dns()
     if domain.startswith("["):  # an address literal: that host, no DNS
         inner = domain[1:-1]
         return Route(domain, [inner[5:] if inner[:5].lower() == "ipv6:" else inner])
@@ -138,8 +143,7 @@ def route(domain: str, resolver: dns.resolver.Resolver, rng: random.Random | Non
 def _addresses(host: str, resolver: dns.resolver.Resolver) -> tuple[list[str], SMTPError | None]:
     """Every A, then every AAAA address of ``host``; and the DNS trouble met, if any (a timeout,
     SERVFAIL: the host may have addresses nobody could tell), as opposed to a plain "none"."""
-    dns_resolver = require("dns.resolver", "dns", "MX routing")
-    dns_exception = require("dns.exception", "dns", "MX routing")
+    dns_resolver, dns_exception = _dns()
     found: list[str] = []
     trouble: SMTPError | None = None
     for rdtype in ("A", "AAAA"):
@@ -185,11 +189,8 @@ def deliver(
     by_domain: dict[str, list[str]] = {}
     for rcpt in wanted:  # invalid addresses raise here, before any DNS question
         by_domain.setdefault(ascii_domain(rcpt), []).append(rcpt)
-    if resolver is None:
-        if nameserver is not None:
-            resolver = make_resolver(nameserver, nameserver_port)
-        else:
-            resolver = require("dns.resolver", "dns", "MX routing").Resolver()
+    if resolver is None:  # the one given, else the system's
+        resolver = make_resolver(nameserver, nameserver_port) if nameserver is not None else _dns()[0].Resolver()
     if connect is None:
         options: dict[str, Any] = dict(starttls=starttls, tls_context=tls_context, local_hostname=local_hostname,
                                        timeout=timeout, data_timeout=data_timeout)

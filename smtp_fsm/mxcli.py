@@ -51,7 +51,7 @@ def deliver_routed(mail: Mail, args: argparse.Namespace, transcript: TextIO | No
     for client in used:
         if client.trace:
             _report_trace(client, args, transcript)
-    codes = [_report_domain(delivery, args.quiet) for delivery in {id(d): d for d in deliveries.values()}.values()]
+    codes = [_report_domain(delivery, args.quiet) for delivery in dict.fromkeys(deliveries.values())]
     if all(code == EXIT_OK for code in codes):
         return EXIT_OK
     failures = [code for code in codes if code not in (EXIT_OK, EXIT_SOME_REFUSED, EXIT_REFUSED)]

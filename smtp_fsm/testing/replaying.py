@@ -97,9 +97,7 @@ class _Pump:
                 break
             try:
                 event = session.next_event()
-            except SMTPError as exc:
-                if exc is self.error:
-                    break
+            except SMTPError as exc:  # raised once: Closed follows
                 self.error = self.error or exc
                 self.events.append(exc)
                 continue
