@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         StartTLS,
     )
     from .extensions import Capabilities
+    from .options import ClientOptions, SessionOptions
     from .protocol.table import State
     from .replies import Reply
     from .results import Outcome, SendResult
@@ -60,6 +61,7 @@ _WHERE = {
     "Authenticated": ".events",
     "AuthenticationError": ".errors",
     "Capabilities": ".extensions",
+    "ClientOptions": ".options",
     "ClientSession": ".session",
     "Closed": ".events",
     "CommandDone": ".events",
@@ -84,6 +86,7 @@ _WHERE = {
     "SenderRefused": ".errors",
     "ServerDisconnected": ".errors",
     "SessionEvent": ".events",
+    "SessionOptions": ".options",
     "SessionReady": ".events",
     "StartTLS": ".events",
     "State": ".protocol.table",
@@ -129,6 +132,7 @@ __all__ = [
     "Authenticated",
     "AuthenticationError",
     "Capabilities",
+    "ClientOptions",
     "ClientSession",
     "Closed",
     "CommandDone",
@@ -153,6 +157,7 @@ __all__ = [
     "SenderRefused",
     "ServerDisconnected",
     "SessionEvent",
+    "SessionOptions",
     "SessionReady",
     "StartTLS",
     "State",

@@ -1,50 +1,80 @@
-"""What the blocking and the asyncio driver share: options, peer facts, and reading events.
+"""What the blocking and the asyncio driver share: the API, options, peer facts, and reading events.
 
-The drivers only move bytes.  This module holds the parts of that job that
-do not depend on how bytes move: validating the constructor's keywords (so
-bad arguments raise before a connection is made), telling the engine the
-facts it cannot know (loopback peer, encrypted transport, our address for
-EHLO), and turning the engine's events into return values and exceptions.
+The drivers only move bytes.  Everything else is written once, here: the
+public methods (``sendmail``, ``send_message``, ``send_many``, ``noop``,
+``rset``, ``quit``) check and shape their arguments and hand the work to one
+of four primitives that each driver implements with its own I/O -- a plain
+call in the blocking driver, a coroutine in the asyncio one.  That is why
+``DriverBase`` is generic in what those primitives return: ``SendResult`` for
+``SMTPClient``, a coroutine of it for ``AsyncSMTPClient`` (so ``await
+client.sendmail(...)`` is typed).  The per-call path stays one Python frame
+per layer: an earlier design with generator "operations" cost 5-8% per call
+(bench/README.md).
 """
 
 from __future__ import annotations
 
-import ipaddress
+import enum
+import inspect
 import select
 import socket
 import ssl
-from collections.abc import Collection, Iterable
+import types
+from collections.abc import Callable, Collection, Iterable, Sequence
 from email.message import Message
-from typing import Any
+from typing import Any, Final, Generic, Protocol, Self, TypeVar
 
-from ._model import DEFAULT_CHUNK_SIZE
-from .errors import LocalProtocolError, ServerDisconnected, SMTPError, SMTPTimeout, TLSError, TLSHandshakeTimeout
+from .errors import (
+    LocalProtocolError,
+    ServerDisconnected,
+    SMTPConnectError,
+    SMTPError,
+    SMTPTimeout,
+    TLSError,
+    TLSHandshakeTimeout,
+)
 from .events import Closed, CommandDone, MessageSent, SessionEvent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
+from .options import DEFAULT_CHUNK_SIZE, ClientOptions, QuitAfter, StartTLSPolicy, is_loopback, session_options
 from .protocol.table import CLOSED, FINAL_STATES, QUIT
 from .replies import Reply
 from .results import Outcome, SendResult
 from .session import (
     END_OF_DATA,
-    STARTTLS_POLICIES,
     ClientSession,
-    QuitAfter,
-    StartTLSPolicy,
+    MessageItem,
+    Notify,
     bytes_buffered,
     ehlo_name,
+    item_submission,
+    queue_messages,
     session_error,
+    submission_of,
 )
 from .trace import TraceStep
+from .transaction import Submission
 
-SMTP_PORT = 25
-SUBMISSIONS_PORT = 465  # RFC 8314 implicit TLS
-LMTP_PORT = 24
+SendItem = MessageItem
 
-SendItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
+# What the four primitives return: the value itself (blocking) or a coroutine of it (asyncio).
+SendT = TypeVar("SendT")  # one SendResult
+ManyT = TypeVar("ManyT")  # list[SendResult]
+ReplyT = TypeVar("ReplyT")  # Reply
+QuitT = TypeVar("QuitT")  # Reply | None
 
-#: The address families a driver may be limited to; 0 (AF_UNSPEC) takes whatever the name resolves to.
-FAMILIES = frozenset({socket.AF_UNSPEC, socket.AF_INET, socket.AF_INET6})
+
+class GoOn(enum.Enum):
+    """What a pump's ``until`` returns for an event that does not end the wait."""
+
+    GO_ON = "go on"
+
+
+GO_ON: Final = GoOn.GO_ON
+#: What a pump waits for (its ``until`` returns it).
+Waited = TypeVar("Waited")
+#: A pump's test of each event: what the call waited for, or GO_ON.
+Until = Callable[[SessionEvent], Waited | GoOn]
 
 
 class Readable:
@@ -66,52 +96,28 @@ class Readable:
         return bool(select.select([self.fileno], [], [], 0)[0])
 
 
-def check_server_hostname(name: object) -> None:
-    """The name for SNI and the certificate check, refused here rather than as a ValueError mid-handshake."""
-    if not isinstance(name, str) or not name or name.startswith(".") or any(c <= " " or c == "\x7f" for c in name):
-        raise LocalProtocolError(f"server_hostname must be a host name or address, not {name!r}")
-    try:
-        name.encode("idna")  # what the ssl module does with it before the handshake
-    except UnicodeError as exc:
-        raise LocalProtocolError(f"server_hostname {name!r} is not a valid host name: {exc}") from None
+class Batch:
+    """Messages checked and ready to queue, with the items as given (what ``error.unsent`` hands back)."""
+
+    __slots__ = ("items", "submissions")
+
+    def __init__(self, items: list[SendItem], submissions: list[Submission]) -> None:
+        self.items = items
+        self.submissions = submissions
 
 
-def check_source_address(source_address: object, family: int) -> tuple[str, int] | None:
-    """``(host, port)`` to bind before connecting (port 0: any), checked before any connection is made.
+class Link(Protocol):
+    """What the driver base needs of a driver's connection."""
 
-    An address literal of the other family than ``family`` is refused here: binding it could only fail,
-    later and with a less clear message.
-    """
-    if source_address is None:
-        return None
-    if not isinstance(source_address, tuple | list) or len(source_address) != 2:
-        raise LocalProtocolError(f"source_address must be a (host, port) pair, not {source_address!r}")
-    host, port = source_address
-    if not isinstance(host, str) or not host or any(c <= " " or c == "\x7f" for c in host):
-        raise LocalProtocolError(f"source_address needs a local address or host name, not {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-        raise LocalProtocolError(f"source_address port must be a number from 0 (any) to 65535, not {port!r}")
-    version: int
-    try:
-        version = ipaddress.ip_address(host.split("%", 1)[0]).version
-    except ValueError:
-        version = 0  # a name: resolved when connecting
-    wanted = 4 if family == socket.AF_INET else 6 if family == socket.AF_INET6 else 0
-    if version and wanted and version != wanted:
-        raise LocalProtocolError(f"source_address {host} is an IPv{version} address, "
-                                 f"but the connection is limited to IPv{wanted}")
-    return host, port
+    def flush(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
 
 
-def is_loopback(ip: str) -> bool:
-    try:
-        return ipaddress.ip_address(ip.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
+class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
+    """The API and the event handling of ``SMTPClient`` and ``AsyncSMTPClient``, written once."""
 
-
-class DriverBase:
-    """Constructor keywords and event handling common to SMTPClient and AsyncSMTPClient."""
+    _link: Link | None = None  # the connection, while there is one
 
     def __init__(
         self,
@@ -139,47 +145,91 @@ class DriverBase:
         quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:
-        if not host:
-            raise LocalProtocolError("host must not be empty")
-        if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
-            raise LocalProtocolError(f"port must be a number from 1 to 65535, not {port!r}")
-        for value, name in ((timeout, "timeout"), (data_timeout, "data_timeout")):
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise LocalProtocolError(f"{name} must be a positive number of seconds, not {value!r}")
-        if starttls not in STARTTLS_POLICIES:
-            raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
-        if tls_context is not None and not isinstance(tls_context, ssl.SSLContext):
-            raise LocalProtocolError("tls_context must be an ssl.SSLContext")
-        if server_hostname:  # None or "" falls back to host, as before
-            check_server_hostname(server_hostname)
-        # bool is an int, and False == AF_UNSPEC: refused so that a flag passed by mistake says so.
-        if isinstance(family, bool) or not isinstance(family, int) or family not in FAMILIES:
-            raise LocalProtocolError(f"family must be socket.AF_INET, socket.AF_INET6 or 0 (either), not {family!r}")
-        self.family = socket.AddressFamily(family)
-        self.source_address = check_source_address(source_address, self.family)
-        self.host = host
-        self.port = port if port is not None else (SUBMISSIONS_PORT if tls else (LMTP_PORT if lmtp else SMTP_PORT))
-        self.timeout = float(timeout)
-        #: RFC 5321 §4.5.3.2.6: the reply to the end of the data gets 10 minutes, since giving
-        #: up earlier is what turns a delivered message into a duplicate when it is sent again.
-        self.data_timeout = float(data_timeout)
-        self.tls = tls
-        self.tls_context = tls_context
-        self.server_hostname = server_hostname or host
-        # Every invalid keyword raises now, before connecting: this session checks them all.
-        # The one that runs is built at connect time with the peer's facts (_peer_facts).
-        self._session_options: dict[str, Any] = dict(
-            local_hostname=local_hostname or "[127.0.0.1]", lmtp=lmtp, encrypted=tls, starttls=starttls,
-            username=username, password=password, oauth_token=oauth_token, auth_mechanism=auth_mechanism,
-            allow_insecure_auth=allow_insecure_auth, pipelining=pipelining, chunking=chunking,
-            chunk_size=chunk_size, quit_after=quit_after, trace=trace,
-        )
-        self.session = ClientSession(**self._session_options)
-        # Without a name given, EHLO says our address on the connection (ehlo_name), known at connect.
-        self._ehlo_from_socket = not local_hostname
+        # Every invalid keyword raises now, before connecting: the options check them all.  Without a
+        # local_hostname, EHLO says our address on the connection (known at connect: ehlo_from_socket).
+        session = session_options(dict(locals(), local_hostname=local_hostname or "[127.0.0.1]", encrypted=tls))
+        self._configure(ClientOptions(
+            host=host, port=port, timeout=timeout, data_timeout=data_timeout, family=family,  # type: ignore[arg-type]
+            source_address=source_address, tls=tls, tls_context=tls_context, server_hostname=server_hostname,
+            session=session, ehlo_from_socket=not local_hostname,
+        ))
+
+    @classmethod
+    def from_options(cls, options: ClientOptions) -> Self:
+        """A client with these settings (``ClientOptions``, checked when made)."""
+        if not isinstance(options, ClientOptions):
+            raise LocalProtocolError(f"from_options takes ClientOptions, not {type(options).__name__}")
+        client = cls.__new__(cls)
+        client._configure(options)
+        return client
+
+    def _configure(self, options: ClientOptions) -> None:
+        self.options = options
+        # Read on every call: plain attributes, copied once.
+        self.host = options.host
+        self.port: int = options.port  # type: ignore[assignment]  # (set from the default by ClientOptions)
+        self.timeout = options.timeout
+        self.data_timeout = options.data_timeout
+        self.family = options.family
+        self.source_address = options.source_address
+        self.tls = options.tls
+        self.tls_context = options.tls_context
+        self.server_hostname: str = options.server_hostname  # type: ignore[assignment]
+        # The session that runs is built at connect time with the peer's facts (_peer_facts).
+        self.session = options.session.new_session()
         self.ready: SessionReady | None = None
         #: The connection is TLS now (implicit TLS, or after STARTTLS's handshake).
         self.encrypted = False
+
+    # -- the API, written once ---------------------------------------------------------
+
+    def sendmail(self, from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message, *,
+                 mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (), notify: Notify | None = None,
+                 ret: str | None = None, envid: str | None = None) -> SendT:
+        """Send one message (bytes or str, or a ``Message``) as given; its ``SendResult``.
+
+        Raises when the message went to nobody (``SenderRefused``, ``RecipientsRefused``, ``DataRefused``).
+        ``mail_options``, ``rcpt_options``, ``notify``, ``ret`` and ``envid`` are the engine's
+        (``ClientSession.sendmail``).  On ``AsyncSMTPClient``, await it.
+        """
+        to_addrs = reusable(to_addrs)
+        submission = submission_of(from_addr, to_addrs, msg, mail_options, rcpt_options, notify, ret, envid)
+        return self._send_one(Batch([(from_addr, to_addrs, msg)], [submission]))
+
+    def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
+                     *, mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
+                     notify: Notify | None = None, ret: str | None = None, envid: str | None = None) -> SendT:
+        """Send an ``email`` message; the envelope comes from its headers unless given.  On
+        ``AsyncSMTPClient``, await it."""
+        to_addrs = reusable(to_addrs) if to_addrs is not None else None
+        item = message_item(msg, from_addr, to_addrs)
+        sender, recipients = envelope_from_headers(msg) if isinstance(item, Message) else (item[0], item[1])
+        submission = submission_of(sender, recipients, msg, mail_options, rcpt_options, notify, ret, envid)
+        return self._send_one(Batch([item], [submission]))
+
+    def send_many(self, items: Iterable[SendItem]) -> ManyT:
+        """Send every message over this connection; one result per message, in order.
+
+        Pipelined across messages when the server allows.  A message the server
+        refuses does not stop the others: its result carries the error.  An error
+        that cuts the batch short (421, the connection's end, a timeout) carries
+        ``completed``, ``uncertain`` and ``unsent``.  On ``AsyncSMTPClient``, await it.
+        """
+        batch = [reusable_item(item) for item in items]
+        return self._send_many(Batch(batch, [item_submission(item) for item in batch]))
+
+    def noop(self) -> ReplyT:
+        """Send NOOP; the server's reply.  On ``AsyncSMTPClient``, await it."""
+        return self._command("noop")
+
+    def rset(self) -> ReplyT:
+        """Send RSET; the server's reply.  On ``AsyncSMTPClient``, await it."""
+        return self._command("rset")
+
+    def quit(self) -> QuitT:
+        """Send QUIT and close; returns the 221 (None if the server just closed).  On
+        ``AsyncSMTPClient``, await it."""
+        return self._quit()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -195,14 +245,80 @@ class DriverBase:
         """The recorded steps (empty unless the client was made with ``trace=True``)."""
         return list(self.session.trace or [])
 
-    def _is_connected(self) -> bool:
+    # -- what each driver implements with its I/O ------------------------------------
+
+    def _send_one(self, batch: Batch) -> SendT:
         raise NotImplementedError
+
+    def _send_many(self, batch: Batch) -> ManyT:
+        raise NotImplementedError
+
+    def _command(self, verb: str) -> ReplyT:
+        raise NotImplementedError
+
+    def _quit(self) -> QuitT:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close the connection without QUIT (the engine is released too)."""
+        link, self._link = self._link, None
+        try:
+            if link is not None:
+                link.close()
+        finally:
+            self.session.close()
+
+    def _is_connected(self) -> bool:
+        return self._link is not None
+
+    def _abandon(self, error: SMTPError) -> SMTPError:
+        """Give up on the connection: unfinished messages get ``error`` (uncertain or not sent)."""
+        self.session.close(error)
+        self.close()
+        return error
+
+    def _flush_and_close(self) -> None:
+        # The engine may have queued a polite QUIT before reporting the error: best effort.
+        if self._link is not None:
+            self._link.flush(self.session.data_to_send())
+        self.close()
+
+    # -- shared steps --------------------------------------------------------------
+
+    def _start(self, batch: Batch) -> Collector:
+        """Queue the batch's messages (after the driver took in what the idle server sent)."""
+        return Collector(self.session, queue_messages(self.session, batch.submissions), batch.items)
 
     def _begin_quit(self) -> None:
         """Queue QUIT, unless the engine says goodbye already (quit_after) or has closed."""
         self._require_connection()
         if self.session.state not in (QUIT, CLOSED):
             self.session.quit()
+
+    # -- what the pumps wait for (each returns the call's value, or GO_ON) -------------
+
+    @staticmethod
+    def _opened(event: SessionEvent) -> SessionReady | GoOn | None:
+        """The session is open (its SessionReady) -- or closed already (None), when told to stop during
+        setup (quit_after)."""
+        return event if isinstance(event, SessionReady) else None if isinstance(event, Closed) else GO_ON
+
+    @staticmethod
+    def _answered(ticket: int) -> Until[Reply]:
+        """The reply to the command with this ticket (NOOP, RSET)."""
+        def done(event: SessionEvent) -> Reply | GoOn:
+            return event.reply if isinstance(event, CommandDone) and event.ticket == ticket else GO_ON
+
+        return done
+
+    @staticmethod
+    def _ended(event: SessionEvent) -> Reply | GoOn | None:
+        """The end: the 221 that answered QUIT, or None when the server just closed."""
+        return event.reply if isinstance(event, Closed) else GO_ON
+
+    def _require_no_connection(self) -> None:
+        if self._link is not None:
+            raise LocalProtocolError("already connected")
 
     def _require_connection(self) -> None:
         # Checked before the engine is given work: a call that fails must queue nothing.
@@ -217,14 +333,11 @@ class DriverBase:
     def _peer_facts(self, sockname: Any, peername: Any) -> None:
         """Build the session that runs, now that the peer is known: loopback (for the AUTH rule)
         and the local address (the EHLO name, unless one was given)."""
-        options = dict(self._session_options)
         # None when the server reset the connection right after accepting it: the session
         # then reads the end of the connection and reports it (ServerDisconnected, greeting).
-        if peername is not None:
-            options["loopback"] = is_loopback(str(peername[0]))
-        if sockname is not None and self._ehlo_from_socket:
-            options["local_hostname"] = ehlo_name(str(sockname[0]))
-        self.session = ClientSession(**options)
+        loopback = is_loopback(str(peername[0])) if peername is not None else None
+        name = ehlo_name(str(sockname[0])) if sockname is not None and self.options.ehlo_from_socket else None
+        self.session = self.options.session.with_peer(loopback=loopback, local_hostname=name).new_session()
 
     def _closed(self) -> bool:
         """The session has ended (cleanly or not)."""
@@ -240,6 +353,14 @@ class DriverBase:
         self.session.close()
         return ServerDisconnected("server closed the connection", None, state)
 
+    def _connect_failed(self, exc: OSError) -> SMTPError:
+        """The error for a connect that failed (a reset right after the accept is the server closing)."""
+        if isinstance(exc, ConnectionResetError):
+            return self._reset_at_connect()
+        if isinstance(exc, TimeoutError):
+            return SMTPConnectError(f"cannot connect to {self.host}:{self.port}: timed out after {self.timeout} s")
+        return SMTPConnectError(f"cannot connect to {self.host}:{self.port}: {exc}")
+
     def _reply_timeout(self) -> float:
         """The deadline for the reply awaited now: ``data_timeout`` for the one to the end of data."""
         return self.data_timeout if self.session.awaiting == END_OF_DATA else self.timeout
@@ -252,6 +373,13 @@ class DriverBase:
                                f"the server may have the message) (in state {self.session.state!r})")
         what = "greeting" if awaited == "greeting" else f"reply to {awaited}"
         return SMTPTimeout(f"no {what} within {self.timeout} s (in state {self.session.state!r})")
+
+    def _timed_out(self, *, writing: bool) -> SMTPTimeout:
+        return self._write_timed_out() if writing else self._reply_timed_out()
+
+    def _write_timed_out(self) -> SMTPTimeout:
+        return SMTPTimeout(f"writing to {self.host}:{self.port}: no progress within {self.timeout} s "
+                           f"(in state {self.session.state!r})")
 
     def _handshake_failed(self, exc: OSError) -> SMTPError:
         """The error a failed TLS handshake raises; the engine ends with it too (its trace and Closed say so)."""
@@ -266,24 +394,36 @@ class DriverBase:
         self.session.close(error)
         return error
 
-    def _refuse_on_ended_session(self, items: list[Any]) -> None:
+    @staticmethod
+    def _read_failed(exc: ssl.SSLError) -> TLSError:
+        """The error for a TLS failure while reading (the driver abandons the connection with it)."""
+        return TLSError(f"TLS error while reading: {exc}")
+
+    def _refuse_on_ended_session(self, items: Sequence[object]) -> None:
         """Raise the session's error before new work: the server left (or said 421) while idle."""
         error = session_error(self.session)
         if error is not None:
+            self._flush_and_close()
             error.completed, error.uncertain, error.unsent = (), (), tuple(items)
             raise error
+
+    def _owes_quit(self) -> bool:
+        """Leaving a with block: QUIT is owed on a connection still open and between replies."""
+        return self._link is not None and not self._closed() and not self._buffered()
 
 
 class Collector:
     """Reads events until the one a call waits for; keeps the results of ``send_many``."""
 
-    def __init__(self, session: ClientSession, tickets: Iterable[int] = ()) -> None:
+    def __init__(self, session: ClientSession, tickets: list[int], items: list[Any]) -> None:
         self.session = session
+        self.tickets = tickets
+        self.items = items
         self.waiting = set(tickets)
         self.results: dict[int, SendResult] = {}
         self.cut_short = False
 
-    def take(self, event: SessionEvent) -> bool:
+    def take(self, event: SessionEvent) -> bool | GoOn:
         """Record ``event``; True when every awaited ticket is done and none was cut short.
 
         A message the session's end cut short comes just before that error: the pump
@@ -294,17 +434,18 @@ class Collector:
             error = event.result.error
             if error is not None and error is session_error(self.session):
                 self.cut_short = True
-        return len(self.results) == len(self.waiting) and not self.cut_short
+        return True if len(self.results) == len(self.waiting) and not self.cut_short else GO_ON
 
-    def ordered(self, tickets: list[int]) -> list[SendResult]:
-        return [self.results[ticket] for ticket in tickets]
+    def ordered(self) -> list[SendResult]:
+        return [self.results[ticket] for ticket in self.tickets]
 
-    def interrupted(self, error: SMTPError, tickets: list[int], items: list[Any]) -> SMTPError:
+    def interrupted(self, error: SMTPError) -> SMTPError:
         """Attach every message's fate to the error that cut the call short (whatever the error).
 
         A driver's own error (a timeout, a TLS failure) leaves the engine unaware: closing it
         with that error settles each unfinished message, uncertain or not sent.
         """
+        tickets, items = self.tickets, self.items
         self.session.close(error)
         for _ in range(len(tickets) + 2):  # each call takes one queued event; bounded
             try:
@@ -324,29 +465,38 @@ class Collector:
         return error
 
 
-def wait_ready(event: SessionEvent) -> bool:
-    """The session is open -- or closed already, when told to stop during setup (quit_after)."""
-    return isinstance(event, SessionReady | Closed)
+#: DriverBase's API, and what each method returns (spelt for help() and the docs; mypy reads the generics).
+API_RETURNS = {"sendmail": "SendResult", "send_message": "SendResult", "send_many": "list[SendResult]",
+               "noop": "Reply", "rset": "Reply", "quit": "Reply | None"}
 
 
-def ready_event(event: SessionEvent) -> SessionReady | None:
-    return event if isinstance(event, SessionReady) else None
+def install_api(cls: type[DriverBase[Any, Any, Any, Any]], *, awaited: bool) -> None:
+    """Give ``cls`` DriverBase's API as its own methods: the same code (blocking: no extra frame), or
+    coroutine functions that await it (asyncio: ``inspect.iscoroutinefunction`` and ``AsyncMock``
+    see them as such), each with its return type spelt for ``cls`` in its signature."""
+    for name, returns in API_RETURNS.items():
+        function = getattr(DriverBase, name)
+        method: Any
+        if awaited:
+            method = _awaiting(function)
+        else:
+            method = types.FunctionType(function.__code__, function.__globals__, name, function.__defaults__,
+                                        function.__closure__)
+            method.__kwdefaults__ = function.__kwdefaults__
+        method.__doc__ = function.__doc__
+        method.__annotations__ = {**function.__annotations__, "return": returns}
+        method.__signature__ = inspect.signature(function).replace(return_annotation=returns)
+        method.__name__, method.__qualname__, method.__module__ = name, f"{cls.__name__}.{name}", cls.__module__
+        setattr(cls, name, method)
 
 
-def wait_command(ticket: int) -> Any:
-    def done(event: SessionEvent) -> bool:
-        return isinstance(event, CommandDone) and event.ticket == ticket
+def _awaiting(function: Callable[..., Any]) -> Callable[..., Any]:
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await function(self, *args, **kwargs)
 
-    return done
-
-
-def wait_closed(event: SessionEvent) -> bool:
-    return isinstance(event, Closed)
+    return method
 
 
-def command_reply(event: SessionEvent) -> Reply:
-    assert isinstance(event, CommandDone)
-    return event.reply
 
 
 def reusable(to_addrs: str | Iterable[str]) -> str | Iterable[str]:

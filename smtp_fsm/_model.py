@@ -18,8 +18,8 @@ from typing import Any, cast
 
 from transitions import EventData, MachineError
 
-from .auth import Credentials, Mechanism, choose_mechanism
-from .commands import bdat, check_ehlo_name, command_line
+from .auth import Mechanism
+from .commands import bdat, command_line
 from .errors import (
     AuthenticationError,
     LocalProtocolError,
@@ -41,19 +41,18 @@ from .events import (
     StartTLS,
 )
 from .extensions import Capabilities
+from .options import SessionOptions
 from .protocol import outcomes
 from .protocol import table as protocol
-from .protocol.rules import STOP_POINTS, auth_command, mechanism_for, reply_of, source_of, uses_chunking
+from .protocol.rules import auth_command, mechanism_for, reply_of, source_of, uses_chunking
 from .protocol.runtime import MACHINE
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
 from .trace import TraceStep, describe, hide_credentials
-from .transaction import Pending, Submission, Transaction, Work, build_transaction, credentials_from
+from .transaction import Pending, Submission, Transaction, Work, build_transaction
 
 log = logging.getLogger("smtp_fsm")
 
-STARTTLS_POLICIES = ("opportunistic", "required", "never")
-DEFAULT_CHUNK_SIZE = 1 << 20
 #: What ``awaiting`` calls the reply to the end of a message's data ("." after DATA, or BDAT LAST).
 END_OF_DATA = "end of data"
 _AWAITED = {"GREETING": "greeting", "MAIL": "MAIL FROM", "RCPT": "RCPT TO", "END": END_OF_DATA}
@@ -71,50 +70,22 @@ _FINAL, _DELIVERY = _TRIGGERS["END"], protocol.DELIVERY_REPLY
 class SessionModel:
     """The state, settings and bookkeeping of one session, and the table's actions."""
 
-    def __init__(
-        self,
-        *,
-        local_hostname: str,
-        lmtp: bool,
-        encrypted: bool,
-        loopback: bool,
-        starttls: str,
-        username: str | None,
-        password: str | None,
-        oauth_token: str | None,
-        auth_mechanism: str | None,
-        allow_insecure_auth: bool,
-        pipelining: bool,
-        chunking: bool,
-        chunk_size: int,
-        quit_after: str | None,
-        trace: bool,
-    ) -> None:
-        if starttls not in STARTTLS_POLICIES:
-            raise LocalProtocolError(f"starttls must be one of {STARTTLS_POLICIES}, not {starttls!r}")
-        if quit_after is not None and quit_after not in STOP_POINTS:
-            raise LocalProtocolError(f"quit_after must be one of {STOP_POINTS} or None, not {quit_after!r}")
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise LocalProtocolError(f"chunk_size must be a positive number of octets, not {chunk_size!r}")
-        # settings: fixed for the session's life
-        if not isinstance(local_hostname, str):
-            raise LocalProtocolError(f"local_hostname must be the EHLO name (a domain, or ehlo_name(sock)), "
-                                     f"not {local_hostname!r}")
-        self.local_hostname = check_ehlo_name(local_hostname)
-        self.lmtp = lmtp
-        self.loopback = loopback
-        self.starttls_policy = starttls
-        self.allow_insecure_auth = allow_insecure_auth
-        self.pipelining = pipelining
-        self.chunking = chunking
-        self.chunk_size = chunk_size
-        self.quit_after = quit_after
-        self.credentials = credentials_from(username, password, oauth_token)
-        self.auth_mechanism = auth_mechanism.upper() if auth_mechanism else None
-        if self.auth_mechanism is not None:
-            choose_mechanism((), Credentials(""), self.auth_mechanism)  # validates the name
+    def __init__(self, options: SessionOptions) -> None:
+        # settings: fixed for the session's life, checked by SessionOptions; copied to attributes
+        # because the table's conditions read them per reply
+        self.local_hostname = options.local_hostname
+        self.lmtp = options.lmtp
+        self.loopback = options.loopback
+        self.starttls_policy: str = options.starttls
+        self.allow_insecure_auth = options.allow_insecure_auth
+        self.pipelining = options.pipelining
+        self.chunking = options.chunking
+        self.chunk_size = options.chunk_size
+        self.quit_after: str | None = options.quit_after
+        self.credentials = options.credentials
+        self.auth_mechanism = options.auth_mechanism
         # what the session has learnt (the conditions read these)
-        self.encrypted = encrypted
+        self.encrypted = options.encrypted
         self.authenticated = False
         self.auth_mech: Mechanism | None = None
         self.auth_step = 0
@@ -142,7 +113,7 @@ class SessionModel:
         self._content_queued: list[Transaction] = []  # messages whose content is in _out, not handed out yet
         #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
         self.replies_received = 0
-        self.trace: list[TraceStep] | None = [] if trace else None
+        self.trace: list[TraceStep] | None = [] if options.trace else None
         self._emitted = 0  # events and errors queued so far (a trace step takes the ones it added)
 
     # -- the I/O surface ------------------------------------------------------

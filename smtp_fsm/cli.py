@@ -29,7 +29,6 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._driver import check_server_hostname
 from ._extras import MissingExtra
 from .addresses import encode_address
 from .auth import MECHANISMS
@@ -48,6 +47,7 @@ from .errors import (
     TLSUnavailable,
 )
 from .message import dot_stuff, envelope_from_headers, needs_utf8_headers, payload_from_bytes, payload_from_message
+from .options import ClientOptions, SessionOptions, check_server_hostname
 from .protocol import table as protocol
 from .replies import Reply
 from .results import SendResult
@@ -584,16 +584,18 @@ def _client(args: argparse.Namespace, host: str, port: int | None, server_hostna
     secret = _password(args)
     token_only = mechanism is not None and not mechanism.needs_password  # XOAUTH2 takes a bearer token
     try:
-        return SMTPClient(
-            host, port, local_hostname=args.ehlo, timeout=args.timeout, data_timeout=args.data_timeout,
-            family=args.family, source_address=args.local_interface,
-            tls=args.tls, starttls=starttls, tls_context=tls_context, server_hostname=server_hostname or args.tls_sni,
-            username=args.auth_user,
-            password=None if token_only else secret, oauth_token=secret if token_only else None,
-            auth_mechanism=args.auth_mech, allow_insecure_auth=args.allow_insecure_auth,
-            pipelining=not args.no_pipelining, lmtp=args.lmtp, quit_after=quit_after,
+        session = SessionOptions(
+            local_hostname=args.ehlo or "[127.0.0.1]", lmtp=args.lmtp, encrypted=args.tls, starttls=starttls,
+            username=args.auth_user, password=None if token_only else secret,
+            oauth_token=secret if token_only else None, auth_mechanism=args.auth_mech,
+            allow_insecure_auth=args.allow_insecure_auth, pipelining=not args.no_pipelining, quit_after=quit_after,
             trace=args.trace or args.save_trace is not None or args.output_file is not None,
         )
+        return SMTPClient.from_options(ClientOptions(
+            host=host, port=port, timeout=args.timeout, data_timeout=args.data_timeout, family=args.family,
+            source_address=args.local_interface, tls=args.tls, tls_context=tls_context,
+            server_hostname=server_hostname or args.tls_sni, session=session, ehlo_from_socket=not args.ehlo,
+        ))
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
 

@@ -35,21 +35,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from email.message import Message
-from typing import Literal, Protocol, TypedDict
+from typing import Protocol, TypedDict
 
-from ._model import DEFAULT_CHUNK_SIZE, END_OF_DATA, STARTTLS_POLICIES, SessionModel
+from ._model import END_OF_DATA, SessionModel
 from .errors import LocalProtocolError, SMTPError, SMTPTimeout, TLSError, TLSHandshakeTimeout
 from .events import NeedData, SessionEvent
 from .extensions import Capabilities
 from .message import envelope_from_headers
+from .options import DEFAULT_CHUNK_SIZE, STARTTLS_POLICIES, QuitAfter, SessionOptions, StartTLSPolicy, session_options
 from .protocol.table import TLS_HANDSHAKE, State
 from .trace import TraceStep
 from .transaction import Submission
 
-StartTLSPolicy = Literal["opportunistic", "required", "never"]
-#: Where ``quit_after`` stops a session (swaks' ``--quit-after``): after the greeting, the first
-#: EHLO, the TLS handshake, AUTH, MAIL FROM (a probe of the sender) or the RCPT TOs (of recipients).
-QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
 #: One item of ``send_many``: an ``email`` message (envelope from its headers), or ``(from, to, msg)``.
 MessageItem = Message | tuple[str, str | Iterable[str], bytes | str | Message]
 
@@ -80,7 +77,8 @@ class ClientSession:
     ``quit_after`` stops the session at that point with QUIT (see ``QuitAfter``): the
     first message queued is then only probed, its ``MessageSent`` says which
     recipients were accepted (outcome ``not_sent``), and later work is not sent.
-    The settings cannot change afterwards.
+    The settings cannot change afterwards.  The keywords are those of ``SessionOptions``,
+    which checks them; ``SessionOptions.new_session()`` makes a session from one already made.
     """
 
     __slots__ = ("__weakref__", "_model")
@@ -104,12 +102,7 @@ class ClientSession:
         quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:
-        self._model = SessionModel(
-            local_hostname=local_hostname, lmtp=lmtp, encrypted=encrypted, loopback=loopback,
-            starttls=starttls, username=username, password=password, oauth_token=oauth_token,
-            auth_mechanism=auth_mechanism, allow_insecure_auth=allow_insecure_auth, pipelining=pipelining,
-            chunking=chunking, chunk_size=chunk_size, quit_after=quit_after, trace=trace,
-        )
+        self._model = SessionModel(session_options(locals()))
 
     # -- the I/O surface ------------------------------------------------------
 
@@ -221,7 +214,7 @@ class ClientSession:
         ``envid``.  Checked against the capabilities once known (the syntax alone before):
         nothing invalid is queued.  Recipients given twice are sent once.
         """
-        submission = _submission(from_addr, to_addrs, msg, mail_options, rcpt_options, notify, ret, envid)
+        submission = submission_of(from_addr, to_addrs, msg, mail_options, rcpt_options, notify, ret, envid)
         model = self._model
         model.check_open()
         return model.queue("mail", *model.prepare(submission), checked=True)
@@ -249,19 +242,7 @@ class ClientSession:
 
         Every item is checked before any is queued: one invalid item raises and queues nothing.
         """
-        model = self._model
-        model.check_open()
-        prepared = []
-        for item in items:
-            to_addrs: str | Iterable[str]
-            msg: bytes | str | Message
-            if isinstance(item, Message):
-                sender, to_addrs = envelope_from_headers(item)
-                msg = item
-            else:
-                sender, to_addrs, msg = item
-            prepared.append(model.prepare(_submission(sender, to_addrs, msg)))
-        return [model.queue("mail", submission, tx) for submission, tx in prepared]
+        return queue_messages(self, [item_submission(item) for item in items])
 
     def noop(self) -> int:
         """Queue a NOOP; its reply comes back as ``CommandDone``."""
@@ -284,7 +265,7 @@ class ClientSession:
 _STATES: dict[str, State] = {state.value: state for state in State}
 
 
-def _submission(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
+def submission_of(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str | Message,
                 mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (), notify: Notify | None = None,
                 ret: str | None = None, envid: str | None = None) -> Submission:
     """A message as given; recipients given twice are sent once."""
@@ -293,6 +274,28 @@ def _submission(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | str 
         raise LocalProtocolError("no recipients given")
     return Submission(from_addr, recipients, msg, notify, ret.upper() if ret else None, envid,
                       tuple(mail_options), tuple(rcpt_options))
+
+
+def session_from_options(options: SessionOptions) -> ClientSession:
+    """A session with these settings (checked when ``options`` was made, not again)."""
+    session = ClientSession.__new__(ClientSession)
+    session._model = SessionModel(options)
+    return session
+
+
+def item_submission(item: MessageItem) -> Submission:
+    """A ``send_many`` item as a submission: an ``email`` message's envelope comes from its headers."""
+    if isinstance(item, Message):
+        return submission_of(*envelope_from_headers(item), item)
+    return submission_of(*item)
+
+
+def queue_messages(session: ClientSession, submissions: Sequence[Submission]) -> list[int]:
+    """Queue messages, each checked before any is queued (one invalid raises and queues nothing)."""
+    model = session._model
+    model.check_open()
+    prepared = [model.prepare(submission) for submission in submissions]
+    return [model.queue("mail", submission, tx, checked=True) for submission, tx in prepared]
 
 
 def _local_error(reason: BaseException, state: str) -> SMTPError:
@@ -356,4 +359,5 @@ def session_error(session: ClientSession) -> SMTPError | None:
 
 
 __all__ = ["END_OF_DATA", "STARTTLS_POLICIES", "ClientSession", "MessageItem", "Notify", "QuitAfter", "SendOptions",
-           "StartTLSPolicy", "State", "bytes_buffered", "ehlo_name", "replies_read", "session_error"]
+           "SessionOptions", "StartTLSPolicy", "State", "bytes_buffered", "ehlo_name", "replies_read",
+           "session_error"]

@@ -6,10 +6,11 @@ import base64
 import logging
 
 import pytest
-from sansio_helpers import GREETING, Harness, Step, ehlo, reply
+from sansio_helpers import GREETING, ehlo, reply, stepper
 
 from smtp_fsm import Authenticated, AuthenticationError, LocalProtocolError, SessionReady
 from smtp_fsm.auth import Credentials
+from smtp_fsm.testing import SessionStepper, Stepped
 from smtp_fsm.trace import MASK
 
 USER = "user@example.org"
@@ -28,15 +29,15 @@ def b64(data: bytes | str) -> bytes:
     return base64.b64encode(data.encode() if isinstance(data, str) else data)
 
 
-def _start(offered: str, **options: object) -> tuple[Harness, Step]:
+def _start(offered: str, **options: object) -> tuple[SessionStepper, Stepped]:
     options.setdefault("username", USER)
     options.setdefault("loopback", True)
-    h = Harness(**options)
+    h = stepper(**options)
     h.feed(GREETING)
     return h, h.feed(ehlo(f"AUTH {offered}", "PIPELINING"))
 
 
-def _authenticated(step: Step, mechanism: str) -> None:
+def _authenticated(step: Stepped, mechanism: str) -> None:
     assert step.state == "ready" and step.sent == b""
     [event] = step.of(Authenticated)
     assert event.mechanism == mechanism and event.reply.code == 235
@@ -127,7 +128,7 @@ def test_refusal_raises_authentication_error_carrying_the_reply(code: int, mecha
     assert isinstance(error, AuthenticationError) and error.code == code and error.reply.code == code
     assert PASSWORD not in str(error)
     step = h.feed(b"")
-    assert step.state == "closed" and step.errors == []
+    assert step.state == "closed" and step.errors == ()
 
 
 @pytest.mark.parametrize(
@@ -147,7 +148,7 @@ def test_mechanism_choice(offered: str, options: dict[str, str], chosen: bytes) 
 
 
 def test_old_auth_equals_syntax() -> None:
-    h = Harness(username=USER, password=PASSWORD, loopback=True)
+    h = stepper(username=USER, password=PASSWORD, loopback=True)
     h.feed(GREETING)
     step = h.feed(ehlo("AUTH=LOGIN"))
     assert step.sent == b"AUTH LOGIN\r\n"
@@ -168,7 +169,7 @@ def test_no_usable_mechanism_sends_no_auth(offered: str, options: dict[str, str]
 
 
 def test_no_auth_offered_sends_no_auth() -> None:
-    h = Harness(username=USER, password=PASSWORD, loopback=True)
+    h = stepper(username=USER, password=PASSWORD, loopback=True)
     h.feed(GREETING)
     step = h.feed(ehlo("PIPELINING"))
     assert step.sent == b"QUIT\r\n" and isinstance(step.error, AuthenticationError)
@@ -184,9 +185,9 @@ def test_auth_in_clear_to_a_remote_host_raises_before_any_auth_byte(mechanism: s
     assert step.sent == b"QUIT\r\n"
     assert isinstance(step.error, LocalProtocolError)
     _, step = _start(mechanism, loopback=False, allow_insecure_auth=True, **options)
-    assert step.sent.startswith(f"AUTH {mechanism}".encode()) and step.errors == []
+    assert step.sent.startswith(f"AUTH {mechanism}".encode()) and step.errors == ()
     _, step = _start(mechanism, loopback=False, encrypted=True, **options)
-    assert step.sent.startswith(f"AUTH {mechanism}".encode()) and step.errors == []
+    assert step.sent.startswith(f"AUTH {mechanism}".encode()) and step.errors == ()
 
 
 # --- secrets never shown ---------------------------------------------------------------------

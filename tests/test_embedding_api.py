@@ -63,12 +63,12 @@ def test_drivers_refuse_unknown_options_and_answer_has_extn(kind: str, smtp_serv
 def test_smtplib_refused_has_smtplibs_shape() -> None:
     harness = ready()
     harness.session.sendmail("a@example.org", ["ok@example.org", "no@example.org"], MESSAGE)
-    harness.collect()
+    harness.pending()
     harness.feed(reply(250, "ok"))
     harness.feed(reply(250, "ok"))
     harness.feed(reply(550, "5.1.1 no such user", "try another"))
     harness.feed(reply(354, "go"))
-    (result,) = harness.results(harness.feed(reply(250, "queued"))).values()
+    (result,) = harness.feed(reply(250, "queued")).results.values()
     assert result.ok and result.smtplib_refused == {"no@example.org": (550, b"5.1.1 no such user\ntry another")}
 
 

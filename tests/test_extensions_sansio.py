@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 import pytest
-from sansio_helpers import GREETING, Harness, ehlo, ready, reply
+from sansio_helpers import GREETING, ehlo, ready, reply, stepper
 
 from smtp_fsm import (
     CommandDone,
@@ -15,6 +15,7 @@ from smtp_fsm import (
     RecipientsRefused,
     SenderRefused,
 )
+from smtp_fsm.testing import SessionStepper
 
 OK = b"250 ok\r\n"
 GO = b"354 go ahead\r\n"
@@ -23,9 +24,10 @@ NO_USER = b"550 5.1.1 no such user\r\n"
 GROUP = b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nRCPT TO:<c@y.org>\r\nDATA\r\n"
 
 
-def _two_recipients(*keywords: str, **options: object) -> tuple[Harness, int]:
+def _two_recipients(*keywords: str, **options: object) -> tuple[SessionStepper, int]:
     h = ready("PIPELINING", *keywords, **options)
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    step = h.pending()
     assert step.sent == GROUP
     return h, ticket
 
@@ -36,7 +38,7 @@ def _two_recipients(*keywords: str, **options: object) -> tuple[Harness, int]:
 def test_group_all_accepted() -> None:
     h, ticket = _two_recipients()
     assert h.feed(OK + OK + OK + GO).sent == b"hi\r\n.\r\n"
-    result = h.results(h.feed(QUEUED))[ticket]
+    result = h.feed(QUEUED).results[ticket]
     assert result.ok and set(result.accepted) == {"b@y.org", "c@y.org"} and result.refused == {}
 
 
@@ -53,7 +55,7 @@ def test_group_mail_refused() -> None:
     step = h.feed(b"550 5.7.1 sender rejected\r\n" + b"503 5.5.1 need MAIL\r\n" * 2 + b"503 5.5.1 need RCPT\r\n")
     assert step.sent == b"RSET\r\n"
     step = h.feed(OK)
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert isinstance(result.error, SenderRefused) and result.error.reply.enhanced_code == "5.7.1"
     assert not result.ok and step.state == "ready"
 
@@ -61,7 +63,7 @@ def test_group_mail_refused() -> None:
 def test_group_some_recipients_refused() -> None:
     h, ticket = _two_recipients()
     assert h.feed(OK + NO_USER + OK + GO).sent == b"hi\r\n.\r\n"
-    result = h.results(h.feed(QUEUED))[ticket]
+    result = h.feed(QUEUED).results[ticket]
     assert result.ok
     assert list(result.accepted) == ["c@y.org"]
     assert result.refused["b@y.org"].code == 550 and result.refused["b@y.org"].enhanced_code == "5.1.1"
@@ -73,17 +75,17 @@ def test_group_all_recipients_refused_data_refused(data_code: int) -> None:
     step = h.feed(OK + NO_USER + NO_USER + reply(data_code, "no valid recipients"))
     assert step.sent == b"RSET\r\n"
     step = h.feed(OK)
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert isinstance(result.error, RecipientsRefused)
     assert set(result.error.replies) == {"b@y.org", "c@y.org"}
-    assert step.of(CommandDone) == [] and step.state == "ready"
+    assert step.of(CommandDone) == () and step.state == "ready"
 
 
 def test_group_data_refused_after_accepted_recipients() -> None:
     h, ticket = _two_recipients()
     step = h.feed(OK + OK + OK + b"451 4.3.0 try later\r\n")
     assert step.sent == b"RSET\r\n"
-    result = h.results(h.feed(OK))[ticket]
+    result = h.feed(OK).results[ticket]
     assert isinstance(result.error, DataRefused) and result.error.code == 451
 
 
@@ -95,10 +97,11 @@ def test_group_354_although_every_recipient_refused_sends_lone_dot() -> None:
     step = h.feed(b"554 5.5.1 no valid recipients\r\n")
     assert step.sent == b"RSET\r\n"
     step = h.feed(OK)
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert isinstance(result.error, RecipientsRefused) and not result.accepted
     assert step.state == "ready"
-    _, step = h.call("sendmail", "a@x.org", ["d@y.org"], b"next\r\n")
+    h.session.sendmail("a@x.org", ["d@y.org"], b"next\r\n")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<d@y.org>\r\nDATA\r\n"
 
 
@@ -107,13 +110,14 @@ def test_group_354_after_refused_sender_sends_lone_dot() -> None:
     step = h.feed(b"550 no\r\n" + OK + OK + GO)
     assert step.sent == b".\r\n"
     h.feed(OK)
-    result = h.results(h.feed(OK))[ticket]
+    result = h.feed(OK).results[ticket]
     assert isinstance(result.error, SenderRefused)
 
 
 def test_cross_message_pipelining_one_round_trip_each() -> None:
     h = ready("PIPELINING")
-    tickets, step = h.call("send_many", [("a@x.org", "b@y.org", f"m{i}\r\n") for i in range(4)])
+    tickets = h.session.send_many([("a@x.org", "b@y.org", f"m{i}\r\n") for i in range(4)])
+    step = h.pending()
     writes = [step.sent]
     step = h.feed(OK + OK + GO)
     writes.append(step.sent)
@@ -121,8 +125,8 @@ def test_cross_message_pipelining_one_round_trip_each() -> None:
     for _ in range(3):
         step = h.feed(QUEUED + OK + OK + GO)
         writes.append(step.sent)
-        done.update(h.results(step))
-    done.update(h.results(h.feed(QUEUED)))
+        done.update(step.results)
+    done.update(h.feed(QUEUED).results)
     assert writes[1] == b"m0\r\n.\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n"
     assert writes[-1] == b"m3\r\n.\r\n"
     assert sorted(done) == tickets and all(r.ok for r in done.values())
@@ -130,10 +134,14 @@ def test_cross_message_pipelining_one_round_trip_each() -> None:
 
 def test_noop_and_quit_end_a_group() -> None:
     h = ready("PIPELINING")
-    h.call("sendmail", "a@x.org", "b@y.org", b"m0\r\n")
-    h.call("noop")
-    h.call("sendmail", "a@x.org", "c@y.org", b"m1\r\n")
-    h.call("quit")
+    h.session.sendmail("a@x.org", "b@y.org", b"m0\r\n")
+    h.pending()
+    h.session.noop()
+    h.pending()
+    h.session.sendmail("a@x.org", "c@y.org", b"m1\r\n")
+    h.pending()
+    h.session.quit()
+    h.pending()
     assert h.feed(OK + OK + GO).sent == b"m0\r\n.\r\n"
     assert h.feed(QUEUED).sent == b"NOOP\r\n"
     assert h.feed(OK).sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<c@y.org>\r\nDATA\r\n"
@@ -142,8 +150,9 @@ def test_noop_and_quit_end_a_group() -> None:
 
 
 def test_ehlo_and_auth_end_a_group() -> None:
-    h = Harness(username="u", password="p", loopback=True)
-    h.call("sendmail", "a@x.org", "b@y.org", b"m0\r\n")
+    h = stepper(username="u", password="p", loopback=True)
+    h.session.sendmail("a@x.org", "b@y.org", b"m0\r\n")
+    h.pending()
     assert h.feed(GREETING).sent == b"EHLO client.example\r\n"
     step = h.feed(ehlo("PIPELINING", "AUTH PLAIN"))
     assert step.sent == b"AUTH PLAIN AHUAcA==\r\n"
@@ -156,37 +165,41 @@ def test_ehlo_and_auth_end_a_group() -> None:
 def test_bdat_single_chunk_no_dot_stuffing() -> None:
     h = ready("PIPELINING", "CHUNKING")
     body = b".dot line\r\n.\r\nend\r\n"
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org"], body)
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], body)
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nBDAT %d LAST\r\n" % len(body) + body
     assert b"DATA" not in step.sent
     step = h.feed(OK + OK + QUEUED)
-    assert h.results(step)[ticket].ok and step.state == "ready" and step.sent == b""
+    assert step.results[ticket].ok and step.state == "ready" and step.sent == b""
 
 
 def test_bdat_several_chunks_pipelined() -> None:
     h = ready("PIPELINING", "CHUNKING", chunk_size=4)
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"0123456789")  # normalised: 12 octets
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"0123456789")  # normalised: 12 octets
+    step = h.pending()
     assert step.sent == (
         b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\n"
         b"BDAT 4\r\n0123BDAT 4\r\n4567BDAT 4 LAST\r\n89\r\n"
     )
     step = h.feed(OK + OK + OK + OK + QUEUED)
-    assert h.results(step)[ticket].ok
+    assert step.results[ticket].ok
 
 
 def test_bdat_chunks_without_pipelining_one_by_one() -> None:
     h = ready("CHUNKING", chunk_size=5)
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"abcdefgh")  # 10 octets with CRLF
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"abcdefgh")  # 10 octets with CRLF
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\n"
     assert h.feed(OK).sent == b"RCPT TO:<b@y.org>\r\n"
     assert h.feed(OK).sent == b"BDAT 5\r\nabcde"
     assert h.feed(OK).sent == b"BDAT 5 LAST\r\nfgh\r\n"
-    assert h.results(h.feed(QUEUED))[ticket].ok
+    assert h.feed(QUEUED).results[ticket].ok
 
 
 def test_bdat_empty_message() -> None:
     h = ready("CHUNKING")
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"")
+    h.pending()
     h.feed(OK)
     assert h.feed(OK).sent == b"BDAT 0 LAST\r\n"
 
@@ -194,40 +207,45 @@ def test_bdat_empty_message() -> None:
 @pytest.mark.parametrize("code", [554, 552, 451])
 def test_bdat_last_refused_then_rset_and_usable(code: int) -> None:
     h = ready("PIPELINING", "CHUNKING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hello\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hello\r\n")
+    h.pending()
     step = h.feed(OK + OK + reply(code, "no"))
     assert step.sent == b"RSET\r\n"
     step2 = h.feed(OK)
-    results = {**h.results(step), **h.results(step2)}
+    results = {**step.results, **step2.results}
     assert isinstance(results[ticket].error, DataRefused) and results[ticket].error.code == code
-    assert step2.of(CommandDone) == [] and step2.state == "ready"
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"again\r\n")
+    assert step2.of(CommandDone) == () and step2.state == "ready"
+    h.session.sendmail("a@x.org", ["b@y.org"], b"again\r\n")
+    step = h.pending()
     assert step.sent.startswith(b"MAIL FROM:<a@x.org>\r\n")
 
 
 def test_bdat_middle_chunk_refused() -> None:
     h = ready("PIPELINING", "CHUNKING", chunk_size=4)
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"0123456789")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"0123456789")
+    h.pending()
     step = h.feed(OK + OK + b"552 too big\r\n" + b"503 bad sequence\r\n" * 2)
     assert step.sent == b"RSET\r\n"
     step2 = h.feed(OK)
-    result = {**h.results(step), **h.results(step2)}[ticket]
+    result = {**step.results, **step2.results}[ticket]
     assert not result.ok and isinstance(result.error, DataRefused)
 
 
 def test_bdat_every_recipient_refused() -> None:
     h = ready("PIPELINING", "CHUNKING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hello\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hello\r\n")
+    h.pending()
     step = h.feed(OK + NO_USER + b"554 no valid recipients\r\n")
     assert step.sent == b"RSET\r\n"
     step2 = h.feed(OK)
-    result = {**h.results(step), **h.results(step2)}[ticket]
+    result = {**step.results, **step2.results}[ticket]
     assert isinstance(result.error, RecipientsRefused)
 
 
 def test_chunking_switched_off_uses_data() -> None:
     h = ready("PIPELINING", "CHUNKING", chunking=False)
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"hello\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hello\r\n")
+    step = h.pending()
     assert step.sent.endswith(b"DATA\r\n") and b"BDAT" not in step.sent
 
 
@@ -237,7 +255,8 @@ def test_chunking_switched_off_uses_data() -> None:
 def test_size_parameter_is_the_exact_octet_count() -> None:
     h = ready("SIZE 1000")
     body = b".a\nb\n"  # normalised ".a\r\nb\r\n" = 7 octets; the stuffing dot is not counted
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], body)
+    h.session.sendmail("a@x.org", ["b@y.org"], body)
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org> SIZE=7\r\n"
 
 
@@ -245,46 +264,53 @@ def test_message_over_the_limit_raises_before_mail() -> None:
     h = ready("SIZE 10")
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", ["b@y.org"], b"x" * 20)
-    assert h.collect().sent == b"" and h.state == "ready"
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"12345678")  # 10 octets: exactly the limit
+    assert h.pending().sent == b"" and h.state == "ready"
+    h.session.sendmail("a@x.org", ["b@y.org"], b"12345678")  # 10 octets: exactly the limit
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org> SIZE=10\r\n"
 
 
 def test_message_over_the_limit_queued_before_ehlo_fails_without_mail() -> None:
-    h = Harness()
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"x" * 20)
+    h = stepper()
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"x" * 20)
+    h.pending()
     h.feed(GREETING)
     step = h.feed(ehlo("SIZE 10"))
     assert step.sent == b""
-    assert isinstance(h.results(step)[ticket].error, LocalProtocolError)
+    assert isinstance(step.results[ticket].error, LocalProtocolError)
 
 
 @pytest.mark.parametrize("keyword", ["SIZE", "SIZE 0"])
 def test_no_limit_announced(keyword: str) -> None:
     h = ready(keyword)
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"x" * 998 + b"\n" + b"y" * 998)
+    h.session.sendmail("a@x.org", ["b@y.org"], b"x" * 998 + b"\n" + b"y" * 998)
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org> SIZE=2000\r\n"
 
 
 def test_no_size_parameter_without_size() -> None:
-    _, step = ready().call("sendmail", "a@x.org", ["b@y.org"], b"x\r\n")
+    h = ready()
+    h.session.sendmail("a@x.org", ["b@y.org"], b"x\r\n")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\n"
 
 
 @pytest.mark.parametrize("code", [552, 452])
 def test_size_refused_at_mail(code: int) -> None:
     h = ready("SIZE 1000")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"x\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"x\r\n")
+    h.pending()
     assert h.feed(reply(code, f"{code // 100}.3.4 message too big")).sent == b"RSET\r\n"
-    result = h.results(h.feed(OK))[ticket]
+    result = h.feed(OK).results[ticket]
     assert isinstance(result.error, SenderRefused) and result.error.code == code
 
 
 def test_size_refused_at_end_of_data() -> None:
     h = ready("SIZE", "PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"x\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"x\r\n")
+    h.pending()
     h.feed(OK + OK + GO)
-    result = h.results(h.feed(b"552 5.3.4 message too big\r\n"))[ticket]
+    result = h.feed(b"552 5.3.4 message too big\r\n").results[ticket]
     assert isinstance(result.error, DataRefused) and result.error.code == 552
     assert "5.3.4" in str(result.error)
 
@@ -303,7 +329,8 @@ def _chinese() -> EmailMessage:
 
 def test_body_8bitmime_when_offered() -> None:
     h = ready("8BITMIME", "PIPELINING")
-    _, step = h.call("send_message", _chinese())
+    h.session.send_message(_chinese())
+    step = h.pending()
     assert step.sent.startswith(b"MAIL FROM:<a@x.org> BODY=8BITMIME\r\n")
     content = h.feed(OK + OK + GO).sent
     assert "你好，世界".encode() in content
@@ -311,7 +338,8 @@ def test_body_8bitmime_when_offered() -> None:
 
 def test_email_message_goes_seven_bit_without_8bitmime() -> None:
     h = ready("PIPELINING")
-    _, step = h.call("send_message", _chinese())
+    h.session.send_message(_chinese())
+    step = h.pending()
     assert step.sent.startswith(b"MAIL FROM:<a@x.org>\r\n")
     content = h.feed(OK + OK + GO).sent
     assert content.isascii() and content.endswith(b"\r\n.\r\n")
@@ -321,7 +349,7 @@ def test_raw_eight_bit_without_8bitmime_raises() -> None:
     h = ready()
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", ["b@y.org"], "Subject: x\r\n\r\n你好\r\n".encode())
-    assert h.collect().sent == b""
+    assert h.pending().sent == b""
 
 
 # --- SMTPUTF8 (RFC 6531) -------------------------------------------------------------------
@@ -329,7 +357,8 @@ def test_raw_eight_bit_without_8bitmime_raises() -> None:
 
 def test_utf8_addresses_with_smtputf8() -> None:
     h = ready("SMTPUTF8", "8BITMIME", "PIPELINING")
-    _, step = h.call("sendmail", "用户@例子.广告", ["收件人@例子.广告"], b"hi\r\n")
+    h.session.sendmail("用户@例子.广告", ["收件人@例子.广告"], b"hi\r\n")
+    step = h.pending()
     assert step.sent == "MAIL FROM:<用户@例子.广告> SMTPUTF8\r\nRCPT TO:<收件人@例子.广告>\r\nDATA\r\n".encode()
 
 
@@ -340,7 +369,8 @@ def test_utf8_message_headers_with_smtputf8() -> None:
     msg["To"] = "收件人@例子.广告"
     msg["Subject"] = "你好"
     msg.set_content("正文\n")
-    _, step = h.call("send_message", msg)
+    h.session.send_message(msg)
+    step = h.pending()
     assert step.sent.startswith("MAIL FROM:<用户@例子.广告>".encode())
     assert b" SMTPUTF8" in step.sent.split(b"\r\n")[0]
     content = h.feed(OK + OK + GO).sent
@@ -351,12 +381,13 @@ def test_utf8_local_part_without_smtputf8_raises_before_anything() -> None:
     h = ready("8BITMIME", "PIPELINING")
     with pytest.raises(LocalProtocolError, match="SMTPUTF8"):
         h.session.sendmail("a@x.org", ["用户@例子.广告"], b"hi\r\n")
-    assert h.collect().sent == b""
+    assert h.pending().sent == b""
 
 
 def test_idn_domain_goes_as_a_labels_without_smtputf8() -> None:
     h = ready("PIPELINING")
-    _, step = h.call("sendmail", "a@例子.广告", ["b@例子.广告"], b"hi\r\n")
+    h.session.sendmail("a@例子.广告", ["b@例子.广告"], b"hi\r\n")
+    step = h.pending()
     assert step.sent == (
         b"MAIL FROM:<a@xn--fsqu00a.xn--4rr70v>\r\nRCPT TO:<b@xn--fsqu00a.xn--4rr70v>\r\nDATA\r\n"
     )
@@ -367,10 +398,11 @@ def test_idn_domain_goes_as_a_labels_without_smtputf8() -> None:
 
 def test_dsn_parameters_per_recipient_and_per_message() -> None:
     h = ready("DSN", "PIPELINING")
-    _, step = h.call(
-        "sendmail", "a@x.org", ["b@y.org", "c+tag@y.org"], b"hi\r\n",
+    h.session.sendmail(
+        "a@x.org", ["b@y.org", "c+tag@y.org"], b"hi\r\n",
         notify={"b@y.org": ["SUCCESS", "FAILURE"], "c+tag@y.org": ["NEVER"]}, ret="hdrs", envid="QQ+1 x=y",
     )
+    step = h.pending()
     assert step.sent == (
         b"MAIL FROM:<a@x.org> RET=HDRS ENVID=QQ+2B1+20x+3Dy\r\n"
         b"RCPT TO:<b@y.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@y.org\r\n"
@@ -381,7 +413,8 @@ def test_dsn_parameters_per_recipient_and_per_message() -> None:
 
 def test_dsn_notify_for_all_recipients() -> None:
     h = ready("DSN")
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n", notify=["DELAY"], ret="FULL")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n", notify=["DELAY"], ret="FULL")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org> RET=FULL\r\n"
     assert h.feed(OK).sent == b"RCPT TO:<b@y.org> NOTIFY=DELAY ORCPT=rfc822;b@y.org\r\n"
 
@@ -394,7 +427,7 @@ def test_invalid_dsn_options_raise(options: dict[str, object]) -> None:
     h = ready("DSN")
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n", **options)  # type: ignore[arg-type]
-    assert h.collect().sent == b""
+    assert h.pending().sent == b""
 
 
 def test_dsn_without_server_support_raises() -> None:
@@ -408,9 +441,10 @@ def test_dsn_without_server_support_raises() -> None:
 
 def test_enhanced_codes_in_results_and_errors() -> None:
     h = ready("PIPELINING", "ENHANCEDSTATUSCODES")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(b"250 2.1.0 sender ok\r\n" + b"550 5.1.1 <b@y.org>: user unknown\r\n" + b"554 5.5.1 no valid recipients\r\n")
-    result = h.results(h.feed(b"250 2.0.0 reset\r\n"))[ticket]
+    result = h.feed(b"250 2.0.0 reset\r\n").results[ticket]
     assert result.refused["b@y.org"].enhanced_code == "5.1.1"
     assert isinstance(result.error, RecipientsRefused)
     assert "5.1.1" in str(result.error)
@@ -421,41 +455,44 @@ def test_enhanced_codes_in_results_and_errors() -> None:
 
 def test_452_recipients_retried_in_a_following_transaction_without_pipelining() -> None:
     h = ready()
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org", "d@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org", "d@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK)
     h.feed(OK)
     h.feed(b"452 4.5.3 too many recipients\r\n")
     assert h.feed(b"452 4.5.3 too many recipients\r\n").sent == b"DATA\r\n"
     h.feed(GO)
     step = h.feed(QUEUED)
-    assert step.sent == b"MAIL FROM:<a@x.org>\r\n" and step.of(MessageSent) == []
+    assert step.sent == b"MAIL FROM:<a@x.org>\r\n" and step.of(MessageSent) == ()
     assert h.feed(OK).sent == b"RCPT TO:<c@y.org>\r\n"
     assert h.feed(OK).sent == b"RCPT TO:<d@y.org>\r\n"
     assert h.feed(OK).sent == b"DATA\r\n"
     assert h.feed(GO).sent == b"hi\r\n.\r\n"
-    result = h.results(h.feed(b"250 queued as Q2\r\n"))[ticket]
+    result = h.feed(b"250 queued as Q2\r\n").results[ticket]
     assert result.ok and set(result.accepted) == {"b@y.org", "c@y.org", "d@y.org"} and result.refused == {}
 
 
 def test_452_recipients_retried_pipelined() -> None:
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK + OK + b"452 4.5.3 too many\r\n" + GO)
     step = h.feed(QUEUED)
     assert step.sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<c@y.org>\r\nDATA\r\n"
     assert h.feed(OK + OK + GO).sent == b"hi\r\n.\r\n"
-    result = h.results(h.feed(b"250 queued as Q2\r\n"))[ticket]
+    result = h.feed(b"250 queued as Q2\r\n").results[ticket]
     assert result.ok and set(result.accepted) == {"b@y.org", "c@y.org"}
 
 
 def test_452_again_in_the_retry_keeps_the_delivered_part() -> None:
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK + OK + b"452 4.5.3 too many\r\n" + GO)
     h.feed(QUEUED)
     step = h.feed(OK + b"452 4.5.3 still too many\r\n" + b"554 5.5.1 no valid recipients\r\n")
     assert step.sent == b"RSET\r\n"
-    result = h.results(h.feed(OK))[ticket]
+    result = h.feed(OK).results[ticket]
     # b got the message; c was deferred twice: a partial success, not a refused message.
     assert list(result.accepted) == ["b@y.org"]
     assert result.refused["c@y.org"].code == 452
@@ -467,15 +504,16 @@ def test_452_again_in_the_retry_keeps_the_delivered_part() -> None:
 
 def test_lmtp_one_reply_per_accepted_recipient() -> None:
     h = ready("PIPELINING", "ENHANCEDSTATUSCODES", lmtp=True)
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org", "d@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org", "d@y.org"], b"hi\r\n")
+    step = h.pending()
     assert step.sent == (
         b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nRCPT TO:<c@y.org>\r\nRCPT TO:<d@y.org>\r\nDATA\r\n"
     )
     assert h.feed(OK + OK + NO_USER + OK + GO).sent == b"hi\r\n.\r\n"
     step = h.feed(b"250 2.0.0 b delivered\r\n")
-    assert step.of(MessageSent) == [] and step.state == "content"
+    assert step.of(MessageSent) == () and step.state == "content"
     step = h.feed(b"452 4.2.2 d mailbox full\r\n")
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert set(result.delivery) == {"b@y.org", "d@y.org"}
     assert result.delivery["b@y.org"].code == 250 and result.delivery["d@y.org"].code == 452
     assert list(result.accepted) == ["b@y.org"]
@@ -485,21 +523,24 @@ def test_lmtp_one_reply_per_accepted_recipient() -> None:
 
 def test_lmtp_all_delivery_replies_in_one_feed() -> None:
     h = ready("PIPELINING", lmtp=True)
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK + OK + OK + GO)
-    result = h.results(h.feed(b"250 b ok\r\n550 c failed\r\n"))[ticket]
+    result = h.feed(b"250 b ok\r\n550 c failed\r\n").results[ticket]
     assert list(result.accepted) == ["b@y.org"] and result.refused["c@y.org"].code == 550
 
 
 def test_lmtp_every_delivery_refused() -> None:
     h = ready("PIPELINING", lmtp=True)
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK + OK + GO)
-    result = h.results(h.feed(b"554 5.0.0 delivery failed\r\n"))[ticket]
+    result = h.feed(b"554 5.0.0 delivery failed\r\n").results[ticket]
     assert not result.ok and result.refused["b@y.org"].code == 554
 
 
 def test_lmtp_never_chunks() -> None:
     h = ready("PIPELINING", "CHUNKING", lmtp=True)
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    step = h.pending()
     assert step.sent.endswith(b"DATA\r\n")

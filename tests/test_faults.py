@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from drivers import DRIVERS, make_client
-from sansio_helpers import GREETING, Harness, ehlo, ready
+from sansio_helpers import GREETING, ehlo, ready, stepper
 
 import smtp_fsm
 from smtp_fsm import (
@@ -166,7 +166,8 @@ def test_a_pre_answered_end_of_data_writes_no_content(kind: str) -> None:
 
 def test_a_pre_answered_end_of_data_in_the_engine() -> None:
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     step = h.feed(b"250 ok\r\n250 ok\r\n354 go\r\n250 2.0.0 queued\r\n")
     assert isinstance(step.error, RemoteProtocolError) and step.sent == b""
     assert [(e.ticket, e.result.outcome) for e in step.of(MessageSent)] == [(ticket, Outcome.NOT_SENT)]
@@ -267,7 +268,8 @@ def test_a_starttls_handshake_cut_by_the_server_is_a_tls_error(kind: str, tls_ce
 
 def test_a_250_before_garbage_in_the_same_read_is_delivered() -> None:
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     assert h.feed(b"250 ok\r\n250 ok\r\n354 go\r\n").sent == b"hi\r\n.\r\n"
     step = h.feed(b"250 2.0.0 queued as X\r\nGARBAGE\r\n")
     [sent] = step.of(MessageSent)
@@ -292,10 +294,10 @@ def test_a_failed_session_hands_out_no_bytes_however_the_stream_is_split(stream:
 def test_the_greeting_line_limit_does_not_depend_on_where_the_crlf_is_split() -> None:
     line = b"220 " + b"x" * (MAX_LINE - 4)
     for pieces in ([line + b"\r\n"], [line + b"\r", b"\n"], [line, b"\r", b"\n"]):
-        h = Harness()
+        h = stepper()
         for piece in pieces:
             step = h.feed(piece)
-        assert step.state == "ehlo" and step.errors == [], pieces
+        assert step.state == "ehlo" and step.errors == (), pieces
 
 
 # -- fault 9: the AUTH line, and unknown reply codes --------------------------------------------------------
@@ -303,7 +305,7 @@ def test_the_greeting_line_limit_does_not_depend_on_where_the_crlf_is_split() ->
 
 def test_an_initial_response_too_long_for_the_auth_line_waits_for_the_334() -> None:
     user, password = "u" * 200, "p" * 200
-    h = Harness(username=user, password=password, loopback=True, auth_mechanism="PLAIN")
+    h = stepper(username=user, password=password, loopback=True, auth_mechanism="PLAIN")
     h.feed(GREETING)
     step = h.feed(ehlo("AUTH PLAIN"))
     # RFC 4954 §4: the AUTH command keeps the 512-octet line limit; without room, no initial response.
@@ -315,7 +317,7 @@ def test_an_initial_response_too_long_for_the_auth_line_waits_for_the_334() -> N
 
 
 def test_a_short_initial_response_still_rides_on_the_auth_line() -> None:
-    h = Harness(username="u", password="p", loopback=True, auth_mechanism="PLAIN")
+    h = stepper(username="u", password="p", loopback=True, auth_mechanism="PLAIN")
     h.feed(GREETING)
     assert h.feed(ehlo("AUTH PLAIN")).sent == b"AUTH PLAIN " + base64.b64encode(b"\0u\0p") + b"\r\n"
 
@@ -334,10 +336,11 @@ def test_long_credentials_authenticate_against_aiosmtpd() -> None:
 def test_an_unknown_code_is_acted_on_by_its_first_digit() -> None:
     # RFC 5321 §4.2: 571 is not in the grammar's second-digit range; it is still a 5xx refusal.
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    h.pending()
     step = h.feed(b"250 ok\r\n571 5.7.1 delivery not authorized\r\n250 ok\r\n354 go\r\n")
-    assert step.errors == [] and step.state == "content"
-    result = h.results(h.feed(b"250 2.0.0 queued\r\n"))[ticket]
+    assert step.errors == () and step.state == "content"
+    result = h.feed(b"250 2.0.0 queued\r\n").results[ticket]
     assert result.outcome is Outcome.DELIVERED and result.refused["b@y.org"].code == 571
 
 
@@ -346,7 +349,10 @@ def test_an_unknown_code_is_acted_on_by_its_first_digit() -> None:
 
 def test_outcomes_in_the_engine_across_a_pipelined_batch_cut_by_421() -> None:
     h = ready("PIPELINING")
-    tickets = [h.call("sendmail", "a@x.org", [f"r{n}@y.org"], b"hi\r\n")[0] for n in range(4)]
+    tickets = []
+    for n in range(4):
+        tickets.append(h.session.sendmail("a@x.org", [f"r{n}@y.org"], b"hi\r\n"))
+        h.pending()
     refused_one = h.feed(b"550 no\r\n250 ok\r\n554 no valid recipients\r\n")  # message 1: sender refused
     assert refused_one.sent == b"RSET\r\n"
     after_rset = h.feed(b"250 reset\r\n")
@@ -363,8 +369,10 @@ def test_outcomes_in_the_engine_across_a_pipelined_batch_cut_by_421() -> None:
 
 def test_closing_the_engine_settles_every_unfinished_message() -> None:
     h = ready("PIPELINING")
-    first, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
-    second, _ = h.call("sendmail", "a@x.org", ["c@y.org"], b"hi\r\n")
+    first = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
+    second = h.session.sendmail("a@x.org", ["c@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(b"250 ok\r\n250 ok\r\n354 go\r\n")  # the first message's content is handed out
     reason = SMTPTimeout("no final reply")
     h.session.close(reason)
@@ -561,25 +569,28 @@ def test_a_message_the_server_refused_stays_refused_when_the_session_ends_during
     # Every RCPT refused, then BDAT LAST answered 554: the server decided; its close during the RSET
     # changes nothing (not uncertain: no recipient was accepted).
     h = ready("PIPELINING", "CHUNKING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.pending()
     assert h.feed(b"250 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n").sent == b"RSET\r\n"
-    result = h.results(h.feed(b""))[ticket]
+    result = h.feed(b"").results[ticket]
     assert result.outcome is Outcome.REFUSED and isinstance(result.error, smtp_fsm.RecipientsRefused)
     # The DATA path, a 421 during the RSET.
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.pending()
     h.feed(b"250 ok\r\n550 5.1.1 no such user\r\n554 no valid recipients\r\n")
-    result = h.results(h.feed(b"421 4.3.2 bye\r\n"))[ticket]
+    result = h.feed(b"421 4.3.2 bye\r\n").results[ticket]
     assert result.outcome is Outcome.REFUSED and result.refused["b@y.org"].code == 550
 
 
 def test_lmtp_delivery_to_some_recipients_then_the_end_is_delivered_with_the_rest_unfinished() -> None:
     h = ready("PIPELINING", lmtp=True)
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.pending()
     h.feed(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
     h.feed(b"250 2.0.0 <b> delivered\r\n")
     step = h.feed(b"")
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert result.outcome is Outcome.DELIVERED and result.delivery["b@y.org"].code == 250
     assert result.unfinished == {"c@y.org": Outcome.UNCERTAIN} and "c@y.org" not in result.accepted
     assert result.error is step.error  # the message was cut short: the error says so
@@ -589,12 +600,13 @@ def test_lmtp_delivery_to_some_recipients_then_the_end_is_delivered_with_the_res
                                                                           Outcome.UNCERTAIN)])
 def test_a_452_retry_round_cut_short_keeps_the_first_delivery(round_two: bytes, fate: Outcome) -> None:
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"Subject: x\r\n\r\nhi\r\n")
+    h.pending()
     h.feed(b"250 ok\r\n250 ok\r\n452 4.5.3 too many recipients\r\n354 go\r\n")
     assert h.feed(b"250 queued Q1\r\n").sent.startswith(b"MAIL FROM")  # the retry round for c
     if round_two:
         assert h.feed(round_two).sent == b"Subject: x\r\n\r\nhi\r\n.\r\n"
-    result = h.results(h.feed(b"421 4.3.2 bye\r\n"))[ticket]
+    result = h.feed(b"421 4.3.2 bye\r\n").results[ticket]
     assert result.outcome is Outcome.DELIVERED and result.reply is not None and result.reply.text == "queued Q1"
     assert list(result.accepted) == ["b@y.org"] and result.unfinished == {"c@y.org": fate}
 
@@ -624,12 +636,13 @@ def test_a_452_retry_cut_short_is_raised_with_the_partial_result(kind: str) -> N
 def test_the_error_state_does_not_depend_on_where_the_read_was_split() -> None:
     def run(pieces: list[bytes]) -> tuple[str, str | None]:
         h = ready()
-        h.call("send_many", [("a@x.org", ["b@y.org"], b"one\r\n"), ("a@x.org", ["b@y.org"], b"two\r\n")])
+        h.session.send_many([("a@x.org", ["b@y.org"], b"one\r\n"), ("a@x.org", ["b@y.org"], b"two\r\n")])
+        h.pending()
         for reply_ in (b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
             h.feed(reply_)
         for piece in pieces:
             h.session.receive_data(piece)
-        step = h.collect()
+        step = h.pending()
         return step.state, getattr(step.errors[0], "state", None)
 
     assert run([b"250 queued 1\r\n421 4.3.0 bye\r\n"]) == run([b"250 queued 1\r\n", b"421 4.3.0 bye\r\n"])
@@ -734,12 +747,13 @@ def test_unsent_items_can_be_sent_again_even_when_recipients_were_an_iterator(ki
 
 def test_a_refused_chunk_is_not_retried_as_a_452_round_even_when_bdat_last_got_250() -> None:
     h = ready("PIPELINING", "CHUNKING", chunk_size=4)
-    ticket, step = h.call("sendmail", "s@x.org", ["a@x.org", "b@x.org"], b"Subject: t\r\n\r\nhi\r\n")
+    ticket = h.session.sendmail("s@x.org", ["a@x.org", "b@x.org"], b"Subject: t\r\n\r\nhi\r\n")
+    step = h.pending()
     chunks = step.sent.count(b"BDAT")
     # MAIL 250, RCPT a 250, RCPT b 452, the first chunk 554, the rest (LAST included) 250.
     step = h.feed(b"250 ok\r\n250 ok\r\n452 4.5.3 later\r\n554 5.6.0 chunk refused\r\n" + b"250 ok\r\n" * (chunks - 1))
     assert step.sent == b"RSET\r\n"  # not a retry round for b: the message failed
-    result = h.results(h.feed(b"250 reset\r\n"))[ticket]
+    result = h.feed(b"250 reset\r\n").results[ticket]
     assert result.outcome is Outcome.REFUSED and isinstance(result.error, smtp_fsm.DataRefused)
 
 
@@ -819,7 +833,7 @@ def test_send_message_with_iterator_recipients_leaves_a_reusable_unsent_item(kin
 def test_awaiting_names_the_reply_a_timeout_would_be_about() -> None:
     from smtp_fsm.session import END_OF_DATA
 
-    h = Harness()
+    h = stepper()
     seen = [h.session.awaiting]
     h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
     for data in (GREETING, b"250 mx\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n", b"250 queued\r\n"):

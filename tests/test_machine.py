@@ -13,6 +13,7 @@ from smtp_fsm import ClientSession
 from smtp_fsm._model import SessionModel
 from smtp_fsm.protocol import table
 from smtp_fsm.protocol.runtime import MACHINE
+from smtp_fsm.testing import SessionStepper
 
 
 def runtime_edges() -> set[tuple[str, str, str]]:
@@ -140,17 +141,13 @@ def test_the_shared_machine_serves_sessions_on_several_threads() -> None:
 
     def converse() -> None:
         for _ in range(200):  # bounded
-            session = ClientSession(local_hostname="client.example")
-            session.sendmail("a@example.org", ["b@example.org"], b"hi\r\n")
+            step = SessionStepper(local_hostname="client.example", trace=False)
+            step.session.sendmail("a@example.org", ["b@example.org"], b"hi\r\n")
             for data in (b"220 mx\r\n", b"250 mx\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
-                session.receive_data(data)
-                session.data_to_send()
-            session.receive_data(b"250 queued\r\n")
-            event = session.next_event()
-            while type(event).__name__ != "MessageSent":
-                event = session.next_event()
-            if session.state != "ready" or not event.result.ok:  # type: ignore[attr-defined]
-                failures.append(session.state)
+                step.feed(data)
+            results = step.feed(b"250 queued\r\n").results
+            if step.state != "ready" or [result.ok for result in results.values()] != [True]:
+                failures.append(step.state)
 
     threads = [threading.Thread(target=converse) for _ in range(4)]
     for thread in threads:

@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smtp_fsm import NEED_DATA, ClientSession, Closed, RemoteProtocolError, SMTPError, StartTLS
+from smtp_fsm import ClientSession, Closed, RemoteProtocolError, SMTPError
 from smtp_fsm.protocol.table import FINAL_STATES, STATE_NAMES
 from smtp_fsm.replies import MAX_LINE, MAX_LINES, ReplyParser
 from smtp_fsm.session import END_OF_DATA, bytes_buffered
+from smtp_fsm.testing import SessionStepper
 
 BUFFER_BOUND = MAX_LINE * MAX_LINES + MAX_LINE
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -130,57 +131,38 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
 
 
 class Harness:
-    """Drives a session as a driver would and checks the invariants after every call."""
+    """Drives a session with the shipped ``SessionStepper`` and checks the invariants after every call."""
 
     def __init__(self, session: ClientSession) -> None:
         self.session = session
+        self.stepper = SessionStepper(session)  # answers no StartTLS: the walk says when TLS is up
         self.output: list[bytes] = []
         self.events: list[str] = []
-        self._final_drained = False
-        self._last_error: SMTPError | None = None
-        self._closed_seen = False  # in state closed, next_event makes a new Closed each call
+        self._ended = False  # a call left the session in a final state
+        self._closed = False  # Closed was handed out
+        self._raised = 0
 
     def call(self, action: Any) -> None:
         session = self.session
-        was_final = self._final_drained
         with contextlib.suppress(SMTPError):
             action()
-        self.drain()
+        step = self.stepper.pending()
+        if step.sent:
+            assert not self._closed, f"bytes after Closed: {step.sent!r}"
+            assert not self._ended, f"bytes after the session ended: {step.sent!r}"
+            self.output.append(step.sent)
+        for event in step.events:
+            self.events.append(f"{type(event).__name__}: {event}" if isinstance(event, SMTPError) else repr(event))
+        self._raised += len(step.errors)
+        assert self._raised <= 1, f"next_event raised more than once: {self.events}"
+        self._closed = self._closed or bool(step.of(Closed))
         assert session.state in STATE_NAMES
         buffered = bytes_buffered(session)
         assert buffered <= BUFFER_BOUND, f"{buffered} bytes buffered"
-        if was_final:
+        if self._ended:
             assert session.state in FINAL_STATES, f"left a final state for {session.state!r}"
         if session.state in FINAL_STATES:
-            self._final_drained = True
-
-    def drain(self) -> None:
-        session = self.session
-        for _ in range(1000):
-            if self._closed_seen:
-                assert session.data_to_send() == b"", "bytes after Closed"
-                return
-            out = session.data_to_send()
-            if out:
-                assert not self._final_drained, f"bytes after the session ended: {out!r}"
-                self.output.append(out)
-            try:
-                event = session.next_event()
-            except SMTPError as exc:
-                if exc is self._last_error:
-                    return
-                self._last_error = exc
-                self.events.append(f"{type(exc).__name__}: {exc}")
-                continue
-            if event is NEED_DATA:
-                return
-            self.events.append(repr(event))
-            if isinstance(event, Closed):
-                self._closed_seen = True
-                return
-            if isinstance(event, StartTLS):
-                continue
-        raise AssertionError("next_event never said NEED_DATA")
+            self._ended = True
 
 
 def run_operations(config: Config, initial: list[tuple[str, int, int]], ops: list[Any]) -> Harness:

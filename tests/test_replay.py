@@ -210,3 +210,21 @@ def test_stepper_takes_a_session_or_options_not_both():
     assert SessionStepper(session).session is session
     with pytest.raises(TypeError):
         SessionStepper(session, lmtp=True)
+
+
+def test_stepped_picks_errors_events_and_results():
+    step = SessionStepper(local_hostname="client.example")
+    ticket = step.session.sendmail("a@example.org", ["b@example.net", "c@example.net"], MESSAGE)
+    quiet = step.reply("220 mx.example ESMTP")
+    assert quiet.errors == () and quiet.of(SessionReady) == () and quiet.results == {}
+    with pytest.raises(AssertionError, match="expected one error in this step, got \\(\\)"):
+        _ = quiet.error
+    step.reply("250-mx.example", "250 PIPELINING")
+    step.reply("250 sender ok", "550 no such user", "250 ok", "354 go ahead")
+    done = step.reply("250 2.0.0 queued")
+    [sent] = done.of(MessageSent)
+    assert done.results == {ticket: sent.result} and list(sent.result.refused) == ["b@example.net"]
+    ended = step.reply("421 4.3.2 shutting down")
+    assert isinstance(ended.error, ServerDisconnected) and ended.errors == (ended.error,)
+    assert ended.of(Closed) == (Closed(None, ended.error),)
+    assert ended.of(MessageSent) == () and ended.state == "failed"

@@ -7,9 +7,10 @@ from email import policy
 from email.message import EmailMessage, Message
 
 import pytest
-from sansio_helpers import CLIENT, GREETING, Harness, data_terminators, drive_to, ehlo, ready, reply
+from sansio_helpers import CLIENT, GREETING, data_terminators, drive_to, ehlo, ready, reply, stepper
 
 from smtp_fsm import (
+    Event,
     LocalProtocolError,
     MessageSent,
     RemoteProtocolError,
@@ -19,6 +20,7 @@ from smtp_fsm import (
 )
 from smtp_fsm.replies import MAX_LINE, MAX_LINES
 from smtp_fsm.session import bytes_buffered
+from smtp_fsm.testing import SessionStepper
 
 OK = b"250 ok\r\n"
 GO = b"354 go ahead\r\n"
@@ -26,9 +28,10 @@ QUEUED = b"250 queued as Q1\r\n"
 AUTH_OR_MAIL = (b"AUTH", b"MAIL", b"RCPT", b"DATA", b"BDAT")
 
 
-def _assert_usable(h: Harness) -> None:
+def _assert_usable(h: SessionStepper) -> None:
     """A valid message queued now goes out in full (the session survived the refused request)."""
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"valid\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"valid\r\n")
+    step = h.pending()
     if h.session.capabilities.pipelining:
         assert step.sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n"
         assert h.feed(OK + OK + GO).sent == b"valid\r\n.\r\n"
@@ -37,7 +40,7 @@ def _assert_usable(h: Harness) -> None:
         assert h.feed(OK).sent == b"RCPT TO:<b@y.org>\r\n"
         assert h.feed(OK).sent == b"DATA\r\n"
         assert h.feed(GO).sent == b"valid\r\n.\r\n"
-    assert h.results(h.feed(QUEUED))[ticket].ok
+    assert h.feed(QUEUED).results[ticket].ok
 
 
 # --- STARTTLS stripping (CVE-2016-0772) ---------------------------------------------
@@ -53,8 +56,9 @@ def _assert_usable(h: Harness) -> None:
     ],
 )
 def test_stripping_with_tls_required_never_produces_auth_or_mail(server: list[bytes]) -> None:
-    h = Harness(starttls="required", username="user", password="secret", allow_insecure_auth=True)
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    h = stepper(starttls="required", username="user", password="secret", allow_insecure_auth=True)
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     wire = h.feed(GREETING).sent
     errors = []
     for data in server:
@@ -70,7 +74,7 @@ def test_stripping_with_tls_required_never_produces_auth_or_mail(server: list[by
 
 
 def test_stripping_with_opportunistic_tls_never_sends_credentials_in_clear() -> None:
-    h = Harness(username="user", password="secret")
+    h = stepper(username="user", password="secret")
     h.feed(GREETING)
     step = h.feed(ehlo("AUTH PLAIN LOGIN"))
     assert step.sent == b"QUIT\r\n"
@@ -81,9 +85,11 @@ def test_stripping_with_opportunistic_tls_never_sends_credentials_in_clear() -> 
 
 
 def test_starttls_alone_in_its_write() -> None:
-    h = Harness()
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
-    h.call("noop")
+    h = stepper()
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
+    h.session.noop()
+    h.pending()
     h.feed(GREETING)
     assert h.feed(ehlo("PIPELINING", "STARTTLS")).sent == b"STARTTLS\r\n"
 
@@ -93,7 +99,7 @@ def test_reply_injected_with_the_220_is_refused() -> None:
     step = h.feed(b"220 2.0.0 ready\r\n250-mx.example\r\n250 AUTH PLAIN\r\n")
     assert isinstance(step.error, RemoteProtocolError)
     assert step.sent == b"" and step.state == "failed"
-    assert step.of(StartTLS) == []  # the caller must not be told to start the handshake
+    assert step.of(StartTLS) == ()  # the caller must not be told to start the handshake
 
 
 def test_partial_bytes_after_the_220_are_refused() -> None:
@@ -109,12 +115,12 @@ def test_bytes_before_the_handshake_in_a_later_read_are_refused() -> None:
 
 
 def test_capabilities_and_auth_list_forgotten_after_tls() -> None:
-    h = Harness(username="user", password="secret", starttls="required")
+    h = stepper(username="user", password="secret", starttls="required")
     h.feed(GREETING)
     h.feed(ehlo("STARTTLS", "AUTH PLAIN LOGIN CRAM-MD5", "PIPELINING", "CHUNKING"))
     h.feed(reply(220, "go"))
     h.session.tls_established()
-    assert h.collect().sent == f"EHLO {CLIENT}\r\n".encode()
+    assert h.pending().sent == f"EHLO {CLIENT}\r\n".encode()
     assert dict(h.session.capabilities.keywords) == {}
     # The second EHLO offers no AUTH: the first list must not be used.
     step = h.feed(ehlo("SIZE 1000"))
@@ -133,7 +139,8 @@ def test_reply_with_nothing_in_flight_is_an_error() -> None:
 
 def test_extra_reply_after_a_group_is_an_error() -> None:
     h = ready("PIPELINING")
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK + OK + GO)
     step = h.feed(QUEUED + b"250 one too many\r\n")
     assert isinstance(step.error, RemoteProtocolError)
@@ -142,7 +149,8 @@ def test_extra_reply_after_a_group_is_an_error() -> None:
 def test_reply_to_a_command_not_yet_written_is_unsolicited() -> None:
     # Without PIPELINING only MAIL is in flight: a second reply in the same read answers nothing.
     h = ready()
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     step = h.feed(OK + OK + GO)
     assert isinstance(step.error, RemoteProtocolError)
     assert b"hi\r\n" not in step.sent
@@ -150,7 +158,8 @@ def test_reply_to_a_command_not_yet_written_is_unsolicited() -> None:
 
 def test_reply_to_content_not_yet_written_is_unsolicited() -> None:
     h = ready("PIPELINING")
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     step = h.feed(OK + OK + GO + QUEUED)
     assert isinstance(step.error, RemoteProtocolError)
 
@@ -179,14 +188,14 @@ def test_bad_address_raises_writes_nothing_and_session_stays_usable(bad: str, wh
     sender, recipient = (bad, "b@y.org") if where == "sender" else ("a@x.org", bad)
     with pytest.raises(LocalProtocolError):
         h.session.sendmail(sender, [recipient], b"hi\r\n")
-    step = h.collect()
-    assert step.sent == b"" and step.events == [] and step.state == "ready"
+    step = h.pending()
+    assert step.sent == b"" and step.of(Event) == () and step.state == "ready"
     _assert_usable(h)
 
 
 @pytest.mark.parametrize("bad", BAD_ADDRESSES[:4])
 def test_bad_address_queued_before_ehlo_raises_at_once(bad: str) -> None:
-    h = Harness()
+    h = stepper()
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", [bad], b"hi\r\n")
     h.feed(GREETING)
@@ -207,13 +216,14 @@ def test_esmtp_parameter_injection_raises(options: dict[str, list[str]]) -> None
     h = ready("DSN")
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n", **options)  # type: ignore[arg-type]
-    assert h.collect().sent == b""
+    assert h.pending().sent == b""
     _assert_usable(h)
 
 
 def test_dsn_values_are_xtext_not_injected() -> None:
     h = ready("DSN")
-    _, step = h.call("sendmail", "a@x.org", ["b+x@y.org"], b"hi\r\n", notify=["FAILURE"], envid="id=1 \r\nRSET")
+    h.session.sendmail("a@x.org", ["b+x@y.org"], b"hi\r\n", notify=["FAILURE"], envid="id=1 \r\nRSET")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org> ENVID=id+3D1+20+0D+0ARSET\r\n"
     assert h.feed(OK).sent == b"RCPT TO:<b+x@y.org> NOTIFY=FAILURE ORCPT=rfc822;b+2Bx@y.org\r\n"
 
@@ -221,7 +231,7 @@ def test_dsn_values_are_xtext_not_injected() -> None:
 @pytest.mark.parametrize("name", ["x\r\nMAIL FROM:<a@b>", "x\n", "x\x00", "x\x7f", "x y"])
 def test_ehlo_name_injection_raises_before_anything(name: str) -> None:
     with pytest.raises(LocalProtocolError):
-        Harness(local_hostname=name)
+        stepper(local_hostname=name)
 
 
 # --- SMTP smuggling (CVE-2023-51764/5/6) ---------------------------------------------
@@ -242,7 +252,8 @@ SMUGGLING = [
 @pytest.mark.parametrize("payload", SMUGGLING)
 def test_smuggled_end_of_data_is_neutralised(payload: bytes) -> None:
     h = ready("PIPELINING")
-    h.call("sendmail", "a@x.org", ["b@y.org"], payload)
+    h.session.sendmail("a@x.org", ["b@y.org"], payload)
+    h.pending()
     wire = h.feed(OK + OK + GO).sent
     assert data_terminators(b"\r\n" + wire) == 1  # the CRLF before the data is DATA's own
     assert wire.endswith(b"\r\n.\r\n")
@@ -252,7 +263,8 @@ def test_smuggled_end_of_data_is_neutralised(payload: bytes) -> None:
 @pytest.mark.parametrize("payload", SMUGGLING)
 def test_smuggling_payload_in_bdat_is_normalised_and_unstuffed(payload: bytes) -> None:
     h = ready("PIPELINING", "CHUNKING")
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], payload)
+    h.session.sendmail("a@x.org", ["b@y.org"], payload)
+    step = h.pending()
     _, _, body = step.sent.partition(b"BDAT ")
     size, _, chunk = body.partition(b" LAST\r\n")
     assert int(size) == len(chunk)
@@ -277,7 +289,7 @@ def test_header_injection_raises_before_anything_is_queued(value: str) -> None:
     h = ready()
     with pytest.raises(LocalProtocolError):
         h.session.send_message(_compat32(value))
-    assert h.collect().sent == b""
+    assert h.pending().sent == b""
     _assert_usable(h)
 
 
@@ -289,7 +301,8 @@ def test_bcc_and_resent_bcc_never_sent_but_receive_the_message() -> None:
     msg["Bcc"] = "hidden@y.org"
     msg["Subject"] = "s"
     msg.set_content("body\n")
-    _, step = h.call("send_message", msg)
+    h.session.send_message(msg)
+    step = h.pending()
     assert b"RCPT TO:<hidden@y.org>" in step.sent
     content = h.feed(OK + OK + OK + GO).sent
     assert b"hidden@y.org" not in content and b"Bcc" not in content
@@ -302,7 +315,8 @@ def test_bcc_and_resent_bcc_never_sent_but_receive_the_message() -> None:
     resent["Resent-Bcc"] = "rb@y.org"
     resent.set_content("body\n")
     h.feed(QUEUED)
-    _, step = h.call("send_message", resent)
+    h.session.send_message(resent)
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<r@x.org>\r\nRCPT TO:<rt@y.org>\r\nRCPT TO:<rb@y.org>\r\nDATA\r\n"
     content = h.feed(OK + OK + OK + GO).sent
     assert b"rb@y.org" not in content and b"Resent-Bcc" not in content
@@ -312,7 +326,7 @@ def test_overlong_line_in_raw_payload_raises_and_session_stays_usable() -> None:
     h = ready()
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", ["b@y.org"], b"ok\r\n" + b"x" * 999 + b"\r\n")
-    assert h.collect().sent == b""
+    assert h.pending().sent == b""
     _assert_usable(h)
 
 
@@ -328,7 +342,7 @@ MECHANISMS = {
 
 @pytest.mark.parametrize("mechanism", list(MECHANISMS))
 def test_auth_in_clear_to_remote_host_raises_before_a_byte(mechanism: str) -> None:
-    h = Harness(username="user", auth_mechanism=mechanism, **MECHANISMS[mechanism])
+    h = stepper(username="user", auth_mechanism=mechanism, **MECHANISMS[mechanism])
     h.feed(GREETING)
     step = h.feed(ehlo(f"AUTH {mechanism}"))
     assert b"AUTH" not in step.sent and step.sent == b"QUIT\r\n"
@@ -339,10 +353,10 @@ def test_auth_in_clear_to_remote_host_raises_before_a_byte(mechanism: str) -> No
 @pytest.mark.parametrize("mechanism", list(MECHANISMS))
 @pytest.mark.parametrize("allowed_by", ["loopback", "encrypted", "allow_insecure_auth"])
 def test_auth_allowed_when_safe_or_explicitly_allowed(mechanism: str, allowed_by: str) -> None:
-    h = Harness(username="user", auth_mechanism=mechanism, **{allowed_by: True}, **MECHANISMS[mechanism])
+    h = stepper(username="user", auth_mechanism=mechanism, **{allowed_by: True}, **MECHANISMS[mechanism])
     h.feed(GREETING)
     step = h.feed(ehlo(f"AUTH {mechanism}"))
-    assert step.sent.startswith(f"AUTH {mechanism}".encode()) and step.errors == []
+    assert step.sent.startswith(f"AUTH {mechanism}".encode()) and step.errors == ()
 
 
 # --- unbounded input -----------------------------------------------------------------
@@ -390,8 +404,10 @@ def test_garbage_is_a_remote_error(garbage: bytes) -> None:
 
 def test_421_mid_content_reports_and_sends_nothing_more() -> None:
     h = ready("PIPELINING")
-    h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
-    h.call("sendmail", "a@x.org", ["c@y.org"], b"second\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
+    h.session.sendmail("a@x.org", ["c@y.org"], b"second\r\n")
+    h.pending()
     h.feed(OK + OK + GO)
     step = h.feed(b"421 4.4.2 timeout\r\n")
     assert isinstance(step.error, ServerDisconnected) and step.sent == b""
@@ -436,22 +452,24 @@ SCRIPT = [
 
 
 def _run(chunker: Chunker) -> list[tuple[bytes, tuple[str, ...], tuple[str, ...], str]]:
-    h = Harness(username="user", password="secret", starttls="required")
-    h.call("send_many", [("a@x.org", ["b@y.org", "c@y.org"], "one\r\n"), ("a@x.org", ["d@y.org"], "二\r\n")])
-    h.call("quit")
+    h = stepper(username="user", password="secret", starttls="required")
+    h.session.send_many([("a@x.org", ["b@y.org", "c@y.org"], "one\r\n"), ("a@x.org", ["d@y.org"], "二\r\n")])
+    h.pending()
+    h.session.quit()
+    h.pending()
     log = []
     for turn in SCRIPT:
         sent, events, errors = b"", [], []
         for piece in chunker(turn):
             step = h.feed(piece)
             sent += step.sent
-            events += [repr(e) for e in step.events]
+            events += [repr(e) for e in step.of(Event)]
             errors += [repr(e) for e in step.errors]
             if step.of(StartTLS):
                 h.session.tls_established()
-                step = h.collect()
+                step = h.pending()
                 sent += step.sent
-                events += [repr(e) for e in step.events]
+                events += [repr(e) for e in step.of(Event)]
         log.append((sent, tuple(events), tuple(errors), h.state))
     return log
 

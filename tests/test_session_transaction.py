@@ -27,7 +27,8 @@ QUEUED = b"250 2.0.0 queued as ABC\r\n"
 
 def test_one_message_step_by_step_without_pipelining() -> None:
     h = ready()
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"Subject: hi\r\n\r\nhello\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"Subject: hi\r\n\r\nhello\r\n")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\n" and step.state == "mail"
     step = h.feed(OK)
     assert step.sent == b"RCPT TO:<b@y.org>\r\n" and step.state == "rcpt"
@@ -39,7 +40,7 @@ def test_one_message_step_by_step_without_pipelining() -> None:
     assert step.sent == b"Subject: hi\r\n\r\nhello\r\n.\r\n" and step.state == "content"
     step = h.feed(QUEUED)
     assert step.state == "ready" and step.sent == b""
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert result.ok and list(result.accepted) == ["b@y.org"]
     assert result.refused["c@y.org"].code == 550
     assert result.reply is not None and "queued as ABC" in result.reply.text
@@ -47,29 +48,33 @@ def test_one_message_step_by_step_without_pipelining() -> None:
 
 def test_one_message_pipelined_is_one_write() -> None:
     h = ready("PIPELINING")
-    ticket, step = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hello\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hello\r\n")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nRCPT TO:<c@y.org>\r\nDATA\r\n"
     step = h.feed(OK + OK + OK + GO)
     assert step.sent == b"hello\r\n.\r\n"
     step = h.feed(QUEUED)
-    assert h.results(step)[ticket].ok and step.state == "ready"
+    assert step.results[ticket].ok and step.state == "ready"
 
 
 def test_pipelining_switched_off_by_the_caller() -> None:
     h = ready("PIPELINING", pipelining=False)
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"hello\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"hello\r\n")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\n"
 
 
 def test_null_sender() -> None:
     h = ready()
-    _, step = h.call("sendmail", "", ["b@y.org"], b"bounce\r\n")
+    h.session.sendmail("", ["b@y.org"], b"bounce\r\n")
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<>\r\n"
 
 
 def test_lab_message_goes_out_normalised() -> None:
     h = ready()
-    ticket, _ = h.call("sendmail", "me@163.com", ["you@qq.com"], LAB_MESSAGE)
+    ticket = h.session.sendmail("me@163.com", ["you@qq.com"], LAB_MESSAGE)
+    h.pending()
     h.feed(OK)
     h.feed(OK)
     step = h.feed(GO)
@@ -80,12 +85,13 @@ def test_lab_message_goes_out_normalised() -> None:
         b"Content-Type: text/plain\t\r\n"
         b"\r\n I love computer network!\r\n.\r\n"
     )
-    assert h.results(h.feed(QUEUED))[ticket].ok
+    assert h.feed(QUEUED).results[ticket].ok
 
 
 def test_dot_lines_are_stuffed() -> None:
     h = ready("PIPELINING")
-    h.call("sendmail", "a@x.org", ["b@y.org"], b".starts with dot\r\n.\r\n..two\r\nend.\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b".starts with dot\r\n.\r\n..two\r\nend.\r\n")
+    h.pending()
     step = h.feed(OK + OK + GO)
     assert step.sent == b"..starts with dot\r\n..\r\n...two\r\nend.\r\n.\r\n"
 
@@ -94,7 +100,8 @@ def test_dot_lines_are_stuffed() -> None:
 @pytest.mark.parametrize("code", [550, 553, 451, 501, 552])
 def test_sender_refused_then_rset_and_usable(code: int, pipelined: bool) -> None:
     h = ready(*(("PIPELINING",) if pipelined else ()))
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     if pipelined:
         step = h.feed(reply(code, "sender refused") + b"503 5.5.1 no sender\r\n" + b"554 5.5.1 no valid recipients\r\n")
     else:
@@ -102,24 +109,26 @@ def test_sender_refused_then_rset_and_usable(code: int, pipelined: bool) -> None
     assert step.sent == b"RSET\r\n" and step.state == "rset"
     step = h.feed(OK)
     assert step.state == "ready"
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert not result.ok
     assert isinstance(result.error, SenderRefused) and result.error.code == code
-    assert step.of(CommandDone) == []  # the RSET was ours, not the caller's
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"again\r\n")
+    assert step.of(CommandDone) == ()  # the RSET was ours, not the caller's
+    h.session.sendmail("a@x.org", ["b@y.org"], b"again\r\n")
+    step = h.pending()
     assert step.sent.startswith(b"MAIL FROM:<a@x.org>")
 
 
 @pytest.mark.parametrize("code", [550, 551, 553, 450, 451, 452])
 def test_every_recipient_refused_no_data_then_rset(code: int) -> None:
     h = ready()
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org", "c@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK)
     assert h.feed(reply(code, "no")).sent == b"RCPT TO:<c@y.org>\r\n"
     step = h.feed(reply(code, "no"))
     assert step.sent == b"RSET\r\n"
     step = h.feed(OK)
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert isinstance(result.error, RecipientsRefused)
     assert set(result.error.replies) == {"b@y.org", "c@y.org"}
     assert {addr: r.code for addr, r in result.refused.items()} == {"b@y.org": code, "c@y.org": code}
@@ -129,13 +138,14 @@ def test_every_recipient_refused_no_data_then_rset(code: int) -> None:
 @pytest.mark.parametrize("code", [554, 451, 503, 500])
 def test_data_refused_then_rset(code: int) -> None:
     h = ready()
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK)
     h.feed(OK)
     step = h.feed(reply(code, "no data"))
     assert step.sent == b"RSET\r\n"
     step = h.feed(OK)
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert isinstance(result.error, DataRefused) and result.error.code == code
     assert step.state == "ready"
 
@@ -145,7 +155,8 @@ def test_data_refused_then_rset(code: int) -> None:
 def test_data_answered_without_354_is_not_a_sent_message(code: int, pipelined: bool) -> None:
     # RFC 5321 §4.1.1.4: only a 3xx (354) lets the content go; anything else means the message was not taken.
     h = ready(*(("PIPELINING",) if pipelined else ()))
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     if pipelined:
         step = h.feed(OK + OK + reply(code, "odd"))
     else:
@@ -155,26 +166,31 @@ def test_data_answered_without_354_is_not_a_sent_message(code: int, pipelined: b
         step = h.feed(reply(code, "odd"))
     assert b"hi\r\n" not in step.sent
     step = h.feed(OK) if step.state == "rset" else step
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert not result.ok and isinstance(result.error, DataRefused)
 
 
 @pytest.mark.parametrize("code", [554, 552, 451, 550])
 def test_final_reply_refused(code: int) -> None:
     h = ready("PIPELINING")
-    ticket, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"hi\r\n")
+    ticket = h.session.sendmail("a@x.org", ["b@y.org"], b"hi\r\n")
+    h.pending()
     h.feed(OK + OK + GO)
     step = h.feed(reply(code, "content refused"))
-    result = h.results(step)[ticket]
+    result = step.results[ticket]
     assert not result.ok and isinstance(result.error, DataRefused) and result.error.code == code
     assert step.state == "ready"
-    _, step = h.call("sendmail", "a@x.org", ["b@y.org"], b"next\r\n")
+    h.session.sendmail("a@x.org", ["b@y.org"], b"next\r\n")
+    step = h.pending()
     assert step.sent.startswith(b"MAIL FROM:")
 
 
 def test_three_messages_one_connection_without_pipelining() -> None:
     h = ready()
-    tickets = [h.call("sendmail", "a@x.org", [f"r{i}@y.org"], f"m{i}\r\n".encode())[0] for i in range(3)]
+    tickets = []
+    for i in range(3):
+        tickets.append(h.session.sendmail("a@x.org", [f"r{i}@y.org"], f"m{i}\r\n".encode()))
+        h.pending()
     seen = {}
     for i in range(3):
         assert h.state == "mail"
@@ -182,7 +198,7 @@ def test_three_messages_one_connection_without_pipelining() -> None:
         h.feed(OK)
         assert h.feed(GO).sent == f"m{i}\r\n.\r\n".encode()
         step = h.feed(QUEUED)
-        seen.update(h.results(step))
+        seen.update(step.results)
         if i < 2:
             assert step.sent == b"MAIL FROM:<a@x.org>\r\n"
     assert sorted(seen) == tickets and all(r.ok for r in seen.values())
@@ -192,18 +208,19 @@ def test_three_messages_one_connection_without_pipelining() -> None:
 def test_send_many_pipelined_sends_next_group_with_the_data() -> None:
     h = ready("PIPELINING")
     items = [("a@x.org", [f"r{i}@y.org"], f"m{i}\r\n") for i in range(3)]
-    tickets, step = h.call("send_many", items)
+    tickets = h.session.send_many(items)
+    step = h.pending()
     assert step.sent == b"MAIL FROM:<a@x.org>\r\nRCPT TO:<r0@y.org>\r\nDATA\r\n"
     step = h.feed(OK + OK + GO)
     assert step.sent == b"m0\r\n.\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<r1@y.org>\r\nDATA\r\n"
     step = h.feed(QUEUED + OK + OK + GO)
     assert step.sent == b"m1\r\n.\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<r2@y.org>\r\nDATA\r\n"
-    done = h.results(step)
+    done = step.results
     step = h.feed(QUEUED + OK + OK + GO)
     assert step.sent == b"m2\r\n.\r\n"
-    done.update(h.results(step))
+    done.update(step.results)
     step = h.feed(QUEUED)
-    done.update(h.results(step))
+    done.update(step.results)
     assert sorted(done) == tickets and all(r.ok for r in done.values())
     assert step.state == "ready"
 
@@ -217,19 +234,21 @@ def test_send_many_with_email_messages() -> None:
         msg["To"] = f"r{i}@y.org"
         msg.set_content(f"body {i}\n")
         messages.append(msg)
-    tickets, step = h.call("send_many", messages)
+    tickets = h.session.send_many(messages)
+    step = h.pending()
     assert len(tickets) == 2 and step.sent == b"MAIL FROM:<a@x.org>\r\n"
     assert h.feed(OK).sent == b"RCPT TO:<r0@y.org>\r\n"
 
 
 def test_send_many_pipelined_failure_inside_the_second_group() -> None:
     h = ready("PIPELINING")
-    tickets, _ = h.call("send_many", [("a@x.org", ["r0@y.org"], "m0\r\n"), ("a@x.org", ["r1@y.org"], "m1\r\n")])
+    tickets = h.session.send_many([("a@x.org", ["r0@y.org"], "m0\r\n"), ("a@x.org", ["r1@y.org"], "m1\r\n")])
+    h.pending()
     h.feed(OK + OK + GO)
     step = h.feed(QUEUED + OK + b"550 no such user\r\n" + b"554 no valid recipients\r\n")
     assert step.sent == b"RSET\r\n"
     step2 = h.feed(OK)
-    done = {**h.results(step), **h.results(step2)}
+    done = {**step.results, **step2.results}
     assert done[tickets[0]].ok
     assert isinstance(done[tickets[1]].error, RecipientsRefused)
     assert step2.state == "ready"
@@ -237,10 +256,11 @@ def test_send_many_pipelined_failure_inside_the_second_group() -> None:
 
 def test_421_mid_batch_reports_what_completed() -> None:
     h = ready("PIPELINING")
-    tickets, _ = h.call("send_many", [("a@x.org", ["r@y.org"], f"m{i}\r\n") for i in range(3)])
+    tickets = h.session.send_many([("a@x.org", ["r@y.org"], f"m{i}\r\n") for i in range(3)])
+    h.pending()
     h.feed(OK + OK + GO)
     step = h.feed(QUEUED + b"421 4.3.2 shutting down\r\n")
-    assert h.results(step)[tickets[0]].ok
+    assert step.results[tickets[0]].ok
     assert isinstance(step.error, ServerDisconnected)
     assert step.error.reply is not None and step.error.reply.code == 421
     assert step.state == "failed" and step.sent == b""
@@ -248,22 +268,25 @@ def test_421_mid_batch_reports_what_completed() -> None:
 
 def test_close_mid_batch_reports_what_completed() -> None:
     h = ready("PIPELINING")
-    tickets, _ = h.call("send_many", [("a@x.org", ["r@y.org"], f"m{i}\r\n") for i in range(3)])
+    tickets = h.session.send_many([("a@x.org", ["r@y.org"], f"m{i}\r\n") for i in range(3)])
+    h.pending()
     h.feed(OK + OK + GO)
     step = h.feed(QUEUED)
-    assert h.results(step)[tickets[0]].ok
+    assert step.results[tickets[0]].ok
     step = h.feed(b"")
     assert isinstance(step.error, ServerDisconnected) and step.error.state == "data"
 
 
 def test_rset_and_noop_on_request() -> None:
     h = ready()
-    ticket, step = h.call("rset")
+    ticket = h.session.rset()
+    step = h.pending()
     assert step.sent == b"RSET\r\n" and step.state == "rset"
     step = h.feed(OK)
-    assert step.of(CommandDone) == [CommandDone(ticket, "RSET", step.of(CommandDone)[0].reply)]
+    assert step.of(CommandDone) == (CommandDone(ticket, "RSET", step.of(CommandDone)[0].reply),)
     assert step.state == "ready"
-    ticket, step = h.call("noop")
+    ticket = h.session.noop()
+    step = h.pending()
     assert step.sent == b"NOOP\r\n" and step.state == "noop"
     step = h.feed(reply(250, "2.0.0 nothing"))
     [done] = step.of(CommandDone)
@@ -274,21 +297,24 @@ def test_rset_and_noop_on_request() -> None:
 @pytest.mark.parametrize("code", [500, 502, 554])
 def test_noop_or_rset_refused(verb: str, code: int) -> None:
     h = ready()
-    h.call(verb)
+    getattr(h.session, verb)()
+    h.pending()
     step = h.feed(reply(code, "no"))
     assert step.sent == b"QUIT\r\n" and step.errors
 
 
 def test_work_queued_during_a_transaction_waits() -> None:
     h = ready()
-    t1, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"one\r\n")
-    t2, step = h.call("noop")
+    t1 = h.session.sendmail("a@x.org", ["b@y.org"], b"one\r\n")
+    h.pending()
+    t2 = h.session.noop()
+    step = h.pending()
     assert step.sent == b""
     h.feed(OK)
     h.feed(OK)
     h.feed(GO)
     step = h.feed(QUEUED)
-    assert step.sent == b"NOOP\r\n" and t1 in h.results(step)
+    assert step.sent == b"NOOP\r\n" and t1 in step.results
     step = h.feed(OK)
     assert step.of(CommandDone)[0].ticket == t2
 
@@ -296,30 +322,34 @@ def test_work_queued_during_a_transaction_waits() -> None:
 @pytest.mark.parametrize("with_221", [True, False])
 def test_quit_is_a_clean_end_with_or_without_221(with_221: bool) -> None:
     h = ready()
-    _, step = h.call("quit")
+    h.session.quit()
+    step = h.pending()
     assert step.sent == b"QUIT\r\n" and step.state == "quit"
     step = h.feed(reply(221, "bye") if with_221 else b"")
-    assert step.errors == [] and step.state == "closed"
+    assert step.errors == () and step.state == "closed"
     [closed] = step.of(Closed)
     assert (closed.reply is not None) == with_221
     if with_221:
-        assert h.feed(b"").errors == []
+        assert h.feed(b"").errors == ()
 
 
 def test_quit_after_queued_message() -> None:
     h = ready()
-    t1, _ = h.call("sendmail", "a@x.org", ["b@y.org"], b"one\r\n")
-    h.call("quit")
+    t1 = h.session.sendmail("a@x.org", ["b@y.org"], b"one\r\n")
+    h.pending()
+    h.session.quit()
+    h.pending()
     h.feed(OK)
     h.feed(OK)
     h.feed(GO)
     step = h.feed(QUEUED)
-    assert step.sent == b"QUIT\r\n" and h.results(step)[t1].ok
+    assert step.sent == b"QUIT\r\n" and step.results[t1].ok
 
 
 def test_no_work_after_quit() -> None:
     h = ready()
-    h.call("quit")
+    h.session.quit()
+    h.pending()
     with pytest.raises(LocalProtocolError):
         h.session.sendmail("a@x.org", ["b@y.org"], b"late\r\n")
     h.feed(reply(221, "bye"))
@@ -374,7 +404,7 @@ def test_server_close_in_every_live_state_names_the_state(state: str) -> None:
 def test_421_answer_to_quit_is_clean() -> None:
     h = drive_to("quit")
     step = h.feed(b"421 closing anyway\r\n")
-    assert step.errors == [] and step.state == "closed"
+    assert step.errors == () and step.state == "closed"
 
 
 def test_bytes_after_the_end_are_ignored() -> None:

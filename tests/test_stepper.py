@@ -11,12 +11,10 @@ import pytest
 from conftest import require_tool
 
 from smtp_fsm.diagram import LAB_STEPS
-from smtp_fsm.events import NEED_DATA
 from smtp_fsm.protocol import table as machine
-from smtp_fsm.session import ClientSession
 from smtp_fsm.stepper import render_stepper, step_edges, write_stepper
 from smtp_fsm.sync import SMTPClient
-from smtp_fsm.testing import LocalSMTPServer
+from smtp_fsm.testing import LocalSMTPServer, SessionStepper
 from smtp_fsm.trace import TraceStep
 
 NAMESPACES = ('xmlns="http://www.w3.org/2000/svg"', 'xmlns:xlink="http://www.w3.org/1999/xlink"')
@@ -46,19 +44,11 @@ def _svg_ids(page: str, kind: str) -> set[str]:
 
 def _scripted(replies: list[bytes], pipelining: bool) -> list[TraceStep]:
     """A sans-IO session fed ``replies`` one by one (each a whole reply), with its trace."""
-    session = ClientSession(local_hostname="client.test", trace=True, pipelining=pipelining)
-    session.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+    step = SessionStepper(local_hostname="client.test", pipelining=pipelining)
+    step.session.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
     for reply in replies:
-        session.receive_data(reply)
-        session.data_to_send()
-        for _ in range(100):
-            try:
-                if session.next_event() is NEED_DATA:
-                    break
-            except Exception:
-                break
-    assert session.trace is not None
-    return list(session.trace)
+        step.feed(reply)
+    return step.trace
 
 
 def test_the_lab_session_takes_the_lab_path(lab_trace: list[TraceStep]) -> None:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from ..errors import SMTPError
-from ..events import NEED_DATA, Closed, Event, StartTLS
+from ..events import NEED_DATA, Closed, Event, MessageSent, StartTLS
 from ..protocol import table
+from ..results import SendResult
 from ..session import ClientSession
 from ..trace import TraceStep
 from ..trace import hide_credentials as trace_hide
@@ -27,8 +28,6 @@ from ..transcript import Match, Transcript, TranscriptLine, match_lines, parse_t
 #: What the session gets before the first reply when ``replay`` is given no work.
 Work = Callable[[ClientSession], object]
 SessionFactory = Callable[[], ClientSession]
-
-_MAX_DRAIN = 10_000  # events per call; a bound, never reached by a sane session
 
 
 def _lines_of(data: bytes, limit: int = 8) -> str:
@@ -71,16 +70,29 @@ class ReplayMismatch(AssertionError):
 
 # -- driving a session without I/O ---------------------------------------------------
 
+#: Events taken in one turn before the pump gives up: an engine's queue holds what a read or a
+#: call settled, so a turn this long means a session that never waits (a bug, reported as such).
+_MAX_EVENTS_PER_TURN = 100_000
+
+
 class _Pump:
-    """Feeds a session and collects its output, events and errors, as a driver would (without sockets)."""
+    """The event loop of ``replay`` and ``SessionStepper``: one turn of a driver, without sockets.
+
+    A turn (``drain``) is what a driver does after feeding the engine or giving it work: write
+    ``data_to_send()``, then read ``next_event()`` until the engine needs data (``NEED_DATA``)
+    or has ended (``Closed``).  The error that ends a session is raised by ``next_event`` once,
+    just before its ``Closed``: it is recorded among the events, in order, not raised.  A
+    ``StartTLS`` is answered at once with ``tls_established()`` only when ``auto_tls`` is set
+    (replay); otherwise the caller answers it, as a driver would after its handshake.
+    """
 
     def __init__(self, session: ClientSession, auto_tls: bool) -> None:
         self.session = session
         self.auto_tls = auto_tls
+        #: Everything ``next_event`` gave, in order: events, and the ending error where it was raised.
         self.events: list[Event | SMTPError] = []
         self.error: SMTPError | None = None
-        self._closed_seen = False
-        self._eof = False
+        self.closed = False
         #: The states seen after each feed (what ``states`` reports when the session keeps no trace).
         self.states: list[str] = [session.state]
 
@@ -89,34 +101,40 @@ class _Pump:
             self.states.append(self.session.state)
 
     def drain(self) -> bytes:
-        """Collect events (handling StartTLS when asked) and return the bytes the engine wants written."""
+        """One turn: the bytes the engine wants written; its events are appended to ``events``."""
         session = self.session
+        # Always asked, even once the session has ended: what it hands out then (nothing, by the
+        # life cycle) is this turn's to show, so a test sees bytes written too late where they are.
         out = [session.data_to_send()]
-        for _ in range(_MAX_DRAIN):
-            if self._closed_seen:
-                break
+        if self.closed:  # next_event would return the same Closed forever: nothing more to ask
+            return out[0]
+        for _ in range(_MAX_EVENTS_PER_TURN):
             try:
                 event = session.next_event()
-            except SMTPError as exc:  # raised once: Closed follows
-                self.error = self.error or exc
+            except SMTPError as exc:  # the ending error, raised once: its Closed comes next
+                self.error = exc
                 self.events.append(exc)
                 continue
-            if event is NEED_DATA:
+            if event is NEED_DATA:  # the engine waits for the server
                 break
             self.events.append(event)
-            if isinstance(event, Closed):
-                self._closed_seen = True
-            elif isinstance(event, StartTLS) and self.auto_tls:
+            if isinstance(event, Closed):  # the end: nothing is written after it
+                self.closed = True
+                break
+            if isinstance(event, StartTLS) and self.auto_tls:  # replay's handshake always succeeds
                 session.tls_established()
                 self._observe()
+            # A driver writes every turn: what an event's answer queued (the EHLO after TLS) goes now.
             out.append(session.data_to_send())
+        else:
+            raise AssertionError(f"next_event() gave {_MAX_EVENTS_PER_TURN} events in one turn "
+                                 f"without NEED_DATA or Closed (state {session.state!r})")
         return b"".join(out)
 
     def feed(self, data: bytes) -> bytes:
-        if not self._eof:  # after the close the engine takes nothing more
-            self._eof = data == b""
-            self.session.receive_data(data)
-            self._observe()
+        """Feed server bytes (``b""``: the server closed), then take a turn."""
+        self.session.receive_data(data)  # (once the session has ended, the engine ignores it)
+        self._observe()
         return self.drain()
 
 
@@ -233,12 +251,41 @@ def _mismatch(found: Match, expected: Sequence[TranscriptLine], actual: bytes, s
 
 # -- the stepper -------------------------------------------------------------------------
 
+_E = TypeVar("_E", bound="Event | SMTPError")
+
+
 class Stepped(NamedTuple):
-    """What one step did: the bytes the engine wrote, its state after, the events it produced."""
+    """What one step did: the bytes the engine wrote, its state after, the events it produced.
+
+    ``events`` holds what ``next_event`` gave in order, the error that ended the session
+    included where it was raised; ``errors``, ``error``, ``of`` and ``results`` pick from it.
+    """
 
     sent: bytes
     state: str
     events: tuple[Event | SMTPError, ...]
+
+    @property
+    def errors(self) -> tuple[SMTPError, ...]:
+        """The errors among the events: the one that ended the session, when it ended in this step."""
+        return self.of(SMTPError)
+
+    @property
+    def error(self) -> SMTPError:
+        """The error this step raised; an ``AssertionError`` unless there is exactly one."""
+        errors = self.errors
+        if len(errors) != 1:
+            raise AssertionError(f"expected one error in this step, got {errors!r}")
+        return errors[0]
+
+    def of(self, kind: type[_E]) -> tuple[_E, ...]:
+        """The events of class ``kind``, in order (``of(Event)``: all but the error)."""
+        return tuple(event for event in self.events if isinstance(event, kind))
+
+    @property
+    def results(self) -> dict[int, SendResult]:
+        """The messages finished in this step: each ``MessageSent``'s result by its ticket."""
+        return {event.ticket: event.result for event in self.of(MessageSent)}
 
 
 class SessionStepper:
@@ -251,9 +298,10 @@ class SessionStepper:
     b'EHLO client.example\\r\\n'
 
     ``reply`` takes one or more lines (str or bytes; CRLF is added to each
-    line that lacks it).  Errors that end the session do not raise: they are
-    in ``events`` and ``error``.  A ``StartTLS`` event is not answered: call
-    ``tls_established()`` as a driver would after its handshake.
+    line that lacks it).  Work queued on ``session`` in state ready is written
+    at once: ``pending()`` collects it.  Errors that end the session do not
+    raise: they are in ``events`` and ``error``.  A ``StartTLS`` event is not
+    answered: call ``tls_established()`` as a driver would after its handshake.
     """
 
     def __init__(self, session: ClientSession | None = None, **session_options: object) -> None:
@@ -291,10 +339,6 @@ class SessionStepper:
         """The steps recorded so far."""
         return list(self.session.trace or [])
 
-    def _record(self, count: int, out: bytes) -> Stepped:
-        self._sent.append(out)
-        return Stepped(out, self.session.state, tuple(self._pump.events[count:]))
-
     def reply(self, *lines: str | bytes) -> Stepped:
         """Feed one reply (one or more lines); return what the engine did."""
         data = b"".join(_line_bytes(line) for line in lines)
@@ -302,8 +346,8 @@ class SessionStepper:
 
     def feed(self, data: bytes) -> Stepped:
         """Feed raw bytes exactly as given (no CRLF added); ``b""`` is the server closing."""
-        count = len(self._pump.events)
-        return self._record(count, self._pump.feed(data))
+        self.session.receive_data(data)
+        return self.pending()
 
     def close(self) -> Stepped:
         """The server closes the connection."""
@@ -311,14 +355,16 @@ class SessionStepper:
 
     def tls_established(self) -> Stepped:
         """Report the TLS handshake done (after a ``StartTLS`` event)."""
-        count = len(self._pump.events)
         self.session.tls_established()
-        return self._record(count, self._pump.drain())
+        return self.pending()
 
     def pending(self) -> Stepped:
-        """Collect what queued work produced without a reply (e.g. work given in state ready)."""
-        count = len(self._pump.events)
-        return self._record(count, self._pump.drain())
+        """Collect what happened without a reply: what work queued on ``session`` wrote (in state
+        ready it goes out at once), or what ``session.close()`` settled."""
+        first = len(self._pump.events)
+        out = self._pump.drain()
+        self._sent.append(out)
+        return Stepped(out, self.session.state, tuple(self._pump.events[first:]))
 
 
 def _line_bytes(line: str | bytes) -> bytes:
