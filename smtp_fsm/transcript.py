@@ -127,6 +127,7 @@ class TranscriptLine:
 
     @property
     def masked(self) -> bool:
+        """The line stands for any credential (``<credentials>``)."""
         return MASK in self.data
 
 
@@ -139,14 +140,17 @@ class ServerChunk:
 
     @property
     def data(self) -> bytes:
+        """The chunk's bytes on the wire."""
         return b"".join(line.data for line in self.lines)
 
     @property
     def close(self) -> bool:
+        """The server closes the connection here (``S: <close>``)."""
         return any(line.close for line in self.lines)
 
     @property
     def lineno(self) -> int:
+        """The transcript line the chunk starts on."""
         return self.lines[0].lineno if self.lines else 0
 
 
@@ -160,10 +164,12 @@ class Exchange:
 
     @property
     def server_bytes(self) -> bytes:
+        """What the server says in this exchange, as bytes on the wire."""
         return b"".join(line.data for line in self.server)
 
     @property
     def client_bytes(self) -> bytes:
+        """What the client is expected to write in answer, as bytes."""
         return b"".join(line.data for line in self.client)
 
 
@@ -202,6 +208,22 @@ class Transcript(Sequence[Exchange]):
     def client_bytes(self) -> bytes:
         """Everything the client is expected to write, as bytes."""
         return b"".join(exchange.client_bytes for exchange in self.exchanges)
+
+    def excerpt(self, lineno: int, around: int = 2) -> str:
+        """The transcript lines near line ``lineno``, numbered, that one marked ``>``: a failure's context.
+
+        Lines come as written (from a parsed text), else rendered from their bytes.
+        """
+        lines = sorted({line.lineno: line for exchange in self.exchanges
+                        for line in (*exchange.server, *exchange.client)}.items())
+        if not lines:
+            return "    (the transcript is empty)"
+        index = next((i for i, (number, _) in enumerate(lines) if number >= lineno), len(lines) - 1)
+        shown = []
+        for number, line in lines[max(index - around, 0) : index + around + 1]:
+            text = line.text.strip() or ("S: <close>" if line.close else " / ".join(render_lines(line.side, line.data)))
+            shown.append(f"  {'>' if number == lineno else ' '} {number:4} | {text}")
+        return "\n".join(shown)
 
     def to_text(self) -> str:
         """The transcript as ``S:``/``C:`` text (what ``parse_transcript`` reads)."""

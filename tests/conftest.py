@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 
+# pytester runs test files of a made-up user project, to see the plugin's reports as its users do.
+pytest_plugins = ("pytester",)
+
 #: .ci/run sets this: in CI a missing tool is a failure, never a silent skip.
 REQUIRE_TOOLS = os.environ.get("SMTP_FSM_REQUIRE_TOOLS") == "1"
 

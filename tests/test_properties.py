@@ -127,10 +127,10 @@ def cut(data: bytes, points: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(marks) if b > a]
 
 
-# -- the harness ------------------------------------------------------------------------------------
+# -- the invariant walk ------------------------------------------------------------------------------------
 
 
-class Harness:
+class InvariantWalk:
     """Drives a session with the shipped ``SessionStepper`` and checks the invariants after every call."""
 
     def __init__(self, session: ClientSession) -> None:
@@ -165,12 +165,12 @@ class Harness:
             self._ended = True
 
 
-def run_operations(config: Config, initial: list[tuple[str, int, int]], ops: list[Any]) -> Harness:
+def run_operations(config: Config, initial: list[tuple[str, int, int]], ops: list[Any]) -> InvariantWalk:
     try:
         session = ClientSession(**config.options)
     except SMTPError:
-        return Harness(ClientSession(local_hostname="client.example"))
-    harness = Harness(session)
+        return InvariantWalk(ClientSession(local_hostname="client.example"))
+    harness = InvariantWalk(session)
     for item in initial:
         harness.call(lambda item=item: queue(session, item))
     for kind, payload, points in ops:
@@ -236,7 +236,7 @@ def test_random_walk_through_the_machine(config, initial, data):
         session = ClientSession(**config.options)
     except SMTPError:
         return
-    harness = Harness(session)
+    harness = InvariantWalk(session)
     for item in initial:
         harness.call(lambda item=item: queue(session, item))
     for _ in range(40):
@@ -333,7 +333,7 @@ def run_stream(name: str, cuts: list[list[int]] | None, per_reply: bool = False)
     reply with each reply cut at ``cuts`` (``per_reply``: pieces never span two replies)."""
     options, work, segments = GOOD_STREAMS[name]
     session = ClientSession(local_hostname="client.example", trace=True, **options)
-    harness = Harness(session)
+    harness = InvariantWalk(session)
     for item in work:
         harness.call(lambda item=item: queue(session, item))
     for index, segment in enumerate(segments):
@@ -354,7 +354,7 @@ def test_good_streams_end_well_when_fed_reply_by_reply():
     """The fixed streams are right: fed one reply at a time, every session ends closed and without error."""
     for name, (options, work, segments) in GOOD_STREAMS.items():
         session = ClientSession(local_hostname="client.example", trace=True, **options)
-        harness = Harness(session)
+        harness = InvariantWalk(session)
         for item in work:
             harness.call(lambda item=item, session=session: queue(session, item))
         for index, segment in enumerate(segments):
@@ -374,7 +374,7 @@ def rounds_of(name: str) -> list[list[bytes]]:
     """
     options, work, segments = GOOD_STREAMS[name]
     session = ClientSession(local_hostname="client.example", **options)
-    harness = Harness(session)
+    harness = InvariantWalk(session)
     for item in work:
         harness.call(lambda item=item: queue(session, item))
     rounds: list[list[bytes]] = []
@@ -398,7 +398,7 @@ def rounds_of(name: str) -> list[list[bytes]]:
 def run_rounds(name: str, cuts: list[list[int]]) -> tuple[Any, ...]:
     options, work, _segments = GOOD_STREAMS[name]
     session = ClientSession(local_hostname="client.example", trace=True, **options)
-    harness = Harness(session)
+    harness = InvariantWalk(session)
     for item in work:
         harness.call(lambda item=item: queue(session, item))
     for index, round_ in enumerate(rounds_of(name)):
@@ -453,7 +453,7 @@ def run_with_tail(name: str, where: int, tail: bytes, cuts: list[list[int]] | No
     """
     options, work, _segments = GOOD_STREAMS[name]
     session = ClientSession(local_hostname="client.example", trace=True, **options)
-    harness = Harness(session)
+    harness = InvariantWalk(session)
     for item in work:
         harness.call(lambda item=item: queue(session, item))
     rounds = rounds_of(name)

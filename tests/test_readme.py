@@ -85,3 +85,18 @@ def test_stepping_example_prints_what_its_comments_say() -> None:
         exec(compile(code, "README:stepping", "exec"), {})
     expected = [line[2:] for line in code.splitlines() if line.startswith("# ")]
     assert printed.getvalue().splitlines() == expected
+
+
+def test_replaying_and_stepping_examples_pass_and_fail_as_described() -> None:
+    namespace = run_block("def test_the_welcome_mail_goes_as_recorded")
+    namespace["test_the_welcome_mail_goes_as_recorded"]()
+    namespace["test_the_welcome_mail_step_by_step"]()
+    # Without ignore=, the Date (written now) differs from the recording: strict by default.
+    from smtp_fsm.testing import ReplayMismatch, replay
+
+    try:
+        replay(namespace["WELCOME"], work=namespace["queue_welcome"], local_hostname="client.example")
+    except ReplayMismatch as mismatch:
+        assert mismatch.expected.startswith(b"Date: Tue, 01 Dec 2026 08:00:00 -0000\r\n"), mismatch
+    else:
+        raise AssertionError("the Date header should have differed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from smtp_fsm import (
@@ -45,7 +47,7 @@ def send_one(session: ClientSession) -> None:
 
 
 def test_replay_returns_events_and_states():
-    result = replay(PIPELINED, work=send_one)
+    result = replay(PIPELINED, work=send_one, local_hostname="client.example")
     assert result.states == ["greeting", "ehlo", "ready", "data", "content", "ready", "quit", "closed"]
     kinds = [type(event) for event in result.events]
     assert kinds == [SessionReady, MessageSent, Closed]
@@ -55,9 +57,41 @@ def test_replay_returns_events_and_states():
     assert result.sent.startswith(b"EHLO client.example\r\n")
 
 
-def test_default_work_is_quit_and_the_ehlo_name_comes_from_the_transcript():
-    result = replay("S: 220 hi\nC: EHLO teacher.example\nS: 250 hi\nC: QUIT\nS: 221 bye\n")
-    assert result.final_state == "closed"
+def test_default_work_is_quit_and_everything_is_compared_the_ehlo_name_too():
+    text = "S: 220 hi\nC: EHLO teacher.example\nS: 250 hi\nC: QUIT\nS: 221 bye\n"
+    assert replay(text, local_hostname="teacher.example").final_state == "closed"
+    with pytest.raises(ReplayMismatch, match="transcript line 2") as info:
+        replay(text)  # replay's own session says EHLO [127.0.0.1], as the drivers do on loopback
+    assert info.value.actual == b"EHLO [127.0.0.1]\r\n" and ">    2 | C: EHLO teacher.example" in str(info.value)
+    with pytest.raises(ReplayMismatch):
+        replay(text, local_hostname="student.example")
+    assert replay(text, ignore=["ehlo"]).final_state == "closed"
+    assert replay(text.replace("teacher.example", "[127.0.0.1]")).final_state == "closed"
+
+
+def test_ignore_leaves_out_named_headers_and_nothing_else():
+    dated = PIPELINED.replace("C: Subject: hi\n", "C: Date: Tue, 1 Dec 2026 08:00:00 +0000\nC:  (folded)\n"
+                              "C: Message-ID: <1@client.example>\nC: Subject: hi\n")
+
+    def send_dated(date: str, message_id: str, subject: str = "hi") -> Callable[[ClientSession], None]:
+        def work(session: ClientSession) -> None:
+            content = f"Date: {date}\r\nMessage-ID: {message_id}\r\nSubject: {subject}\r\n\r\nhello\r\n"
+            session.sendmail("a@example.org", ["b@example.net"], content.encode())
+            session.quit()
+        return work
+
+    later = send_dated("Wed, 2 Dec 2026 09:30:00 +0000", "<2@client.example>")
+    with pytest.raises(ReplayMismatch, match="Date"):
+        replay(dated, work=later, local_hostname="client.example")
+    ignore = ["Date", "message-id"]
+    assert replay(dated, work=later, local_hostname="client.example", ignore=ignore).final_state == "closed"
+    other_subject = send_dated("Wed, 2 Dec 2026 09:30:00 +0000", "<2@client.example>", subject="bye")
+    with pytest.raises(ReplayMismatch, match="Subject: bye"):
+        replay(dated, work=other_subject, local_hostname="client.example", ignore=ignore)
+    with pytest.raises(ValueError, match="header field names"):
+        replay(dated, ignore=["Bad Name:"])
+    with pytest.raises(TypeError, match="collection of names"):
+        replay(dated, ignore="Date")
 
 
 def test_a_session_or_a_factory_may_be_given():
@@ -69,7 +103,7 @@ def test_a_session_or_a_factory_may_be_given():
 def test_mismatch_names_step_line_state_and_bytes():
     wrong = PIPELINED.replace("RCPT TO:<b@example.net>", "RCPT TO:<c@example.net>")
     with pytest.raises(ReplayMismatch) as info:
-        replay(wrong, work=send_one)
+        replay(wrong, work=send_one, local_hostname="client.example")
     error = info.value
     assert isinstance(error, AssertionError)
     assert error.step == 2  # after the EHLO reply, the second thing the server said
@@ -85,15 +119,15 @@ def test_mismatch_names_step_line_state_and_bytes():
 def test_client_writing_less_or_more_is_a_mismatch():
     fewer = PIPELINED.replace("C: QUIT\n", "C: QUIT\nC: NOOP\n")
     with pytest.raises(ReplayMismatch, match="less than the transcript"):
-        replay(fewer, work=send_one)
+        replay(fewer, work=send_one, local_hostname="client.example")
     more = PIPELINED.replace("C: QUIT\n", "")
     with pytest.raises(ReplayMismatch, match="more than the transcript"):
-        replay(more, work=send_one)
+        replay(more, work=send_one, local_hostname="client.example")
 
 
 def test_transcript_going_on_after_the_session_ended():
     with pytest.raises(ReplayMismatch, match="already ended"):
-        replay("S: 220 hi\nC: EHLO x.example\nS: 421 bye\nS: 250 more\n")
+        replay("S: 220 hi\nC: EHLO x.example\nS: 421 bye\nS: 250 more\n", local_hostname="x.example")
 
 
 def test_masked_credentials_match_any_credential_and_are_never_shown():
@@ -150,20 +184,20 @@ def test_starttls_handshake_is_reported_by_replay():
 
 
 def test_a_transcript_may_end_in_an_error():
-    result = replay("S: 220 hi\nC: EHLO x.example\nS: 421 4.3.2 going down\n")
+    result = replay("S: 220 hi\nC: EHLO x.example\nS: 421 4.3.2 going down\n", local_hostname="x.example")
     assert isinstance(result.error, ServerDisconnected)
     assert result.final_state == "failed"
-    result = replay("S: 220 hi\nC: EHLO x.example\nS: <close>\n")
+    result = replay("S: 220 hi\nC: EHLO x.example\nS: <close>\n", local_hostname="x.example")
     assert isinstance(result.error, ServerDisconnected)
 
 
 def test_helo_fallback_transcript():
     text = "S: 220 old\nC: EHLO x.example\nS: 502 what?\nC: HELO x.example\nS: 250 hi\nC: QUIT\nS: 221 bye\n"
-    assert replay(text).states == ["greeting", "ehlo", "helo", "ready", "quit", "closed"]
+    assert replay(text, local_hostname="x.example").states == ["greeting", "ehlo", "helo", "ready", "quit", "closed"]
 
 
 def test_replay_accepts_a_parsed_transcript():
-    assert replay(parse_transcript(PIPELINED), work=send_one).final_state == "closed"
+    assert replay(parse_transcript(PIPELINED), work=send_one, local_hostname="client.example").final_state == "closed"
 
 
 # -- the stepper --------------------------------------------------------------------
@@ -228,3 +262,47 @@ def test_stepped_picks_errors_events_and_results():
     assert isinstance(ended.error, ServerDisconnected) and ended.errors == (ended.error,)
     assert ended.of(Closed) == (Closed(None, ended.error),)
     assert ended.of(MessageSent) == () and ended.state == "failed"
+
+
+def test_the_stepper_walks_a_transcript_and_checks_each_step():
+    step = SessionStepper(transcript=PIPELINED, local_hostname="client.example")
+    send_one(step.session)
+    assert step.remaining == 7
+    step.next()
+    assert step.expect(state="ehlo", wrote=b"EHLO client.example\r\n", rows=["220"], events=[]).sent
+    step.next()
+    step.expect(state="data", rows=["ehlo_reply", "begin_mail"], events=[SessionReady])
+    assert [(row.source, row.dest) for row in step.rows] == [("ehlo", "ready"), ("ready", "data")]
+    rest = step.run()
+    assert [s.state for s in rest] == ["data", "data", "content", "quit", "closed"] and step.remaining == 0
+    step.expect(state="closed", events=[Closed])
+    with pytest.raises(AssertionError, match="no more server lines"):
+        step.next()
+    with pytest.raises(TypeError, match="use next"):
+        step.reply("250 OK")
+
+
+def test_a_stepper_expectation_lists_every_difference_with_the_transcript():
+    step = SessionStepper(transcript=PIPELINED, local_hostname="client.example")
+    with pytest.raises(AssertionError, match="no step yet"):
+        step.expect(state="greeting")
+    send_one(step.session)
+    step.next()
+    with pytest.raises(AssertionError) as info:
+        step.expect(state="ready", wrote=b"HELO client.example\r\n", events=[SessionReady], error=ServerDisconnected)
+    text = str(info.value)
+    assert "state: expected 'ready', got 'ehlo'" in text
+    assert "wrote: expected b'HELO client.example\\r\\n', got b'EHLO client.example\\r\\n'" in text
+    assert "events: expected ['SessionReady'], got []" in text and "error: expected one ServerDisconnected" in text
+    assert ">    2 | S: 220 mx.example ESMTP" in text and "3 | C: EHLO client.example" in text
+
+
+def test_the_stepper_on_a_transcript_fails_where_the_session_departs_from_it():
+    step = SessionStepper(transcript=PIPELINED.replace("b@example.net", "c@example.net"),
+                          local_hostname="client.example")
+    send_one(step.session)
+    step.next()
+    with pytest.raises(ReplayMismatch, match="transcript line 7") as info:
+        step.next()
+    assert info.value.actual.startswith(b"RCPT TO:<b@example.net>") and ">    7 | C: RCPT TO:<c@example.net>" in str(
+        info.value)

@@ -14,8 +14,6 @@ import socket
 import threading
 from dataclasses import dataclass, field
 
-from .ports import free_port
-
 _TIMEOUT = 10.0
 
 
@@ -40,8 +38,9 @@ class ESMTPServer:
 
     def __post_init__(self) -> None:
         self.host = "127.0.0.1"
-        self.port = free_port()
-        self._listener = socket.create_server((self.host, self.port))
+        # Port 0: the kernel picks a free port for this very socket, so parallel test workers never race.
+        self._listener = socket.create_server((self.host, 0))
+        self.port: int = self._listener.getsockname()[1]
         self._listener.settimeout(0.2)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -8,17 +8,21 @@ it (an error, never a skip that would hide a broken setup).  ``-p no:smtp_fsm`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# The toolkit's checks are plain asserts in places: pytest explains them as it does a test's own.
+# (Registered before those modules load; loading them is what the fixtures do, later.)
+pytest.register_assert_rewrite("smtp_fsm.testing.checking", "smtp_fsm.testing.stepping",
+                               "smtp_fsm.testing.replaying", "smtp_fsm.testing.scripted")
+
 if TYPE_CHECKING:
-    import ssl
 
     from ..transcript import Transcript
-    from .scripted import Behaviour, ScriptedSMTPServer
+    from .certificates import TLSCertificates
+    from .scripted import Behaviour, Deviation, ScriptedSMTPServer
     from .servers import LocalSMTPServer
 
 
@@ -48,40 +52,99 @@ def smtp_server_factory() -> Iterator[Callable[..., LocalSMTPServer]]:
         server.stop()
 
 
+#: The scripted servers each test made (with ``check``), for the report hook below.
+_SCRIPTED = pytest.StashKey[list["ScriptedSMTPServer"]]()
+#: How many of each server's deviations were already reported (as the test's failure).
+_REPORTED = pytest.StashKey[dict[int, int]]()
+
+
 @pytest.fixture
-def scripted_smtp_server() -> Iterator[Callable[..., ScriptedSMTPServer]]:
+def scripted_smtp_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., ScriptedSMTPServer]]:
     """Make servers that play a transcript (``S:``/``C:`` text) and fail the test if the client deviates.
 
     ``scripted_smtp_server(transcript, *behaviours, check=True, timeout=10.0)``
-    returns a started server (``.host``, ``.port``).  At teardown every server
-    is stopped and, unless made with ``check=False``, ``assert_ok()`` is called.
+    returns a started server (``.host``, ``.port``).  A deviation fails the test
+    once, as the test's own failure: the transcript line, what it expected, what
+    the client wrote and the lines around it -- even when the code under test caught
+    the error it got.  Servers made with ``check=False`` are only stopped; look at
+    their ``failures`` yourself.
     """
     from .scripted import ScriptedSMTPServer
 
-    started: list[tuple[ScriptedSMTPServer, bool]] = []
+    checked = request.node.stash.setdefault(_SCRIPTED, [])
+    started: list[ScriptedSMTPServer] = []
 
     def make(transcript: Transcript | str, *behaviours: Behaviour, check: bool = True,
              **options: Any) -> ScriptedSMTPServer:
         server = ScriptedSMTPServer(transcript, *behaviours, **options).start()
-        started.append((server, check))
+        started.append(server)
+        if check:
+            checked.append(server)
         return server
 
     yield make
-    for server, _ in reversed(started):
+    for server in reversed(started):
         server.stop()
-    for server, check in started:
-        if check:
-            server.assert_ok()
+    # What the test's report did not show yet (a deviation after the test body, in another
+    # fixture's teardown): an error of this teardown, never the same deviation twice.
+    unreported = _unreported(request.node)
+    if unreported:
+        raise AssertionError("\n".join(server.report(deviations) for server, deviations in unreported))
 
 
-@dataclass(frozen=True)
-class TLSCertificates:
-    """A throw-away CA and a certificate for 127.0.0.1 and localhost, as ready SSL contexts."""
+def _unreported(item: pytest.Item) -> list[tuple[ScriptedSMTPServer, list[Deviation]]]:
+    """Each checked server's deviations not reported yet, now marked reported."""
+    reported = item.stash.setdefault(_REPORTED, {})
+    found = []
+    for server in item.stash.get(_SCRIPTED, []):
+        seen = reported.get(id(server), 0)
+        if len(server.deviations) > seen:
+            found.append((server, list(server.deviations[seen:])))
+            reported[id(server)] = len(server.deviations)
+    return found
 
-    ca: Any  # trustme.CA
-    server_context: ssl.SSLContext
-    client_context: ssl.SSLContext
-    ca_pem: bytes
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A scripted server's deviations become the test's own failure, once (see ``scripted_smtp_server``)."""
+    report = yield
+    if call.when != "call" or _SCRIPTED not in item.stash:
+        return report
+    for server in item.stash[_SCRIPTED]:
+        server.settle()  # a client that just closed early is noticed within a read slice
+    unreported = _unreported(item)
+    if unreported:
+        report.outcome = "failed"
+        report.longrepr = _deviation_report(item, call, unreported)
+    return report
+
+
+def _deviation_report(item: pytest.Item, call: pytest.CallInfo[None],
+                      unreported: list[tuple[ScriptedSMTPServer, list[Deviation]]]) -> str:
+    """The failure as the test author needs it: where in the test, what the transcript expected, what came."""
+    lines = [server.report(deviations) for server, deviations in unreported]
+    lines.append(_test_line(item, call))
+    excinfo = call.excinfo
+    if excinfo is None:
+        lines.append("  (the test passed: the code under test caught the error the client got)")
+    else:
+        message = str(excinfo.value).splitlines()[0] if str(excinfo.value) else ""
+        lines.append(f"  -> then the client raised {excinfo.typename}: {message}")
+    return "\n".join(lines)
+
+
+def _test_line(item: pytest.Item, call: pytest.CallInfo[None]) -> str:
+    """The test's own lines that were running (the frames in the test's file, outermost first: the test
+    function, then its helpers), or where the test is defined when it raised nothing."""
+    path = getattr(item, "path", None)
+    if call.excinfo is not None and path is not None:
+        own = [f"{path.name}:{entry.lineno + 1}: in {entry.name}\n    {str(entry.statement).strip()}"
+               for entry in call.excinfo.traceback if entry.path == path]
+        if own:
+            return "\n".join(own)
+    location = item.location
+    return f"{location[0]}:{(location[1] or 0) + 1}: {item.name}"
 
 
 @pytest.fixture(scope="session")
@@ -93,12 +156,8 @@ def _smtp_fsm_ca() -> Any:
 
 @pytest.fixture
 def tls_certificates(_smtp_fsm_ca: Any) -> TLSCertificates:
-    """Server and client SSLContexts that trust each other (made with trustme; fresh contexts per test)."""
-    import ssl
+    """Server and client SSLContexts that trust each other (``make_test_tls``; one CA per session,
+    fresh contexts per test)."""
+    from .certificates import make_test_tls
 
-    cert = _smtp_fsm_ca.issue_cert("127.0.0.1", "localhost")
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    _smtp_fsm_ca.configure_trust(client_context)
-    return TLSCertificates(_smtp_fsm_ca, server_context, client_context, _smtp_fsm_ca.cert_pem.bytes())
+    return make_test_tls(ca=_smtp_fsm_ca)

@@ -103,6 +103,35 @@ def step_index(actions: Sequence[Action], step: int) -> int:
     raise ValueError(f"the transcript has no server step {step} (it has steps {steps[:1]}..{steps[-1:]})")
 
 
+# -- what went wrong ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Deviation:
+    """One way a client departed from the transcript: ``summary`` is the line ``failures`` lists."""
+
+    connection: int
+    summary: str
+    lineno: int = 0  # the transcript line it concerns
+    #: What went wrong, in a few words ("wrote something else", "closed the connection", ...).
+    problem: str = ""
+    expected: bytes = b""  # what the transcript expects from that line on
+    wrote: bytes = b""  # what the client wrote instead (from where it departed)
+
+    def describe(self, transcript: Transcript) -> str:
+        """The deviation for a test's failure: the problem first, then the bytes, then the transcript."""
+        head = f"the client deviated from the transcript: it {self.problem or 'did something else'}"
+        if self.lineno:
+            head += f" at line {self.lineno}"
+        lines = [f"{head} (connection {self.connection})"]
+        if self.expected:
+            lines.append(f"  expected: {self.expected[:300]!r}")
+        if self.wrote or self.expected:
+            lines.append(f"  wrote:    {self.wrote[:300]!r}")
+        if self.lineno:
+            lines += ["  transcript:", transcript.excerpt(self.lineno)]
+        return "\n".join(lines)
+
+
 # -- the server ------------------------------------------------------------------------------
 
 class ScriptedSMTPServer:
@@ -122,7 +151,9 @@ class ScriptedSMTPServer:
         self.timeout = timeout
         self.connections = connections
         self.host = "127.0.0.1"
+        #: Every deviation, as one line each (``deviations`` has them with their transcript line).
         self.failures: list[str] = []
+        self.deviations: list[Deviation] = []
         #: Things worth knowing that are not failures (a client giving up on a dripping reply).
         self.notes: list[str] = []
         #: Every byte each client wrote, one entry per connection.
@@ -135,6 +166,9 @@ class ScriptedSMTPServer:
         self._stopping = threading.Event()
         self._abort = threading.Event()
         self._done = threading.Event()
+        self._playing = threading.Event()  # a connection is being played now
+        self._idle = threading.Event()  # none is
+        self._idle.set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -184,9 +218,21 @@ class ScriptedSMTPServer:
         return not self.failures
 
     def assert_ok(self) -> None:
-        """Raise AssertionError listing every deviation the server saw."""
-        if self.failures:
-            raise AssertionError("scripted SMTP server saw the client deviate:\n" + "\n".join(self.failures))
+        """Raise AssertionError listing every deviation the server saw, each with its transcript lines."""
+        __tracebackhide__ = True  # the failure is the client's, not this method's
+        if self.deviations:
+            raise AssertionError(self.report())
+
+    def report(self, deviations: Sequence[Deviation] | None = None) -> str:
+        """The deviations (by default all) as text: each one, and the transcript lines around it."""
+        chosen = self.deviations if deviations is None else deviations
+        return "\n".join(f"scripted SMTP server: {deviation.describe(self.transcript)}" for deviation in chosen)
+
+    def settle(self, timeout: float = 0.5) -> None:
+        """Wait (at most ``timeout``) for a connection still being played to end, so that what its
+        client did last is recorded: a client that closed early is noticed within one read slice."""
+        if self._playing.is_set():
+            self._idle.wait(timeout)
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -194,9 +240,11 @@ class ScriptedSMTPServer:
         with self._lock:
             self.notes.append(f"connection {self.served}: {message}")
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, lineno: int = 0, problem: str = "", expected: bytes = b"",
+              wrote: bytes = b"") -> None:
         with self._lock:
             self.failures.append(f"connection {self.served}: {message}")
+            self.deviations.append(Deviation(self.served, message, lineno, problem, expected, wrote))
 
     def _serve(self) -> None:
         try:
@@ -208,9 +256,15 @@ class ScriptedSMTPServer:
                 except OSError:
                     break
                 self.served += 1
-                with conn:
-                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    _Connection(self, conn).play()
+                self._idle.clear()
+                self._playing.set()
+                try:
+                    with conn:
+                        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        _Connection(self, conn).play()
+                finally:
+                    self._playing.clear()
+                    self._idle.set()
         finally:
             self._done.set()
 
@@ -304,22 +358,27 @@ class _Connection:
                 return True
             if found.status == "mismatch":
                 line = action.lines[found.index]
-                self.server._fail(
-                    f"{where}: the client wrote {self.buffer[found.offset :][:300]!r}; transcript line "
-                    f"{line.lineno} expects {b''.join(x.data for x in action.lines[found.index:])[:300]!r}")
+                expected = b"".join(x.data for x in action.lines[found.index :])
+                wrote = self.buffer[found.offset :]
+                self.server._fail(f"{where}: the client wrote {wrote[:300]!r}; transcript line {line.lineno} "
+                                  f"expects {expected[:300]!r}", line.lineno, "wrote something else", expected, wrote)
                 self._say_goodbye()
                 return False
             if time.monotonic() > self.deadline or self.server._abort.is_set():
                 why = "timed out" if time.monotonic() > self.deadline else "was stopped"
-                self.server._fail(f"{where}: the server {why} waiting for transcript line "
-                                  f"{action.lines[found.index].lineno}: {action.lines[found.index].data!r} "
-                                  f"(the client wrote {self.buffer[found.offset:][:300]!r})")
+                line = action.lines[found.index]
+                wrote = self.buffer[found.offset :]
+                self.server._fail(f"{where}: the server {why} waiting for transcript line {line.lineno}: "
+                                  f"{line.data!r} (the client wrote {wrote[:300]!r})", line.lineno,
+                                  f"never wrote it (the server {why} waiting)", line.data, wrote)
                 return False
             data = self._read()
             if data == b"":
-                self.server._fail(f"{where}: the client closed the connection; transcript line "
-                                  f"{action.lines[found.index].lineno} expects {action.lines[found.index].data!r} "
-                                  f"(the client wrote {self.buffer[found.offset:][:300]!r})")
+                line = action.lines[found.index]
+                wrote = self.buffer[found.offset :]
+                self.server._fail(f"{where}: the client closed the connection; transcript line {line.lineno} "
+                                  f"expects {line.data!r} (the client wrote {wrote[:300]!r})", line.lineno,
+                                  "closed the connection early", line.data, wrote)
                 return False
             if data:
                 self.buffer += data
@@ -343,7 +402,10 @@ class _Connection:
             if data:
                 extra += data
         if strict and extra:
-            self.server._fail(f"after the end of the transcript the client wrote {extra[:300]!r}")
+            last = max((line.lineno for exchange in self.server.transcript
+                        for line in (*exchange.server, *exchange.client)), default=0)
+            self.server._fail(f"after the end of the transcript the client wrote {extra[:300]!r}", last,
+                              "wrote after the end of the transcript", b"", extra)
 
 
 __all__ = [
@@ -351,6 +413,7 @@ __all__ = [
     "Action",
     "Behaviour",
     "Close",
+    "Deviation",
     "Drain",
     "Expect",
     "Hang",

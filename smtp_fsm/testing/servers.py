@@ -1,8 +1,10 @@
 """Real aiosmtpd servers on 127.0.0.1 for tests, demos and benchmarks.
 
 ``LocalSMTPServer`` starts aiosmtpd in its own thread on a free loopback
-port (aiosmtpd 1.4.6 cannot bind port 0 through its Controller, so a free
-port is found first) and keeps every message it receives, with its envelope.
+port and keeps every message it receives, with its envelope.  It binds its
+listening socket itself (port 0 unless a port is given) and hands it to
+aiosmtpd, so servers started at once -- pytest-xdist workers -- never race for
+a port (aiosmtpd's Controller would bind host:port again, after the choice).
 Options switch on STARTTLS or implicit TLS, AUTH (PLAIN, LOGIN, CRAM-MD5,
 XOAUTH2), SMTPUTF8, PIPELINING (aiosmtpd reads line by line, so only the
 EHLO keyword is missing), LMTP, refused recipients and a size limit.
@@ -22,7 +24,8 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-from .._extras import missing, require
+from .._extras import missing
+from .certificates import TestTLS, TLSCertificates, make_test_tls
 from .ports import free_port
 
 try:
@@ -33,7 +36,8 @@ except ImportError:
     raise missing("smtp_fsm's local SMTP servers (LocalSMTPServer, the fixtures, smtp-fsm demo)", "aiosmtpd",
                   "server") from None
 
-__all__ = ["LocalSMTPServer", "ReceivedMessage", "RecordingHandler", "TestTLS", "free_port", "local_smtp_server",
+__all__ = ["LocalSMTPServer", "ReceivedMessage", "RecordingHandler", "TLSCertificates", "TestTLS", "free_port",
+           "local_smtp_server",
            "make_test_tls"]
 
 
@@ -177,9 +181,35 @@ def _login(auth_data: Any) -> str | None:
     return login.decode() if isinstance(login, bytes) else login
 
 
-class _LMTPController(Controller):
+class _BoundController(Controller):
+    """aiosmtpd's Controller serving a socket bound beforehand (aiosmtpd documents ``_create_server``
+    as the method subclasses override to bind the listener)."""
+
+    def __init__(self, handler: Any, *, sock: socket.socket, **kwargs: Any) -> None:
+        self.listening_socket = sock
+        host, port = sock.getsockname()[:2]
+        super().__init__(handler, hostname=host, port=port, **kwargs)
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self.listening_socket, ssl=self.ssl_context)
+
+
+class _LMTPController(_BoundController):
     def factory(self) -> LMTP:
         return LMTP(self.handler, **self.SMTP_kwargs)
+
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: the kernel picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class LocalSMTPServer:
@@ -213,8 +243,8 @@ class LocalSMTPServer:
         if credentials is not None:
             self.handler.credentials = dict(credentials)
         self.host = host  # any 127.0.0.0/8 address: several servers can share one port on different ones
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.port = port if port is not None else free_port(host, family)
+        self._socket = _listening_socket(host, port or 0)
+        self.port: int = self._socket.getsockname()[1]
         kwargs: dict[str, Any] = {
             "data_size_limit": data_size_limit,
             "enable_SMTPUTF8": smtputf8,
@@ -225,10 +255,9 @@ class LocalSMTPServer:
         }
         if credentials is not None:
             kwargs["authenticator"] = self.handler.authenticate
-        controller_cls = _LMTPController if lmtp else Controller
+        controller_cls = _LMTPController if lmtp else _BoundController
         self._controller = controller_cls(
-            self.handler, hostname=self.host, port=self.port, ssl_context=implicit_tls_context,
-            server_hostname=hostname, **kwargs,
+            self.handler, sock=self._socket, ssl_context=implicit_tls_context, server_hostname=hostname, **kwargs,
         )
 
     @property
@@ -243,7 +272,10 @@ class LocalSMTPServer:
 
     def stop(self) -> None:
         """Stop the server."""
-        self._controller.stop()
+        try:
+            self._controller.stop()
+        finally:
+            self._socket.close()  # (the server closed it already; a server never started had not)
 
     def __enter__(self) -> LocalSMTPServer:
         return self.start()
@@ -258,26 +290,3 @@ def local_smtp_server(**options: Any) -> Iterator[LocalSMTPServer]:
     server = LocalSMTPServer(**options)
     with server:
         yield server
-
-
-@dataclass(frozen=True)
-class TestTLS:
-    """A throwaway CA and a server certificate for 127.0.0.1/localhost (made with trustme)."""
-
-    __test__ = False  # not a pytest test class
-
-    server_context: ssl.SSLContext
-    client_context: ssl.SSLContext
-    ca_pem: bytes
-
-
-def make_test_tls(*hostnames: str) -> TestTLS:
-    """A throwaway CA (trustme) and contexts for ``hostnames``: server and client trust each other."""
-    trustme = require("trustme", "server", "make_test_tls (test certificates)")
-    ca = trustme.CA()
-    cert = ca.issue_cert(*(hostnames or ("127.0.0.1", "localhost")))
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    return TestTLS(server_context, client_context, ca.cert_pem.bytes())
