@@ -306,3 +306,58 @@ def test_the_stepper_on_a_transcript_fails_where_the_session_departs_from_it():
         step.next()
     assert info.value.actual.startswith(b"RCPT TO:<b@example.net>") and ">    7 | C: RCPT TO:<c@example.net>" in str(
         info.value)
+
+
+def test_ignored_header_values_leave_bdat_sizes_alone():
+    chunked = """
+    S: 220 mx.example ESMTP
+    C: EHLO client.example
+    S: 250-mx.example
+    S: 250-PIPELINING
+    S: 250 CHUNKING
+    C: MAIL FROM:<a@example.org>
+    C: RCPT TO:<b@example.net>
+    C~ BDAT 45 LAST\\r\\nMessage-ID: <short@x>\\r\\nSubject: hi\\r\\n\\r\\nhello\\r\\n
+    S: 250 OK
+    S: 250 OK
+    S: 250 2.0.0 queued
+    C: QUIT
+    S: 221 bye
+    """
+
+    def work(session: ClientSession) -> None:
+        session.sendmail("a@example.org", ["b@example.net"],
+                         b"Message-ID: <a-much-longer-one@client.example>\r\nSubject: hi\r\n\r\nhello\r\n")
+        session.quit()
+
+    with pytest.raises(ReplayMismatch, match="BDAT"):
+        replay(chunked, work=work, local_hostname="client.example")
+    assert replay(chunked, work=work, local_hostname="client.example", ignore=["Message-ID"]).error is None
+
+
+def test_work_queued_while_ready_is_checked_with_the_next_reply():
+    text = "S: 220 hi\nC: EHLO client.example\nS: 250 hi\nC: NOOP\nS: 250 ok\nC: QUIT\nS: 221 bye\n"
+    step = SessionStepper(transcript=text, local_hostname="client.example")
+    step.next()
+    step.next()
+    step.session.noop()
+    assert step.pending().sent == b"NOOP\r\n"
+    step.session.quit()
+    step.next()
+    step.expect(state="quit", wrote=b"QUIT\r\n")
+    step.next()
+    wrong = SessionStepper(transcript=text, local_hostname="client.example")
+    wrong.next()
+    wrong.next()
+    wrong.session.rset()
+    with pytest.raises(ReplayMismatch, match="something else than transcript line 4"):
+        wrong.pending()  # checked as it is written
+    idle = SessionStepper(transcript=text, local_hostname="client.example")
+    idle.next()
+    idle.next()
+    with pytest.raises(ReplayMismatch, match="wrote less .* line 4 not written"):
+        idle.next()  # the server speaks again: the NOOP it was owed never came
+    untraced = SessionStepper(ClientSession(local_hostname="client.example"))
+    untraced.reply("220 hi")
+    with pytest.raises(AssertionError, match="keeps no trace"):
+        untraced.expect(rows=["220"])

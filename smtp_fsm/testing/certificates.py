@@ -17,7 +17,7 @@ from .._extras import require
 
 @dataclass(frozen=True)
 class TLSCertificates:
-    """A throw-away CA and a certificate for the given names (127.0.0.1 and localhost by default),
+    """A throw-away CA and a certificate for the given names (127.0.0.1, ::1 and localhost by default),
     as ready SSL contexts: give ``server_context`` to the server and ``client_context`` to the client."""
 
     __test__ = False  # not a pytest test class
@@ -31,11 +31,11 @@ class TLSCertificates:
 
 
 def make_test_tls(*hostnames: str, ca: Any = None) -> TLSCertificates:
-    """A certificate for ``hostnames`` (127.0.0.1 and localhost when none) from ``ca`` (a new trustme CA
+    """A certificate for ``hostnames`` (127.0.0.1, ::1 and localhost when none) from ``ca`` (a new trustme CA
     when None), with server and client contexts that trust each other."""
     if ca is None:
         ca = require("trustme", "server", "make_test_tls (test certificates)").CA()
-    cert = ca.issue_cert(*(hostnames or ("127.0.0.1", "localhost")))
+    cert = ca.issue_cert(*(hostnames or ("127.0.0.1", "::1", "localhost")))
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(server_context)
     client_context = ssl.create_default_context()

@@ -30,7 +30,8 @@ _FIELD_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 §3.6.8: printable ASCII bu
 
 class Ignore:
     """What a comparison leaves out: ``"ehlo"`` (the EHLO/HELO/LHLO argument) and header fields by name
-    (``"Date"``, ``"Message-ID"``: their values, folded lines included), case-insensitively.
+    (``"Date"``, ``"Message-ID"``: their values, folded lines included), case-insensitively.  With
+    header fields ignored, the size in ``BDAT <size>`` is too (their values change it).
 
     Both sides are rewritten the same way before they are compared (``<ignored>`` for each value),
     so a mismatch elsewhere on those lines is still found.  A header name also matches a body line
@@ -51,8 +52,9 @@ class Ignore:
                 fields.append(re.escape(name.encode("ascii")))
             else:
                 raise ValueError(f"ignore takes {EHLO_NAME!r} or header field names, not {name!r}")
-        if fields:  # a field's value, and its folded lines
+        if fields:  # a field's value, and its folded lines; and BDAT's size, which such a value changes
             patterns.append(rb"(?P<field>" + rb"|".join(fields) + rb"):[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+            patterns.append(rb"(?P<bdat>BDAT) [0-9]+(?P<last> LAST)?\r\n")
         self._pattern = (re.compile(rb"^(?:" + rb"|".join(patterns) + rb")", re.MULTILINE | re.IGNORECASE)
                          if patterns else None)
 
@@ -84,6 +86,8 @@ def _replacement(found: re.Match[bytes]) -> bytes:
     groups = found.groupdict()
     if groups.get("verb"):
         return groups["verb"] + b" " + _IGNORED + b"\r\n"
+    if groups.get("bdat"):
+        return groups["bdat"] + b" " + _IGNORED + (groups["last"] or b"") + b"\r\n"
     return groups["field"] + b": " + _IGNORED + b"\r\n"
 
 
@@ -142,6 +146,8 @@ class TranscriptCursor:
         self.step = 0
         self.lineno = 0
         self.started = False
+        self._open: Exchange | None = None  # the exchange whose client lines are being written
+        self._state_before = ""  # the session's state when its last server chunk was fed
 
     @property
     def done(self) -> bool:
@@ -160,27 +166,49 @@ class TranscriptCursor:
         self.pending += out
         return out
 
+    def collect(self, pump: _Pump) -> bytes:
+        """A turn without a reply (work queued in state ready): its bytes belong to the exchange of the
+        last reply (what the client writes before the server speaks again), checked as they come."""
+        __tracebackhide__ = True
+        out = pump.drain()
+        self.pending += out
+        if self._open is not None:
+            self._check(self._open, pump.session.state, complete=False)
+        return out
+
     def feed_next(self, pump: _Pump) -> bytes:
-        """Feed the next server chunk; check what the session wrote; return those bytes."""
+        """Feed the next server chunk; check what the session wrote; return those bytes.
+
+        An exchange's client lines are complete when the server speaks again (or the transcript
+        ends): "wrote less" is found then; "wrote something else" as soon as it is written.
+        """
         __tracebackhide__ = True  # a mismatch is the client's, not this method's
         exchange, chunk = self._chunks[self._index]
-        self._index += 1
         session = pump.session
-        self.step, self.lineno, state_before = chunk.step, chunk.lineno, session.state
+        if self._open is not None and self._open is not exchange:
+            self._check(self._open, session.state, complete=True)
+        self._index += 1
+        self.step, self.lineno, self._state_before = chunk.step, chunk.lineno, session.state
         if session.state in table.FINAL_STATES and not chunk.close:
             raise self._mismatch(f"the session already ended ({pump.error or 'closed'}) but the transcript goes "
                                  f"on with {chunk.data!r}", chunk.lineno, session.state, exchange.client_bytes,
                                  self.pending)
         out = pump.feed(b"" if chunk.close else chunk.data)
         self.pending += out
+        self._open = exchange
+        self._check(exchange, session.state, complete=self.done)
+        return out
+
+    def _check(self, exchange: Exchange, state: str, *, complete: bool) -> None:
+        __tracebackhide__ = True
         expected = self._expected_lines(exchange)
         written = self.ignore.apply(self.pending)
         found = match_lines(expected, written)
         if found.status == "mismatch":
-            self._wrote_else(found, expected, written, state_before, session.state)
-        if self.done or self._chunks[self._index][0] is not exchange:  # the exchange's last chunk
-            self._finish(found, expected, written, state_before, session.state)
-        return out
+            self._wrote_else(found, expected, written, self._state_before, state)
+        if complete:
+            self._finish(found, expected, written, self._state_before, state)
+            self._open = None
 
     def _expected_lines(self, exchange: Exchange) -> tuple[TranscriptLine, ...]:
         key = id(exchange)

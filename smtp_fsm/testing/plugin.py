@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-# The toolkit's checks are plain asserts in places: pytest explains them as it does a test's own.
-# (Registered before those modules load; loading them is what the fixtures do, later.)
+# The toolkit's helpers raise AssertionErrors with their own messages; a plain assert in them is
+# explained as pytest explains a test's own.  (Registered before those modules load, as it must be.)
 pytest.register_assert_rewrite("smtp_fsm.testing.checking", "smtp_fsm.testing.stepping",
                                "smtp_fsm.testing.replaying", "smtp_fsm.testing.scripted")
 
@@ -89,7 +89,8 @@ def scripted_smtp_server(request: pytest.FixtureRequest) -> Iterator[Callable[..
     # fixture's teardown): an error of this teardown, never the same deviation twice.
     unreported = _unreported(request.node)
     if unreported:
-        raise AssertionError("\n".join(server.report(deviations) for server, deviations in unreported))
+        # pytrace=False: the failure is the client's; this fixture's frames would only hide it
+        pytest.fail("\n".join(server.report(deviations) for server, deviations in unreported), pytrace=False)
 
 
 def _unreported(item: pytest.Item) -> list[tuple[ScriptedSMTPServer, list[Deviation]]]:
@@ -112,25 +113,37 @@ def pytest_runtest_makereport(item: pytest.Item,
     if call.when != "call" or _SCRIPTED not in item.stash:
         return report
     for server in item.stash[_SCRIPTED]:
-        server.settle()  # a client that just closed early is noticed within a read slice
+        server.settle()  # a client that just closed early (or just connected) is noticed now
+        server.check_connected()  # a server nobody (or too few) connected to is a deviation too
     unreported = _unreported(item)
-    if unreported:
-        report.outcome = "failed"
-        report.longrepr = _deviation_report(item, call, unreported)
+    if not unreported:
+        return report
+    if hasattr(report, "wasxfail"):
+        # An xfail test: the deviation is the failure it expected (an xpass becomes xfailed).
+        if report.passed:
+            report.outcome = "skipped"
+        return report
+    original = report.longrepr if report.failed else None
+    report.outcome = "failed"
+    report.longrepr = _deviation_report(item, call, unreported, original)
     return report
 
 
 def _deviation_report(item: pytest.Item, call: pytest.CallInfo[None],
-                      unreported: list[tuple[ScriptedSMTPServer, list[Deviation]]]) -> str:
+                      unreported: list[tuple[ScriptedSMTPServer, list[Deviation]]], original: object) -> str:
     """The failure as the test author needs it: where in the test, what the transcript expected, what came."""
+    from ..errors import SMTPError
+
     lines = [server.report(deviations) for server, deviations in unreported]
     lines.append(_test_line(item, call))
     excinfo = call.excinfo
     if excinfo is None:
-        lines.append("  (the test passed: the code under test caught the error the client got)")
-    else:
+        lines.append("  (the test passed: any error the client got was caught by the code under test)")
+    elif isinstance(excinfo.value, SMTPError):  # the client's error, which the deviation explains
         message = str(excinfo.value).splitlines()[0] if str(excinfo.value) else ""
-        lines.append(f"  -> then the client raised {excinfo.typename}: {message}")
+        lines.append(f"  -> then the test raised {excinfo.typename}: {message}")
+    elif original is not None:  # a failure of its own besides: shown whole, as pytest would
+        lines += ["", f"The test also failed by itself ({excinfo.typename}):", str(original)]
     return "\n".join(lines)
 
 

@@ -229,10 +229,27 @@ class ScriptedSMTPServer:
         return "\n".join(f"scripted SMTP server: {deviation.describe(self.transcript)}" for deviation in chosen)
 
     def settle(self, timeout: float = 0.5) -> None:
-        """Wait (at most ``timeout``) for a connection still being played to end, so that what its
-        client did last is recorded: a client that closed early is noticed within one read slice."""
-        if self._playing.is_set():
-            self._idle.wait(timeout)
+        """Wait (at most ``timeout``) for a connection still being played -- or waiting to be accepted --
+        to end, so that what its client did last is recorded (a client that closed early is noticed
+        within one read slice)."""
+        deadline = time.monotonic() + timeout
+        quiet = 0  # consecutive looks with nothing to wait for (two: a connection being accepted right
+        while time.monotonic() < deadline and not self._done.is_set():  # now is not missed); bounded
+            waiting = self._listener.fileno() >= 0 and bool(select.select([self._listener], [], [], 0)[0])
+            quiet = 0 if waiting or self._playing.is_set() else quiet + 1
+            if quiet >= 2:
+                return
+            time.sleep(_SLICE / 5)
+
+    def check_connected(self) -> None:
+        """Record a deviation when fewer clients connected than the transcript was to be played to."""
+        with self._lock:
+            missing = self.connections - self.served
+            if missing > 0 and not any(d.problem == "never connected" for d in self.deviations):
+                what = "the client never connected" if self.served == 0 else (
+                    f"only {self.served} of {self.connections} clients connected")
+                self.failures.append(f"connection {self.served + 1}: {what}")
+                self.deviations.append(Deviation(self.served + 1, what, 0, "never connected"))
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -255,9 +272,9 @@ class ScriptedSMTPServer:
                     continue
                 except OSError:
                     break
+                self._playing.set()
                 self.served += 1
                 self._idle.clear()
-                self._playing.set()
                 try:
                     with conn:
                         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -232,7 +232,8 @@ class SessionStepper:
         return self.feed(b"")
 
     def tls_established(self) -> Stepped:
-        """Report the TLS handshake done (after a ``StartTLS`` event)."""
+        """Report the TLS handshake done (after a ``StartTLS`` event; a transcript's stepper does it)."""
+        self._by_hand()
 
         def turn() -> bytes:
             self.session.tls_established()
@@ -242,7 +243,11 @@ class SessionStepper:
 
     def pending(self) -> Stepped:
         """Collect what happened without a reply: what work queued on ``session`` wrote (in state
-        ready it goes out at once), or what ``session.close()`` settled."""
+        ready it goes out at once), or what ``session.close()`` settled.  Walking a transcript, those
+        bytes are checked against it with the next reply's."""
+        cursor = self._cursor
+        if cursor is not None:
+            return self._record(lambda: cursor.collect(self._pump))
         return self._record(lambda: self._pump.drain())
 
     def next(self) -> Stepped:
@@ -283,7 +288,9 @@ class SessionStepper:
             problems.append(f"state: expected {state!r}, got {last.state!r}")
         if wrote is not None and last.sent != wrote:
             problems.append(f"wrote: expected {wrote!r}, got {last.sent!r}")
-        if rows is not None:
+        if rows is not None and self.session.trace is None:
+            problems.append("rows: the session keeps no trace, so no row is known (make it with trace=True)")
+        elif rows is not None:
             wanted, taken = list(rows), [row.label for row in self._last_rows]
             triggers = [row.trigger for row in self._last_rows]
             if wanted not in (taken, triggers):
