@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 DOCS_STAMP := $(VENV)/.installed-docs
+# Mermaid itself (npm, pinned by tests/mermaid/package-lock.json) renders diagrams/*.mmd in a test.
+MERMAID := tests/mermaid/node_modules/.installed
 
 .PHONY: demo test lint docs bench fuzz diagrams wheel-check clean
 
@@ -30,7 +32,12 @@ $(DOCS_STAMP): pyproject.toml | $(BIN)/python
 demo: $(DEMO_STAMP)
 	$(BIN)/smtp-fsm demo
 
-test: $(STAMP)
+# Without npm the Mermaid test skips (locally) or fails (CI: .ci/run installs npm first).
+$(MERMAID): tests/mermaid/package-lock.json
+	if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/mermaid --no-audit --no-fund --loglevel=error && touch $@; fi
+
+test: $(STAMP) $(MERMAID)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -57,4 +64,5 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis docs/_build docs/_generated \
+		tests/mermaid/node_modules \
 		docs/_diagrams
