@@ -177,6 +177,7 @@ class ReplyDeadline:
     def __init__(self, limit: Callable[[], float], timeout: float, seen: int) -> None:
         self.loop = asyncio.get_running_loop()
         self.seen = seen  # complete replies read when the deadline was last restarted
+        self.suspended = False  # while a TLS handshake runs (it has its own timeout)
         self.task = asyncio.current_task()
         self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
         self.timeout = timeout
@@ -219,6 +220,9 @@ class ReplyDeadline:
 
     def _fire(self) -> None:
         now = self.loop.time()
+        if self.suspended:  # a TLS handshake runs under its own timeout: its expiry is its to report
+            self.handle = self.loop.call_at(now + self.timeout, self._fire)
+            return
         if self.draining is not None:
             unwritten = self.draining()
             if unwritten < self.unwritten:  # the server is taking the data: progress

@@ -56,6 +56,9 @@ from .trace import TraceStep
 from .transaction import Submission
 
 SendItem = MessageItem
+#: sendmail's and send_message's options, in submission_of's order: mail_options, rcpt_options,
+#: notify, ret, envid.
+SendArguments = tuple[Sequence[str], Sequence[str], Notify | None, str | None, str | None]
 
 # What the four primitives return: the value itself (blocking) or a coroutine of it (asyncio).
 SendT = TypeVar("SendT")  # one SendResult
@@ -97,13 +100,30 @@ class Readable:
 
 
 class Batch:
-    """Messages checked and ready to queue, with the items as given (what ``error.unsent`` hands back)."""
+    """Messages to queue: the items as given (what ``error.unsent`` hands back) and, for one message,
+    its send options.  They are checked when queued (``submissions``), after the driver made sure the
+    connection still stands: a dead connection is reported before a caller's mistake, as a live one
+    would take it."""
 
-    __slots__ = ("items", "submissions")
+    __slots__ = ("items", "options")
 
-    def __init__(self, items: list[SendItem], submissions: list[Submission]) -> None:
+    def __init__(self, items: list[SendItem], options: SendArguments | None = None) -> None:
         self.items = items
-        self.submissions = submissions
+        self.options = options
+
+    def submissions(self) -> list[Submission]:
+        """The messages checked (syntax; the capabilities when the session queues them)."""
+        if self.options is None:
+            return [item_submission(item) for item in self.items]
+        (item,) = self.items
+        recipients: str | Iterable[str]
+        msg: bytes | str | Message
+        if isinstance(item, Message):
+            (sender, recipients), msg = envelope_from_headers(item), item
+        else:
+            sender, recipients, msg = item
+        mail_options, rcpt_options, notify, ret, envid = self.options
+        return [submission_of(sender, recipients, msg, mail_options, rcpt_options, notify, ret, envid)]
 
 
 class Link(Protocol):
@@ -147,7 +167,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
     ) -> None:
         # Every invalid keyword raises now, before connecting: the options check them all.  Without a
         # local_hostname, EHLO says our address on the connection (known at connect: ehlo_from_socket).
-        session = session_options(dict(locals(), local_hostname=local_hostname or "[127.0.0.1]", encrypted=tls))
+        session = session_options(dict(locals(), local_hostname=local_hostname or "[127.0.0.1]"))
         self._configure(ClientOptions(
             host=host, port=port, timeout=timeout, data_timeout=data_timeout, family=family,  # type: ignore[arg-type]
             source_address=source_address, tls=tls, tls_context=tls_context, server_hostname=server_hostname,
@@ -167,16 +187,17 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
         self.options = options
         # Read on every call: plain attributes, copied once.
         self.host = options.host
-        self.port: int = options.port  # type: ignore[assignment]  # (set from the default by ClientOptions)
+        self.port = options.connect_port
         self.timeout = options.timeout
         self.data_timeout = options.data_timeout
         self.family = options.family
         self.source_address = options.source_address
         self.tls = options.tls
         self.tls_context = options.tls_context
-        self.server_hostname: str = options.server_hostname  # type: ignore[assignment]
+        self.server_hostname = options.tls_server_name
         # The session that runs is built at connect time with the peer's facts (_peer_facts).
-        self.session = options.session.new_session()
+        self._session_options = options.session_options
+        self.session = self._session_options.new_session()
         self.ready: SessionReady | None = None
         #: The connection is TLS now (implicit TLS, or after STARTTLS's handshake).
         self.encrypted = False
@@ -193,8 +214,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
         (``ClientSession.sendmail``).  On ``AsyncSMTPClient``, await it.
         """
         to_addrs = reusable(to_addrs)
-        submission = submission_of(from_addr, to_addrs, msg, mail_options, rcpt_options, notify, ret, envid)
-        return self._send_one(Batch([(from_addr, to_addrs, msg)], [submission]))
+        return self._send_one(Batch([(from_addr, to_addrs, msg)], (mail_options, rcpt_options, notify, ret, envid)))
 
     def send_message(self, msg: Message, from_addr: str | None = None, to_addrs: str | Iterable[str] | None = None,
                      *, mail_options: Sequence[str] = (), rcpt_options: Sequence[str] = (),
@@ -203,9 +223,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
         ``AsyncSMTPClient``, await it."""
         to_addrs = reusable(to_addrs) if to_addrs is not None else None
         item = message_item(msg, from_addr, to_addrs)
-        sender, recipients = envelope_from_headers(msg) if isinstance(item, Message) else (item[0], item[1])
-        submission = submission_of(sender, recipients, msg, mail_options, rcpt_options, notify, ret, envid)
-        return self._send_one(Batch([item], [submission]))
+        return self._send_one(Batch([item], (mail_options, rcpt_options, notify, ret, envid)))
 
     def send_many(self, items: Iterable[SendItem]) -> ManyT:
         """Send every message over this connection; one result per message, in order.
@@ -215,8 +233,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
         that cuts the batch short (421, the connection's end, a timeout) carries
         ``completed``, ``uncertain`` and ``unsent``.  On ``AsyncSMTPClient``, await it.
         """
-        batch = [reusable_item(item) for item in items]
-        return self._send_many(Batch(batch, [item_submission(item) for item in batch]))
+        return self._send_many(Batch([reusable_item(item) for item in items]))
 
     def noop(self) -> ReplyT:
         """Send NOOP; the server's reply.  On ``AsyncSMTPClient``, await it."""
@@ -287,7 +304,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
 
     def _start(self, batch: Batch) -> Collector:
         """Queue the batch's messages (after the driver took in what the idle server sent)."""
-        return Collector(self.session, queue_messages(self.session, batch.submissions), batch.items)
+        return Collector(self.session, queue_messages(self.session, batch.submissions()), batch.items)
 
     def _begin_quit(self) -> None:
         """Queue QUIT, unless the engine says goodbye already (quit_after) or has closed."""
@@ -337,7 +354,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
         # then reads the end of the connection and reports it (ServerDisconnected, greeting).
         loopback = is_loopback(str(peername[0])) if peername is not None else None
         name = ehlo_name(str(sockname[0])) if sockname is not None and self.options.ehlo_from_socket else None
-        self.session = self.options.session.with_peer(loopback=loopback, local_hostname=name).new_session()
+        self.session = self._session_options.with_peer(loopback=loopback, local_hostname=name).new_session()
 
     def _closed(self) -> bool:
         """The session has ended (cleanly or not)."""

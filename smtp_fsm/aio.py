@@ -108,7 +108,11 @@ class AsyncSMTPClient(DriverBase[Coroutine[Any, Any, SendResult], Coroutine[Any,
                     except ssl.SSLError as exc:
                         raise self._abandon(self._read_failed(exc)) from exc
                 elif isinstance(event, StartTLS):
-                    await self._handshake()
+                    deadline.suspended = True  # a timed-out handshake is TLSHandshakeTimeout, as in sync
+                    try:
+                        await self._handshake()
+                    finally:
+                        deadline.suspended = False
                     deadline.moved()
                     session.tls_established()
                 elif (done := until(event)) is not GO_ON:

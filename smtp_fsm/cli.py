@@ -585,7 +585,7 @@ def _client(args: argparse.Namespace, host: str, port: int | None, server_hostna
     token_only = mechanism is not None and not mechanism.needs_password  # XOAUTH2 takes a bearer token
     try:
         session = SessionOptions(
-            local_hostname=args.ehlo or "[127.0.0.1]", lmtp=args.lmtp, encrypted=args.tls, starttls=starttls,
+            local_hostname=args.ehlo or "[127.0.0.1]", lmtp=args.lmtp, starttls=starttls,
             username=args.auth_user, password=None if token_only else secret,
             oauth_token=secret if token_only else None, auth_mechanism=args.auth_mech,
             allow_insecure_auth=args.allow_insecure_auth, pipelining=not args.no_pipelining, quit_after=quit_after,

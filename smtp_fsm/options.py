@@ -126,9 +126,12 @@ class SessionOptions:
 class ClientOptions:
     """A driver's settings: where to connect, how long to wait, TLS, and the session's ``SessionOptions``.
 
-    The same meaning as the drivers' keywords; ``port`` None becomes 25 (465 with
-    ``tls``, 24 with LMTP) and ``server_hostname`` None becomes ``host``.  A driver's
-    constructor builds one from its keywords; ``SMTPClient.from_options`` takes one made here.
+    The same meaning as the drivers' keywords; ``port`` None means 25 (465 with ``tls``,
+    24 with LMTP: ``connect_port``) and ``server_hostname`` None means ``host``
+    (``tls_server_name``), worked out from the fields as they are, so a copy made with
+    ``dataclasses.replace`` (checked again) derives them anew; with ``tls`` the session
+    starts encrypted.  A driver's constructor builds one from its keywords;
+    ``SMTPClient.from_options`` takes one made here.
     """
 
     host: str
@@ -174,13 +177,30 @@ class ClientOptions:
             raise LocalProtocolError(f"family must be socket.AF_INET, socket.AF_INET6 or 0 (either), not {family!r}")
         if not isinstance(self.session, SessionOptions):
             raise LocalProtocolError(f"session must be SessionOptions, not {type(self.session).__name__}")
-        default_port = SUBMISSIONS_PORT if self.tls else (LMTP_PORT if self.session.lmtp else SMTP_PORT)
+        # port and server_hostname stay as given (None: derived below), so that a copy made with
+        # dataclasses.replace(options, host=..., tls=...) derives them anew.
         object.__setattr__(self, "family", socket.AddressFamily(family))
         object.__setattr__(self, "source_address", check_source_address(self.source_address, family))
-        object.__setattr__(self, "port", port if port is not None else default_port)
         object.__setattr__(self, "timeout", float(self.timeout))
         object.__setattr__(self, "data_timeout", float(self.data_timeout))
-        object.__setattr__(self, "server_hostname", self.server_hostname or self.host)
+
+    @property
+    def connect_port(self) -> int:
+        """The port to connect to: ``port``, else 465 with ``tls``, 24 with LMTP, 25."""
+        if self.port is not None:
+            return self.port
+        return SUBMISSIONS_PORT if self.tls else (LMTP_PORT if self.session.lmtp else SMTP_PORT)
+
+    @property
+    def tls_server_name(self) -> str:
+        """The name for SNI and the certificate check: ``server_hostname``, else ``host``."""
+        return self.server_hostname or self.host
+
+    @property
+    def session_options(self) -> SessionOptions:
+        """The session's settings as the connection makes them: encrypted from the start with ``tls``."""
+        session = self.session
+        return session if session.encrypted == self.tls else dataclasses.replace(session, encrypted=self.tls)
 
 
 #: The keywords SessionOptions takes (``credentials`` is derived).

@@ -12,7 +12,8 @@ from drivers import DRIVERS, make_client
 from lab import LAB_MESSAGE, LAB_NORMALISED
 
 import smtp_fsm
-from smtp_fsm.testing import LocalSMTPServer, RecordingHandler, free_port
+from smtp_fsm import SMTPTimeout, TLSError, TLSHandshakeTimeout
+from smtp_fsm.testing import LocalSMTPServer, RecordingHandler, ScriptedSMTPServer, free_port
 
 both = pytest.mark.parametrize("kind", sorted(DRIVERS))
 
@@ -282,3 +283,15 @@ def test_work_given_before_connecting_raises_and_queues_nothing(kind: str, smtp_
     with client:
         client.noop()
     assert smtp_server.messages == []
+
+
+@both
+def test_a_stalled_starttls_handshake_is_a_tls_handshake_timeout(kind: str) -> None:
+    """The handshake has its own timeout in both drivers; the per-reply deadline does not claim it."""
+    stalled = "S: 220 mx ESMTP\nC: EHLO client.example\nS: 250-mx\nS: 250 STARTTLS\nC: STARTTLS\nS: 220 go ahead\n"
+    with ScriptedSMTPServer(stalled, timeout=5) as server:  # it reads the ClientHello and never answers
+        with pytest.raises(TLSHandshakeTimeout) as info:
+            with make_client(kind, server.host, server.port, local_hostname="client.example", starttls="required",
+                             timeout=0.5):
+                pass
+    assert isinstance(info.value, SMTPTimeout) and isinstance(info.value, TLSError)

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -54,7 +55,7 @@ def test_the_keywords_become_options_checked_once() -> None:
     assert client.options == ClientOptions(
         host="mx.example.net", timeout=5, ehlo_from_socket=True,
         session=SessionOptions(local_hostname="[127.0.0.1]", lmtp=True, username="u", password="s3cret"))
-    assert client.port == client.options.port == 24 and client.options.server_hostname == "mx.example.net"
+    assert client.port == client.options.connect_port == 24 and client.options.tls_server_name == "mx.example.net"
     assert "s3cret" not in repr(client.options) and "username='u'" in repr(client.options)
     assert client.options.session.credentials is not None and client.options.session.credentials.password == "s3cret"
     with pytest.raises(LocalProtocolError, match="port must be"):
@@ -133,3 +134,36 @@ def test_mypy_sees_each_drivers_own_return_types(tmp_path: Path) -> None:
     # The one error is the wrong option type; every return type above is right for its driver.
     assert checked.returncode == 1 and checked.stdout.count("error:") == 1, checked.stdout
     assert 'Argument "ret" to "sendmail" of "DriverBase" has incompatible type "int"' in checked.stdout, checked.stdout
+
+
+def test_a_variant_of_the_options_derives_port_name_and_encryption_anew() -> None:
+    base = ClientOptions(host="mx1.example.net", session=SessionOptions(local_hostname="client.example"))
+    other = SMTPClient.from_options(dataclasses.replace(base, host="mx2.example.net"))
+    assert (other.host, other.server_hostname, other.port) == ("mx2.example.net", "mx2.example.net", 25)
+    implicit = SMTPClient.from_options(dataclasses.replace(base, tls=True))
+    assert implicit.port == 465 and implicit.options.session_options.encrypted
+    named = dataclasses.replace(base, server_hostname="smtp.example.net", port=2525)
+    assert (named.tls_server_name, named.connect_port) == ("smtp.example.net", 2525)
+
+
+def test_implicit_tls_from_options_starts_encrypted(smtp_server_factory: Any, tls_certificates: Any) -> None:
+    server = smtp_server_factory(implicit_tls_context=tls_certificates.server_context)
+    options = ClientOptions(host=server.host, port=server.port, tls=True, tls_context=tls_certificates.client_context,
+                            session=SessionOptions(local_hostname="client.example", starttls="required"))
+    with SMTPClient.from_options(options) as client:
+        assert client.encrypted and client.send_message(welcome()).ok
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_dead_connection_is_reported_before_a_bad_argument(kind: str) -> None:
+    """The connection is checked (and what an idle server said taken in) before the arguments."""
+    client = SMTPClient("127.0.0.1", 1) if kind == "sync" else AsyncSMTPClient("127.0.0.1", 1)
+
+    async def call() -> None:
+        await client.sendmail("a@example.org", [], b"x")  # type: ignore[misc]
+
+    with pytest.raises(LocalProtocolError, match="not connected"):
+        if kind == "sync":
+            client.sendmail("a@example.org", [], b"x")
+        else:
+            asyncio.run(call())

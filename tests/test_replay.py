@@ -355,7 +355,7 @@ def test_work_queued_while_ready_is_checked_with_the_next_reply():
     idle = SessionStepper(transcript=text, local_hostname="client.example")
     idle.next()
     idle.next()
-    with pytest.raises(ReplayMismatch, match="wrote less .* line 4 not written"):
+    with pytest.raises(ReplayMismatch, match=r"wrote less .* line 4 not written"):
         idle.next()  # the server speaks again: the NOOP it was owed never came
     untraced = SessionStepper(ClientSession(local_hostname="client.example"))
     untraced.reply("220 hi")
