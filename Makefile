@@ -49,8 +49,10 @@ docs: $(DOCS_STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 	$(BIN)/sphinx-build -W --keep-going -q -b doctest docs docs/_build/doctest
 
+# The SVGs ship in the package too (smtp_fsm/_svg): pages and diagrams work without Graphviz.
 diagrams: $(STAMP)
 	$(BIN)/smtp-fsm diagram --out diagrams
+	mkdir -p smtp_fsm/_svg && cp diagrams/*.svg smtp_fsm/_svg/
 	$(BIN)/python -c "from smtp_fsm.diagram import update_readme; update_readme('README.md')"
 
 bench: $(STAMP)

@@ -797,35 +797,40 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown view(s) {', '.join(unknown)}; choose from {', '.join(diagram.VIEWS)}")
     try:
         if args.view:
-            written = _write_views(args.out, args.format, args.view)
+            written = _write_views(args.out, args.format, args.view, args.labels)
         else:
-            written = diagram.write_diagrams(args.out, args.format)
+            written = diagram.write_diagrams(args.out, args.format, args.labels)
     except OSError as exc:
         raise UsageError(f"cannot write to {args.out}: {exc.strerror or exc}") from None
     for path in written:
         print(path)
-    if "svg" in args.format and not diagram.svg_available():
-        print(diagram.svg_hint(), file=sys.stderr)
+    svgs = {path.stem for path in written if path.suffix == ".svg"}
+    missing = [view for view in (args.view or diagram.VIEWS) if "svg" in args.format and view not in svgs]
+    if missing:  # neither dot nor a shipped SVG of today's table: say what to install, never exit 0
+        print(f"no SVG for {', '.join(dict.fromkeys(missing))}: {diagram.svg_hint()}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
-def _write_views(out_dir: Path, formats: Sequence[str], views: Sequence[str]) -> list[Path]:
+def _write_views(out_dir: Path, formats: Sequence[str], views: Sequence[str], labels: str) -> list[Path]:
     """Only the chosen views, with the diagram module's own renderers."""
     from . import diagram
 
     renderers: dict[str, Callable[[str], str]] = {
-        "dot": diagram.to_dot,
-        "mmd": diagram.to_mermaid,
-        "svg": lambda view: diagram.render_svg(diagram.to_dot(view)),
+        "dot": lambda view: diagram.to_dot(view, labels),
+        "mmd": lambda view: diagram.to_mermaid(view, labels),
+        "svg": lambda view: diagram.svg_for(view, labels),
     }
-    if not diagram.svg_available():
-        formats = [fmt for fmt in formats if fmt != "svg"]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for view in dict.fromkeys(views):
         for fmt in formats:
+            try:
+                text = renderers[fmt](view)
+            except diagram.GraphvizMissing:
+                continue  # reported by the caller, with what to install
             path = out_dir / f"{view}.{fmt}"
-            path.write_text(renderers[fmt](view), encoding="utf-8", newline="\n")
+            path.write_text(text, encoding="utf-8", newline="\n")
             written.append(path)
     return written
 
@@ -1025,6 +1030,9 @@ def _add_diagram(commands: Any) -> None:
                          help="output directory (default: diagrams)")
     diagram.add_argument("--format", type=_formats, default=list(_FORMATS), metavar="dot,mmd,svg",
                          help="formats to write (default: all three)")
+    diagram.add_argument("--labels", choices=("protocol", "code"), default="protocol",
+                         help="edge labels in the protocol's words (default: '250 to EHLO, STARTTLS offered') "
+                              "or as the table is written (code: trigger, row label, [conditions])")
     diagram.add_argument("--view", action="append", metavar="VIEW",
                          help="write only this view (repeatable): machine, setup, transaction or lab "
                               "(default: every view)")

@@ -25,6 +25,9 @@ from .protocol import table
 
 VIEWS: tuple[str, ...] = ("machine", "setup", "transaction", "lab")
 FORMATS: tuple[str, ...] = ("dot", "mmd", "svg")
+#: How edges are labelled: in the protocol's words ("250 to EHLO, STARTTLS offered", the default)
+#: or as the table is written (trigger, row label, [condition names]) for people reading the code.
+LABEL_STYLES: tuple[str, ...] = ("protocol", "code")
 SVG_HINT = "install Graphviz (apt-get install graphviz) for SVG"
 START_NODE = "__start__"
 #: Stands for "any state of this view" in the partial views, where the three
@@ -198,11 +201,43 @@ def _row_text(row: table.TransitionSpec) -> str:
     return f"{text}\n[{', '.join(names)}]" if names else text
 
 
-def _edge_label(edge: Edge, lab_steps: Sequence[int] = ()) -> str:
-    head = edge.trigger
+# A row label that starts with the reply it takes: codes ("250", "500/501/502", "535/534/538/454..."),
+# possibly "or other"/"or any", or a word for "any reply" ("other", "any", "final").
+_REPLY_HEAD = re.compile(r"(\d{3} malformed|\d{3}(?:/\d{3})*(?:\.\.\.)?(?: or (?:other|any))?|other|any|final)"
+                         r"(?=$|[,:] )")
+
+
+def protocol_text(row: table.TransitionSpec) -> str:
+    """A row in the protocol's words, made from the table alone: the reply and the command it answers
+    ("250 to EHLO, STARTTLS offered", "354 to DATA"), or the event ("the caller sends: MAIL FROM")."""
+    if row.trigger in table.EVENT_WORDS:
+        return table.EVENT_WORDS[row.trigger].format(label=row.label)
+    answered = table.REPLY_TO[row.trigger]
+    if row.recorded:
+        return f"reply to {answered}, noted on its message"
+    head = _REPLY_HEAD.match(row.label)
+    if head is None:
+        return f"reply to {answered}: {row.label}" if row.label else f"reply to {answered}"
+    code, rest = head.group(1), row.label[head.end():]
+    kind = " reply" if not code[:1].isdigit() or code.endswith(("other", "any")) else ""
+    return f"{code}{kind} to {answered}{rest}"
+
+
+def _edge_label(edge: Edge, lab_steps: Sequence[int] = (), labels: str = "protocol") -> str:
+    if labels == "code":
+        head = edge.trigger
+        if lab_steps:
+            head = f"lab {', '.join(str(n) for n in lab_steps)}: {head}"
+        return "\n".join([head, *(_row_text(row) for row in edge.rows)])
+    lines = list(dict.fromkeys(protocol_text(row) for row in edge.rows))
     if lab_steps:
-        head = f"lab {', '.join(str(n) for n in lab_steps)}: {head}"
-    return "\n".join([head, *(_row_text(row) for row in edge.rows)])
+        lines[0] = f"lab {', '.join(str(n) for n in lab_steps)}: {lines[0]}"
+    return "\n".join(lines)
+
+
+def _check_labels(labels: str) -> None:
+    if labels not in LABEL_STYLES:
+        raise ValueError(f"unknown label style {labels!r}; choose from {', '.join(LABEL_STYLES)}")
 
 
 def _rules_caption(triggers: Sequence[str]) -> str:
@@ -221,8 +256,9 @@ def _lab_numbers() -> dict[tuple[str, str, str], list[int]]:
     return numbers
 
 
-def to_dot(view: str = "machine") -> str:
-    """The DOT source of a view (see ``VIEWS``)."""
+def to_dot(view: str = "machine", labels: str = "protocol") -> str:
+    """The DOT source of a view (see ``VIEWS``), its edges labelled in ``labels`` style (``LABEL_STYLES``)."""
+    _check_labels(labels)
     spec = build_view(view)
     specs = {s.name: s for s in table.STATES}
     lab = _lab_numbers() if view == "lab" else {}
@@ -261,7 +297,7 @@ def to_dot(view: str = "machine") -> str:
         out.append(f"  {_q(START_NODE)} -> {_q(table.INITIAL)} " + _attrs(id=START_NODE))
     rules = rule_triggers()
     for edge in spec.edges:
-        attrs = {"id": edge_id(*edge.key), "label": _edge_label(edge, lab.get(edge.key, ()))}
+        attrs = {"id": edge_id(*edge.key), "label": _edge_label(edge, lab.get(edge.key, ()), labels)}
         if edge.trigger in rules:
             # the session-wide rules: drawn quietly, into a failed state kept at the bottom
             attrs.update(color=_RULE_COLOR, fontcolor="#64748b", style="dashed", fontsize=7)
@@ -273,7 +309,8 @@ def to_dot(view: str = "machine") -> str:
         out.append(f"  {_q(edge.source)} -> {_q(edge.dest)} " + _attrs(**attrs))
     for trigger in spec.rule_triggers:
         rows, dest = _rule_rows(trigger)
-        label = "\n".join([trigger, *dict.fromkeys(_row_text(r) for r in rows)])
+        label = "\n".join([trigger, *dict.fromkeys(_row_text(r) for r in rows)]) if labels == "code" else (
+            "\n".join(dict.fromkeys(protocol_text(r) for r in rows)))
         out.append(f"  {_q(ANY_NODE)} -> {_q(dest)} " + _attrs(id=edge_id(ANY_NODE, trigger, dest), label=label,
                                                                 color=_RULE_COLOR, style="dashed"))
     if table.FAILED in spec.states:
@@ -297,8 +334,9 @@ def _mm_id(name: str) -> str:
     return f"st_{name}" if name.lower().startswith("default") or name.startswith("_") else name
 
 
-def to_mermaid(view: str = "machine") -> str:
-    """The Mermaid ``stateDiagram-v2`` source of a view."""
+def to_mermaid(view: str = "machine", labels: str = "protocol") -> str:
+    """The Mermaid ``stateDiagram-v2`` source of a view, its edges labelled in ``labels`` style."""
+    _check_labels(labels)
     spec = build_view(view)
     specs = {s.name: s for s in table.STATES}
     lab = _lab_numbers() if view == "lab" else {}
@@ -317,12 +355,14 @@ def to_mermaid(view: str = "machine") -> str:
     if table.INITIAL in spec.states:
         out.append(f"    [*] --> {_mm_id(table.INITIAL)}")
     for edge in spec.edges:
-        label = _mm_text(_edge_label(edge, lab.get(edge.key, ())).replace("\n[", " ["))
+        label = _mm_text(_edge_label(edge, lab.get(edge.key, ()), labels).replace("\n[", " ["))
         mark = "(recorded) " if edge.recorded else ""
         out.append(f"    {_mm_id(edge.source)} --> {_mm_id(edge.dest)} : {mark}{label}")
     for trigger in spec.rule_triggers:
         rows, dest = _rule_rows(trigger)
-        label = _mm_text("\n".join([trigger, *dict.fromkeys(r.label for r in rows)]))
+        words = (r.label for r in rows) if labels == "code" else (protocol_text(r) for r in rows)
+        label = _mm_text("\n".join([trigger, *dict.fromkeys(words)]) if labels == "code" else "\n".join(
+            dict.fromkeys(words)))
         out.append(f"    {_mm_id(ANY_NODE)} --> {_mm_id(dest)} : {label}")
     for name in spec.states:
         if name in table.FINAL_STATES:
@@ -388,17 +428,42 @@ def render_svg(dot_source: str) -> str:
     return svg[:at] + marker + svg[at:]
 
 
+def committed_svg(view: str, labels: str = "protocol") -> str | None:
+    """The SVG shipped in the package for ``view`` (diagrams/ as ``make diagrams`` wrote it), when it was
+    rendered from the DOT the table gives today; None otherwise (or for another label style)."""
+    from importlib.resources import files
+
+    try:
+        text = (files("smtp_fsm") / "_svg" / f"{view}.svg").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return text if svg_dot_hash(text) == dot_sha256(to_dot(view, labels)) else None
+
+
+def svg_for(view: str, labels: str = "protocol") -> str:
+    """A view's SVG: rendered by ``dot`` when it is installed, else the one shipped in the package when it
+    is today's; ``GraphvizMissing`` (its message says what to install) when neither can be had."""
+    dot = to_dot(view, labels)
+    if svg_available():
+        return render_svg(dot)
+    shipped = committed_svg(view, labels)
+    if shipped is None:
+        raise GraphvizMissing(f"no SVG of the {view!r} view without Graphviz: {svg_hint()}")
+    return shipped
+
+
 def svg_dot_hash(svg_text: str) -> str | None:
     """The sha256 of the DOT an SVG was rendered from, as ``render_svg`` recorded it."""
     match = _HASH_RE.search(svg_text)
     return match.group(1) if match else None
 
 
-def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS, labels: str = "protocol") -> list[Path]:
     """Write ``<view>.dot``, ``.mmd`` and ``.svg`` for every view; return the paths written.
 
-    Without ``dot`` or the graphviz package the SVGs are skipped (check ``svg_available()`` and
-    print ``svg_hint()``); DOT and Mermaid never need it.
+    Without ``dot`` or the graphviz package an SVG is the one shipped in the package when it is
+    today's (``svg_for``), else it is skipped (check which were written; ``svg_hint()`` says what to
+    install); DOT and Mermaid never need it.
     """
     wanted = list(dict.fromkeys(formats))
     unknown = [f for f in wanted if f not in FORMATS]
@@ -411,18 +476,18 @@ def write_diagrams(out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path
         path.write_text(text, encoding="utf-8", newline="\n")
         written.append(path)
 
-    sources = {view: to_dot(view) for view in VIEWS}
+    sources = {view: to_dot(view, labels) for view in VIEWS}
     for view in VIEWS:
         if "dot" in wanted:
             write(out_dir / f"{view}.dot", sources[view])
         if "mmd" in wanted:
-            write(out_dir / f"{view}.mmd", to_mermaid(view))
-    if "svg" in wanted and svg_available():
+            write(out_dir / f"{view}.mmd", to_mermaid(view, labels))
+    if "svg" in wanted:
         for view in VIEWS:
             try:
-                svg = render_svg(sources[view])
+                svg = svg_for(view, labels)
             except GraphvizMissing:
-                return written
+                continue
             write(out_dir / f"{view}.svg", svg)
     return written
 

@@ -13,7 +13,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from .diagram import edge_id, render_svg, table_edges, to_dot
+from .diagram import edge_id, svg_for, table_edges
 from .protocol import table
 from .trace import TraceStep
 
@@ -69,8 +69,7 @@ def _transcript_lines(step: TraceStep) -> list[tuple[str, str]]:
 
 
 def _inline_svg() -> str:
-    dot = to_dot("machine")
-    svg = render_svg(dot)
+    svg = svg_for("machine")  # rendered by dot, or the one shipped in the package
     marker = svg.find("<!-- smtp-fsm-dot-sha256")
     return svg[marker if marker >= 0 else svg.find("<svg"):]
 

@@ -40,6 +40,8 @@ from smtp_fsm.replies import Reply
 from smtp_fsm.testing import LocalSMTPServer, RecordingHandler
 from smtp_fsm.testing.servers import free_port
 
+ROOT = Path(__file__).resolve().parent.parent
+
 SENDER = "alice@example.org"
 RCPT = "bob@example.org"
 USER, PASSWORD = "alice", "correct horse battery staple"
@@ -605,6 +607,30 @@ def test_diagram_writes_the_chosen_formats_and_views(tmp_path: Path) -> None:
     assert "machine.mmd" in names and all(name.endswith(".mmd") for name in names)
 
 
+def test_diagram_labels_speak_the_protocol_or_the_code(tmp_path: Path) -> None:
+    done = run_cli("diagram", "--out", str(tmp_path / "p"), "--format", "dot", "--view", "setup")
+    assert done.returncode == cli.EXIT_OK, done.stderr
+    assert "250 to EHLO, STARTTLS offered" in (tmp_path / "p" / "setup.dot").read_text(encoding="utf-8")
+    done = run_cli("diagram", "--out", str(tmp_path / "c"), "--format", "dot", "--view", "setup", "--labels", "code")
+    assert done.returncode == cli.EXIT_OK, done.stderr
+    code = (tmp_path / "c" / "setup.dot").read_text(encoding="utf-8")
+    assert "ehlo_reply\\n" in code and "[positive, starttls_offered]" in code
+
+
+def test_diagram_without_dot_uses_the_shipped_svgs_or_says_what_to_install(tmp_path: Path) -> None:
+    """No Graphviz: today's SVGs come from the package; a render nobody shipped is exit 2 in one line."""
+    no_dot = {"PATH": str(tmp_path / "empty")}
+    done = run_cli("diagram", "--out", str(tmp_path / "svg"), "--format", "svg", env=no_dot)
+    assert done.returncode == cli.EXIT_OK, done.stderr
+    assert sorted(p.name for p in (tmp_path / "svg").iterdir()) == sorted(f"{v}.svg" for v in ("machine", "setup",
+                                                                                              "transaction", "lab"))
+    assert (tmp_path / "svg" / "lab.svg").read_bytes() == (ROOT / "diagrams" / "lab.svg").read_bytes()
+    refused = run_cli("diagram", "--out", str(tmp_path / "code"), "--format", "svg", "--labels", "code", env=no_dot)
+    assert refused.returncode == cli.EXIT_USAGE
+    assert len(refused.stderr.splitlines()) == 1 and b"graphviz" in refused.stderr.lower()
+    assert b"Traceback" not in refused.stderr and not list((tmp_path / "code").glob("*"))
+
+
 def test_demo_runs(tmp_path: Path) -> None:
     done = run_cli("demo", "--no-color", cwd=tmp_path)
     assert done.returncode == cli.EXIT_OK, done.stderr
@@ -625,6 +651,11 @@ def test_saved_trace_prints_and_becomes_a_stepper(server: LocalSMTPServer, tmp_p
     made = run_cli("trace", str(saved), "--html", str(page), "--title", "CLI test")
     assert made.returncode == cli.EXIT_OK, made.stderr
     assert "CLI test" in page.read_text(encoding="utf-8")
+    # without Graphviz the page takes the machine's SVG shipped in the package
+    bare = tmp_path / "bare.html"
+    made = run_cli("trace", str(saved), "--html", str(bare), env={"PATH": str(tmp_path / "empty")})
+    assert made.returncode == cli.EXIT_OK, made.stderr
+    assert 'id="view&#45;machine" class="graph"' in bare.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("content", [None, b"{not json\n", b'{"state_before": "greeting"}\n'])

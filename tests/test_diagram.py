@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import require_tool
 
+import smtp_fsm
 from smtp_fsm.diagram import (
     ANY_NODE,
     LAB_STEPS,
@@ -21,10 +22,13 @@ from smtp_fsm.diagram import (
     VIEWS,
     GraphvizMissing,
     build_view,
+    committed_svg,
     dot_available,
     dot_sha256,
+    protocol_text,
     render_svg,
     svg_dot_hash,
+    svg_for,
     to_dot,
     to_mermaid,
     write_diagrams,
@@ -40,7 +44,8 @@ EDGE_RE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)" \[id="([^"]+)"(?:, label="((?:
 
 
 def dot_edges(dot: str) -> set[tuple[str, str, str]]:
-    """(source, trigger, dest) read back from DOT text; the id and the label must agree with the endpoints."""
+    """(source, trigger, dest) read back from DOT text (``labels="code"``); the id and the label must agree
+    with the endpoints."""
     found: set[tuple[str, str, str]] = set()
     for source, dest, edge_id, label in EDGE_RE.findall(dot):
         if source == START_NODE:
@@ -66,10 +71,13 @@ def runtime_edges() -> set[tuple[str, str, str]]:
 
 
 def test_dot_edges_are_the_runtime_machine() -> None:
-    drawn = dot_edges(to_dot("machine"))
+    drawn = dot_edges(to_dot("machine", "code"))
     assert drawn == machine.edges()
     assert drawn == runtime_edges()
-    assert dot_edges(to_dot("lab")) == drawn
+    assert dot_edges(to_dot("lab", "code")) == drawn
+    # the protocol-language labels draw the same edges, with the same ids
+    ids = {i for _, _, i, _ in EDGE_RE.findall(to_dot("machine"))}
+    assert ids == {i for _, _, i, _ in EDGE_RE.findall(to_dot("machine", "code"))}
 
 
 def test_every_state_is_drawn_with_its_description_and_rfc() -> None:
@@ -87,12 +95,26 @@ def test_recorded_replies_are_drawn_dashed() -> None:
     for row in machine.TRANSITIONS:
         if row.recorded:
             line = next(ln for ln in dot.splitlines() if f'id="{row.source}--{row.trigger}--{row.source}"' in ln)
-            assert 'style="dashed"' in line and row.label in line.replace("\\n", " "), line
+            assert 'style="dashed"' in line and protocol_text(row) in line.replace("\\n", " "), line
     assert "(recorded)" in to_mermaid("transaction")
 
 
-def test_edges_carry_their_rows_labels_and_conditions() -> None:
+def test_edges_in_protocol_words_carry_every_row_and_no_code_names() -> None:
     dot = to_dot("machine")
+    labels = {i: lab.replace("\\n", "\n") for _, _, i, lab in EDGE_RE.findall(dot)}
+    for row in machine.TRANSITIONS:
+        label = labels[f"{row.source}--{row.trigger}--{row.dest or row.source}"]
+        assert protocol_text(row) in label.split("\n"), (row, label)
+        assert label.split("\n")[0] != row.trigger and "[" not in label, label  # no trigger line, no conditions
+    assert labels["ehlo--ehlo_reply--starttls"] == "250 to EHLO, STARTTLS offered"
+    assert labels["data--data_reply--content"].split("\n")[-1] == "354 to DATA"
+    assert "caller: noop(), C: NOOP" in labels["ready--begin_noop--noop"]
+    with pytest.raises(ValueError, match="label style"):
+        to_dot("machine", "poster")
+
+
+def test_edges_carry_their_rows_labels_and_conditions() -> None:
+    dot = to_dot("machine", "code")
     labels = {(s, d, i): lab.replace("\\n", "\n") for s, d, i, lab in EDGE_RE.findall(dot)}
     for row in machine.TRANSITIONS:
         key = (row.source, row.dest or row.source, f"{row.source}--{row.trigger}--{row.dest or row.source}")
@@ -151,14 +173,30 @@ def test_write_diagrams_writes_every_view_and_format(tmp_path: Path) -> None:
         write_diagrams(tmp_path, formats=["png"])
 
 
-def test_without_dot_dot_and_mermaid_are_still_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_dot_the_shipped_svgs_of_todays_table_are_used(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert not dot_available()
     with pytest.raises(GraphvizMissing, match="apt-get install graphviz"):
         render_svg(to_dot("setup"))
     written = write_diagrams(tmp_path / "out")
-    assert sorted(p.suffix for p in written) == [".dot"] * len(VIEWS) + [".mmd"] * len(VIEWS)
+    assert sorted(p.suffix for p in written) == sorted([".dot", ".mmd", ".svg"] * len(VIEWS))
+    for view in VIEWS:  # the package's copies, rendered from today's DOT
+        assert (tmp_path / "out" / f"{view}.svg").read_text(encoding="utf-8") == committed_svg(view)
+        assert svg_for(view) == (DIAGRAMS / f"{view}.svg").read_text(encoding="utf-8")
+    # another label style was never shipped: its SVGs need dot, and say so
+    code = write_diagrams(tmp_path / "code", labels="code")
+    assert sorted(p.suffix for p in code) == sorted([".dot", ".mmd"] * len(VIEWS))
+    with pytest.raises(GraphvizMissing, match="apt-get install graphviz"):
+        svg_for("setup", "code")
     assert "\n" not in SVG_HINT and "graphviz" in SVG_HINT.lower()
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_the_package_ships_the_committed_svgs(view: str) -> None:
+    shipped = Path(smtp_fsm.__file__).parent / "_svg" / f"{view}.svg"
+    assert shipped.read_bytes() == (DIAGRAMS / f"{view}.svg").read_bytes(), f"smtp_fsm/_svg/{view}.svg {DRIFT}"
+    assert committed_svg(view) is not None
 
 
 def test_mermaid_has_every_state_and_edge() -> None:
@@ -189,7 +227,7 @@ def test_partial_views_are_found_in_the_table() -> None:
         spec = build_view(view)
         assert set(spec.exits) <= {machine.QUIT, *machine.FINAL_STATES}
         assert {e.key for e in spec.edges} <= machine.edges()
-        drawn = dot_edges(to_dot(view))
+        drawn = dot_edges(to_dot(view, "code"))
         assert {e for e in drawn if e[0] != ANY_NODE} == {e.key for e in spec.edges}
         assert {e[1] for e in drawn if e[0] == ANY_NODE} == set(spec.rule_triggers)
 

@@ -120,15 +120,19 @@ def test_the_command_line_names_the_missing_extra_in_one_line(tmp_path: Path) ->
         assert done.stderr.count("\n") == 1 and f"pip install 'smtp_fsm[{extra}]'" in done.stderr, done.stderr
 
 
-def test_diagrams_without_the_graphviz_package_write_dot_and_mermaid_and_say_so(tmp_path: Path) -> None:
-    done = run_python(f"""
+def test_diagrams_without_the_graphviz_package_use_the_shipped_svgs_or_say_so(tmp_path: Path) -> None:
+    script = """
         import sys
         sys.modules["graphviz"] = None
         from smtp_fsm.cli import main
-        sys.exit(main(["diagram", "--out", {str(tmp_path)!r}]))
-    """)
-    assert done.returncode == 0, done.stderr
-    assert sorted({p.suffix for p in tmp_path.iterdir()}) == [".dot", ".mmd"]
+        sys.exit(main(["diagram", "--out", {out!r}, *{extra!r}]))
+    """
+    done = run_python(script.format(out=str(tmp_path / "p"), extra=[]))
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # today's SVGs ship in the package
+    assert sorted({p.suffix for p in (tmp_path / "p").iterdir()}) == [".dot", ".mmd", ".svg"]
+    done = run_python(script.format(out=str(tmp_path / "c"), extra=["--labels", "code"]))
+    assert done.returncode == 2, done.stderr  # code-labelled SVGs were never shipped: say what to install
+    assert sorted({p.suffix for p in (tmp_path / "c").iterdir()}) == [".dot", ".mmd"]
     assert done.stderr.count("\n") == 1 and "pip install 'smtp_fsm[diagrams]'" in done.stderr, done.stderr
 
 

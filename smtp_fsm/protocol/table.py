@@ -249,6 +249,21 @@ TLS_ESTABLISHED = "tls_established"
 CLOSE = "close"
 ABANDON = "abandon"
 
+#: What each reply trigger answers, as the protocol names it (the diagrams' labels say "250 to EHLO").
+REPLY_TO: dict[str, str] = {
+    "greeting_reply": "the greeting", "ehlo_reply": "EHLO", "helo_reply": "HELO", "starttls_reply": "STARTTLS",
+    "auth_reply": "AUTH", "mail_reply": "MAIL FROM", "rcpt_reply": "RCPT TO", "chunk_reply": "BDAT",
+    "data_reply": "DATA", "final_reply": "the end of data", "delivery_reply": "the end of data (LMTP)",
+    "rset_reply": "RSET", "noop_reply": "NOOP", "quit_reply": "QUIT",
+}
+#: The other triggers, in the protocol's (or the caller's) words; ``{label}`` is the row's label.
+EVENT_WORDS: dict[str, str] = {
+    "begin_mail": "caller: {label}", "begin_noop": "caller: noop(), C: NOOP", "begin_rset": "caller: rset(), C: RSET",
+    "begin_quit": "caller: quit(), C: QUIT", TLS_ESTABLISHED: "TLS {label}",
+    CONNECTION_LOST: "the server closes the connection", SERVER_SHUTDOWN: "421: the server shuts down",
+    PROTOCOL_ERROR: "a broken reply", CLOSE: "caller: close()", ABANDON: "caller: close(reason)",
+}
+
 #: The rules that hold in every live state, in the order the session applies them.
 SESSION_RULES: tuple[tuple[str, str], ...] = (
     (SERVER_SHUTDOWN, "a 421 reply, whatever it answers (except QUIT): the session ends (RFC 5321 §3.8)"),
