@@ -1034,8 +1034,8 @@ def _add_diagram(commands: Any) -> None:
                          help="edge labels in the protocol's words (default: '250 to EHLO, STARTTLS offered') "
                               "or as the table is written (code: trigger, row label, [conditions])")
     diagram.add_argument("--view", action="append", metavar="VIEW",
-                         help="write only this view (repeatable): machine, setup, transaction or lab "
-                              "(default: every view)")
+                         help="write only this view (repeatable): machine, setup, auth, transaction, content, "
+                              "endings or lab (default: every view)")
 
 
 def _add_trace(commands: Any) -> None:

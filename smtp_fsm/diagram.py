@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._extras import require
+from .lab_session import LAB_DIFFERENCES
 from .protocol import table
 
-VIEWS: tuple[str, ...] = ("machine", "setup", "transaction", "lab")
+VIEWS: tuple[str, ...] = ("machine", "setup", "auth", "transaction", "content", "endings", "lab")
 FORMATS: tuple[str, ...] = ("dot", "mmd", "svg")
 #: How edges are labelled: in the protocol's words ("250 to EHLO, STARTTLS offered", the default)
 #: or as the table is written (trigger, row label, [condition names]) for people reading the code.
@@ -36,36 +37,52 @@ ANY_NODE = "__any__"
 
 _HASH_RE = re.compile(r"<!-- smtp-fsm-dot-sha256: ([0-9a-f]{64}) -->")
 
-#: The classic teaching lab's session, as the edges it takes (RFC 5321 §D.1
-#: style, plus AUTH LOGIN): one entry per step, in order.
-LAB_STEPS: tuple[tuple[str, str, str, str], ...] = (
-    (table.GREETING, "greeting_reply", table.EHLO, "220 greeting; EHLO sent"),
-    (table.EHLO, "ehlo_reply", table.AUTH, "250 capabilities; AUTH LOGIN sent"),
-    (table.AUTH, "auth_reply", table.AUTH_RESPONSE, "334 Username:; user sent"),
-    (table.AUTH_RESPONSE, "auth_reply", table.AUTH_RESPONSE, "334 Password:; password sent"),
-    (table.AUTH_RESPONSE, "auth_reply", table.READY, "235 authenticated"),
-    (table.READY, "begin_mail", table.MAIL, "MAIL FROM sent"),
-    (table.MAIL, "mail_reply", table.RCPT, "250 to MAIL; RCPT TO sent"),
-    (table.RCPT, "rcpt_reply", table.DATA, "250 to RCPT; DATA sent"),
-    (table.DATA, "data_reply", table.CONTENT, "354; content and '.' sent"),
-    (table.CONTENT, "final_reply", table.READY, "250 queued"),
-    (table.READY, "begin_quit", table.QUIT, "QUIT sent"),
-    (table.QUIT, "quit_reply", table.CLOSED, "221 bye"),
-)
+#: The states each page draws in full, in the table's phases; every state is on exactly one page (a
+#: test fails for a state added to the table until it is placed).  What a page's edges lead to
+#: elsewhere is drawn as a dashed exit; the session-wide rules once, from "any state".
+PAGES: dict[str, tuple[str, ...]] = {
+    "setup": (table.GREETING, table.EHLO, table.HELO, table.STARTTLS, table.TLS_HANDSHAKE),
+    "auth": (table.AUTH, table.AUTH_RESPONSE, table.AUTH_CANCEL),
+    "transaction": (table.READY, table.MAIL, table.RCPT, table.DATA, table.DATA_ABORT),
+    "content": (table.CONTENT, table.BDAT),
+    "endings": (table.RSET, table.NOOP, table.QUIT, table.CLOSED, table.FAILED),
+}
+#: Per view: Graphviz's rank direction (what fits a 16:9 slide best, measured).
+_RANKDIR = {"machine": "TB", "setup": "TB", "auth": "TB", "transaction": "LR", "content": "LR", "endings": "TB",
+            "lab": "TB"}
+#: Text on a slide: every label at this size, and lines wrapped to fit 1920x1080 (tests/test_diagram.py
+#: measures the smallest text of each committed SVG scaled to the screen: at least 14 px).
+_FONT_SIZE = 14
+_TITLE_SIZE = 18
+_WRAP = 22
+_LAB_WRAP = 34
+
+
+def _lab_edges() -> tuple[tuple[str, str, str, str], ...]:
+    from .lab_session import lab_path
+
+    return tuple((*key, " / ".join(words)) for key, words in lab_path())
+
+
+#: The classic teaching lab's session, as the edges it takes, each with its words on the wire
+#: (smtp_fsm.lab_session replays the lab's transcript through the engine to find both).
+LAB_STEPS: tuple[tuple[str, str, str, str], ...] = _lab_edges()
 LAB_CAPTION = (
-    "The classic teaching lab: greeting, EHLO, AUTH LOGIN (user, password), MAIL FROM, RCPT TO, DATA, QUIT. "
-    "The original lab sent HELO and then AUTH LOGIN, which RFC 4954 does not allow (AUTH needs EHLO); "
-    "its server tolerated it."
+    "The classic teaching lab: greeting, EHLO, AUTH LOGIN (user, password), MAIL FROM, RCPT TO, DATA, QUIT."
 )
 
 _TITLES = {
-    "machine": "smtp_fsm: the whole client state machine",
-    "setup": "smtp_fsm: session setup (greeting, EHLO/HELO, STARTTLS, AUTH)",
-    "transaction": "smtp_fsm: the mail transaction (MAIL, RCPT, DATA/BDAT, RSET)",
-    "lab": "smtp_fsm: the classic teaching lab's path",
+    "machine": "smtp_fsm: the whole client state machine (one page per phase has the words)",
+    "setup": "Session setup: greeting, EHLO (or HELO), STARTTLS",
+    "auth": "Authentication: AUTH and its challenges",
+    "transaction": "The mail transaction: MAIL, RCPT, DATA",
+    "content": "The content: after 354 or in BDAT chunks, and the final reply",
+    "endings": "RSET, NOOP and the endings: QUIT, closed, failed",
+    "lab": "The classic teaching lab, step by step on the wire",
 }
 
 _FONT = "Helvetica"
+LAB_NOTE = "__lab_note__"
 _LAB_COLOR = "#d97706"
 _LAB_FILL = "#fef3c7"
 _RULE_COLOR = "#94a3b8"
@@ -126,56 +143,57 @@ def rule_triggers() -> tuple[str, ...]:
 
 
 def _rule_rows(trigger: str) -> tuple[tuple[table.TransitionSpec, ...], str]:
-    """A session-wide rule's rows from the live states, and where they lead."""
+    """A session-wide rule's rows from the live states that lead where most of them do, and where that is."""
     rows = tuple(r for r in table.TRANSITIONS if r.trigger == trigger and r.source in table.LIVE_STATES)
-    return rows, rows[0].dest or rows[0].source
+    dests = [r.dest or r.source for r in rows]
+    dest = max(dict.fromkeys(dests), key=dests.count)
+    return tuple(r for r in rows if (r.dest or r.source) == dest), dest
 
 
-def _exits() -> tuple[str, ...]:
-    return tuple(name for name in table.STATE_NAMES if name == table.QUIT or name in table.FINAL_STATES)
+#: Where a lab step goes when the reply is a refusal (the quit_after rows do not apply to the lab).
+_REFUSED_TO = (table.QUIT, table.RSET, table.HELO)
 
 
-def _reach(starts: Iterable[str], stop: set[str], rules: tuple[str, ...]) -> list[str]:
-    """States reachable from ``starts`` without passing through ``stop`` or following a rule."""
-    seen: list[str] = []
-    todo = list(starts)
-    while todo:
-        state = todo.pop(0)
-        if state in seen:
-            continue
-        seen.append(state)
-        if state in stop:
-            continue
-        todo.extend(e.dest for e in table_edges() if e.source == state and e.trigger not in rules)
-    return seen
+def _lab_view() -> View:
+    """The lab's path, and for each of its replies the table's refusal rows: where the step goes then."""
+    path = {(s, t, d) for s, t, d, _ in LAB_STEPS}
+    states = tuple(dict.fromkeys(state for s, _, d, _ in LAB_STEPS for state in (s, d)))
+    steps = {(s, t) for s, t, _, _ in LAB_STEPS}
+    chosen = []
+    for edge in table_edges():
+        if edge.key in path:
+            chosen.append(edge)
+        elif (edge.source, edge.trigger) in steps and edge.dest in _REFUSED_TO:
+            rows = tuple(r for r in edge.rows if not any("quit_after" in c for c in r.condition_names))
+            if rows:
+                chosen.append(Edge(edge.source, edge.trigger, edge.dest, rows))
+    exits = tuple(dict.fromkeys(e.dest for e in chosen if e.dest not in states))
+    return View("lab", states, exits, tuple(chosen), ())
 
 
 def build_view(name: str) -> View:
-    """The states and edges a view draws; partial views are found by walking the table."""
+    """The states and edges a view draws.
+
+    ``machine``: every state and every edge of the table (unlabelled: the pages carry the words), the
+    session-wide rules once.  A page (``PAGES``): its states, every edge leaving them, what those lead
+    to elsewhere as exits, the rules once.  ``lab``: the lab's path, and where each of its states goes
+    when the reply is not the one the lab hoped for.
+    """
     if name not in VIEWS:
         raise ValueError(f"unknown view {name!r}; choose from {', '.join(VIEWS)}")
-    edges = table_edges()
-    if name in ("machine", "lab"):
-        return View(name, table.STATE_NAMES, (), edges, ())
     rules = rule_triggers()
-    exits = _exits()
-    stop = {table.READY, *exits}
-    if name == "setup":
-        # everything between the connection and READY
-        reached = _reach([table.INITIAL], stop, rules)
-        expanded = {s for s in reached if s not in stop}
-    else:
-        # what the caller's "send a message" starts, until the session is READY again
-        mail = table.WORK_TRIGGERS["mail"]
-        starts = [e.dest for e in edges if e.source == table.READY and e.trigger == mail]
-        reached = [table.READY, *_reach(starts, stop, rules)]
-        expanded = {s for s in reached if s not in exits}
-    core = tuple(s for s in table.STATE_NAMES if s in reached and s not in exits)
-    rule_dests = {_rule_rows(trigger)[1] for trigger in rules}
-    view_exits = tuple(s for s in exits if s in reached or s in rule_dests)
-    drawn = set(core) | set(view_exits)
-    chosen = tuple(e for e in edges if e.source in expanded and e.dest in drawn and e.trigger not in rules)
-    return View(name, core, view_exits, chosen, rules)
+    # A rule's rows that lead where the rule does are drawn once, from "any state"; a state's own
+    # exception (the server closing after QUIT is the end, not a failure) stays its own edge.
+    edges = tuple(e for e in table_edges() if e.trigger not in rules or e.dest != _rule_rows(e.trigger)[1])
+    if name == "machine":
+        return View(name, table.STATE_NAMES, (), edges, rules)
+    if name == "lab":
+        return _lab_view()
+    core = PAGES[name]
+    chosen = tuple(e for e in edges if e.source in core)
+    exits = tuple(dict.fromkeys(e.dest for e in chosen if e.dest not in core))
+    live = [s for s in core if s in table.LIVE_STATES]
+    return View(name, core, exits, chosen, rules if live else ())
 
 
 # --- DOT -------------------------------------------------------------------------
@@ -189,8 +207,15 @@ def _attrs(**attrs: str | float) -> str:
     return "[" + ", ".join(f"{key}={_q(str(value))}" for key, value in attrs.items()) + "]"
 
 
-def _state_label(spec: table.StateSpec) -> str:
-    return "\n".join([spec.name, *textwrap.wrap(spec.description, 34), spec.rfc])
+def _wrap(text: str, width: int = _WRAP) -> str:
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
+
+
+def _state_label(spec: table.StateSpec, brief: bool = False) -> str:
+    """A node: the state's name, what it waits for and its RFC section (``brief``: the name alone)."""
+    if brief:
+        return spec.name
+    return "\n".join([spec.name, _wrap(spec.description), _wrap(spec.rfc)])
 
 
 def _row_text(row: table.TransitionSpec) -> str:
@@ -223,7 +248,7 @@ def protocol_text(row: table.TransitionSpec) -> str:
     return f"{code}{kind} to {answered}{rest}"
 
 
-def _edge_label(edge: Edge, lab_steps: Sequence[int] = (), labels: str = "protocol") -> str:
+def _edge_label(edge: Edge, lab_steps: Sequence[int] = (), labels: str = "protocol", width: int = _WRAP) -> str:
     if labels == "code":
         head = edge.trigger
         if lab_steps:
@@ -232,7 +257,7 @@ def _edge_label(edge: Edge, lab_steps: Sequence[int] = (), labels: str = "protoc
     lines = list(dict.fromkeys(protocol_text(row) for row in edge.rows))
     if lab_steps:
         lines[0] = f"lab {', '.join(str(n) for n in lab_steps)}: {lines[0]}"
-    return "\n".join(lines)
+    return "\n".join(_wrap(line, width) for line in lines)
 
 
 def _check_labels(labels: str) -> None:
@@ -240,20 +265,9 @@ def _check_labels(labels: str) -> None:
         raise ValueError(f"unknown label style {labels!r}; choose from {', '.join(LABEL_STYLES)}")
 
 
-def _rules_caption(triggers: Sequence[str]) -> str:
-    """One sentence for the session-wide rules, grouped by where they lead."""
-    by_dest: dict[str, list[str]] = {}
-    for trigger in triggers:
-        by_dest.setdefault(_rule_rows(trigger)[1], []).append(trigger)
-    parts = [f"{', '.join(names)} lead{'s' if len(names) == 1 else ''} to {dest}" for dest, names in by_dest.items()]
-    return f"From every state drawn here, {'; '.join(parts)}."
-
-
-def _lab_numbers() -> dict[tuple[str, str, str], list[int]]:
-    numbers: dict[tuple[str, str, str], list[int]] = {}
-    for index, (source, trigger, dest, _caption) in enumerate(LAB_STEPS, start=1):
-        numbers.setdefault((source, trigger, dest), []).append(index)
-    return numbers
+def _lab_label(number: int, words: str) -> str:
+    """A lab step: its number, then each line on the wire (wider than other labels: the lab's page is tall)."""
+    return "\n".join(_wrap(part, _LAB_WRAP) for part in f"{number}. {words}".split(" / "))
 
 
 def to_dot(view: str = "machine", labels: str = "protocol") -> str:
@@ -261,60 +275,64 @@ def to_dot(view: str = "machine", labels: str = "protocol") -> str:
     _check_labels(labels)
     spec = build_view(view)
     specs = {s.name: s for s in table.STATES}
-    lab = _lab_numbers() if view == "lab" else {}
-    lab_states = {s for key in lab for s in (key[0], key[2])}
-    caption = _TITLES[view]
-    if view == "lab":
-        caption += "\n" + "\n".join(textwrap.wrap(LAB_CAPTION, 90))
-    if spec.rule_triggers:
-        caption += "\n" + _rules_caption(spec.rule_triggers)
+    brief = view in ("machine", "lab")  # the lab's nodes are named; its edges carry the words
+    caption = _TITLES[view]  # (the session-wide rules are said by their edges from "any state")
     out = [
         f"// {_TITLES[view]}",
         "// Generated from smtp_fsm/protocol/table.py by smtp_fsm.diagram (make diagrams); do not edit.",
         "digraph smtp_fsm {",
-        "  " + "graph " + _attrs(id=f"view-{view}", label=caption, labelloc="t", fontname=_FONT, fontsize=14,
-                                 rankdir="TB", nodesep=0.4, ranksep=0.5),
+        "  " + "graph " + _attrs(id=f"view-{view}", label=caption, labelloc="t", fontname=_FONT,
+                                 fontsize=_TITLE_SIZE, rankdir=_RANKDIR[view], nodesep=0.3,
+                                 ranksep=0.25 if view == "lab" else 0.35,  # (the lab's page is tall)
+                                 margin=0.1),
         "  " + "node " + _attrs(shape="box", style="rounded,filled", fillcolor="#f8fafc", color="#334155",
-                                fontname=_FONT, fontsize=10),
-        "  " + "edge " + _attrs(color="#334155", fontname=_FONT, fontsize=9),
+                                fontname=_FONT, fontsize=_FONT_SIZE, margin="0.08,0.04"),
+        "  " + "edge " + _attrs(color="#334155", fontname=_FONT, fontsize=_FONT_SIZE, arrowsize=0.7),
     ]
     if table.INITIAL in spec.states:
         out.append(f"  {_q(START_NODE)} " + _attrs(id=START_NODE, shape="point", width=0.15, label=""))
     for name in spec.states:
-        attrs: dict[str, str | float] = {"id": name, "label": _state_label(specs[name])}
+        attrs: dict[str, str | float] = {"id": name, "label": _state_label(specs[name], brief)}
         if name in table.FINAL_STATES:
             attrs["peripheries"] = 2
-        if name in lab_states:
+        if view == "lab":
             attrs.update(fillcolor=_LAB_FILL, color=_LAB_COLOR, penwidth=2)
         out.append(f"  {_q(name)} " + _attrs(**attrs))
     for name in spec.exits:
-        out.append(f"  {_q(name)} " + _attrs(id=name, label=_state_label(specs[name]), style="rounded,dashed",
+        out.append(f"  {_q(name)} " + _attrs(id=name, label=name, style="rounded,dashed",
                                                peripheries=2 if name in table.FINAL_STATES else 1))
     if spec.rule_triggers:
-        out.append(f"  {_q(ANY_NODE)} " + _attrs(id=ANY_NODE, label="any state above", shape="note",
-                                                  style="dashed", color=_RULE_COLOR, fontcolor="#475569"))
+        out.append(f"  {_q(ANY_NODE)} " + _attrs(id=ANY_NODE, label="any state", shape="note", style="dashed",
+                                                  color=_RULE_COLOR, fontcolor="#475569"))
+    if view == "lab":
+        out.append(f"  {_q(LAB_NOTE)} " + _attrs(id=LAB_NOTE, label=_wrap(LAB_DIFFERENCES, 40), shape="note",
+                                                  color=_LAB_COLOR, fontcolor="#92400e"))
     if table.INITIAL in spec.states:
         out.append(f"  {_q(START_NODE)} -> {_q(table.INITIAL)} " + _attrs(id=START_NODE))
-    rules = rule_triggers()
+    lab = {(s, t, d): (number, words) for number, (s, t, d, words) in enumerate(LAB_STEPS, start=1)}
     for edge in spec.edges:
-        attrs = {"id": edge_id(*edge.key), "label": _edge_label(edge, lab.get(edge.key, ()), labels)}
-        if edge.trigger in rules:
-            # the session-wide rules: drawn quietly, into a failed state kept at the bottom
-            attrs.update(color=_RULE_COLOR, fontcolor="#64748b", style="dashed", fontsize=7)
-        elif edge.recorded:
+        attrs = {"id": edge_id(*edge.key)}
+        if view == "lab" and edge.key in lab and labels == "protocol":
+            attrs["label"] = _lab_label(*lab[edge.key])
+        elif view != "machine":  # (the machine's edges are unlabelled: its pages carry the words)
+            attrs["label"] = _edge_label(edge, (lab[edge.key][0],) if view == "lab" and edge.key in lab else (),
+                                         labels, _LAB_WRAP if view == "lab" else _WRAP)
+        if edge.recorded:
             # a pipelined reply that is only noted on its message: no state change, no action
             attrs.update(style="dashed", color="#64748b", fontcolor="#475569")
-        if edge.key in lab:
+        if view == "lab" and edge.key in lab:
             attrs.update(color=_LAB_COLOR, fontcolor="#92400e", penwidth=3)
+        elif view == "lab":
+            attrs.update(style="dashed", color=_RULE_COLOR, fontcolor="#475569")
         out.append(f"  {_q(edge.source)} -> {_q(edge.dest)} " + _attrs(**attrs))
     for trigger in spec.rule_triggers:
         rows, dest = _rule_rows(trigger)
-        label = "\n".join([trigger, *dict.fromkeys(_row_text(r) for r in rows)]) if labels == "code" else (
-            "\n".join(dict.fromkeys(protocol_text(r) for r in rows)))
+        if labels == "code":
+            label = "\n".join([trigger, *dict.fromkeys(_row_text(r) for r in rows)])
+        else:
+            label = "\n".join(_wrap(t) for t in dict.fromkeys(protocol_text(r) for r in rows))
         out.append(f"  {_q(ANY_NODE)} -> {_q(dest)} " + _attrs(id=edge_id(ANY_NODE, trigger, dest), label=label,
                                                                 color=_RULE_COLOR, style="dashed"))
-    if table.FAILED in spec.states:
-        out.append(f"  {{rank=sink; {_q(table.FAILED)}}}")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -339,7 +357,8 @@ def to_mermaid(view: str = "machine", labels: str = "protocol") -> str:
     _check_labels(labels)
     spec = build_view(view)
     specs = {s.name: s for s in table.STATES}
-    lab = _lab_numbers() if view == "lab" else {}
+    brief = view in ("machine", "lab")
+    lab = {(s, t, d): (number, words) for number, (s, t, d, words) in enumerate(LAB_STEPS, start=1)}
     out = [
         "---",
         f"title: {_TITLES[view].replace(':', ' -')}",
@@ -347,35 +366,41 @@ def to_mermaid(view: str = "machine", labels: str = "protocol") -> str:
         "stateDiagram-v2",
         "    %% Generated from smtp_fsm/protocol/table.py by smtp_fsm.diagram (make diagrams), do not edit.",
     ]
-    for name in (*spec.states, *spec.exits):
-        state = specs[name]
-        out.append(f'    state "{_mm_text(_state_label(state))}" as {_mm_id(name)}')
+    for name in spec.states:
+        out.append(f'    state "{_mm_text(_state_label(specs[name], brief))}" as {_mm_id(name)}')
+    for name in spec.exits:
+        out.append(f'    state "{_mm_text(name)}" as {_mm_id(name)}')
     if spec.rule_triggers:
-        out.append(f'    state "any state above" as {_mm_id(ANY_NODE)}')
+        out.append(f'    state "any state" as {_mm_id(ANY_NODE)}')
     if table.INITIAL in spec.states:
         out.append(f"    [*] --> {_mm_id(table.INITIAL)}")
     for edge in spec.edges:
-        label = _mm_text(_edge_label(edge, lab.get(edge.key, ()), labels).replace("\n[", " ["))
         mark = "(recorded) " if edge.recorded else ""
-        out.append(f"    {_mm_id(edge.source)} --> {_mm_id(edge.dest)} : {mark}{label}")
+        if view == "lab" and edge.key in lab and labels == "protocol":
+            text = _lab_label(*lab[edge.key])
+        elif view == "machine":
+            text = ""
+        else:
+            text = _edge_label(edge, (lab[edge.key][0],) if view == "lab" and edge.key in lab else (), labels)
+        label = _mm_text(text.replace("\n[", " ["))
+        out.append(f"    {_mm_id(edge.source)} --> {_mm_id(edge.dest)}" + (f" : {mark}{label}" if label or mark
+                                                                          else ""))
     for trigger in spec.rule_triggers:
         rows, dest = _rule_rows(trigger)
-        words = (r.label for r in rows) if labels == "code" else (protocol_text(r) for r in rows)
-        label = _mm_text("\n".join([trigger, *dict.fromkeys(words)]) if labels == "code" else "\n".join(
-            dict.fromkeys(words)))
-        out.append(f"    {_mm_id(ANY_NODE)} --> {_mm_id(dest)} : {label}")
-    for name in spec.states:
+        words = [trigger, *dict.fromkeys(r.label for r in rows)] if labels == "code" else list(
+            dict.fromkeys(protocol_text(r) for r in rows))
+        out.append(f"    {_mm_id(ANY_NODE)} --> {_mm_id(dest)} : {_mm_text(chr(10).join(words))}")
+    for name in (*spec.states, *spec.exits):
         if name in table.FINAL_STATES:
             out.append(f"    {_mm_id(name)} --> [*]")
     if view == "lab":
         out.append(f"    note right of {_mm_id(table.INITIAL)}")
-        # a note runs to "end note", so the caption keeps its punctuation (only "#" and "%%" are comments)
-        caption = LAB_CAPTION.replace("#", "no.").replace("%", " percent")
-        out.extend(f"        {line}" for line in textwrap.wrap(caption, 60))
+        # a note runs to "end note", so it keeps its punctuation (only "#" and "%%" are comments)
+        note = LAB_DIFFERENCES.replace("#", "no.").replace("%", " percent")
+        out.extend(f"        {line}" for line in textwrap.wrap(note, 60))
         out.append("    end note")
         out.append(f"    classDef lab fill:{_LAB_FILL},stroke:{_LAB_COLOR},stroke-width:3px")
-        names = [n for n in spec.states if any(n in (key[0], key[2]) for key in lab)]
-        out.append(f"    class {','.join(_mm_id(n) for n in names)} lab")
+        out.append(f"    class {','.join(_mm_id(n) for n in spec.states)} lab")
     if spec.exits:
         out.append("    classDef exit stroke-dasharray:5 5")
         out.append(f"    class {','.join(_mm_id(n) for n in spec.exits)} exit")
@@ -450,6 +475,19 @@ def svg_for(view: str, labels: str = "protocol") -> str:
     if shipped is None:
         raise GraphvizMissing(f"no SVG of the {view!r} view without Graphviz: {svg_hint()}")
     return shipped
+
+
+def smallest_text_px(svg_text: str, width: int = 1920, height: int = 1080) -> float:
+    """The height in pixels of the smallest text of an SVG shown fitted to a ``width`` x ``height`` screen
+    (a projector): its smallest font size, times Graphviz's scale transform, times the fit."""
+    view_box = re.search(r'viewBox="([-\d. ]+)"', svg_text)
+    sizes = [float(size) for size in re.findall(r'font-size="([\d.]+)"', svg_text)]
+    if view_box is None or not sizes:
+        raise ValueError("not an SVG with a viewBox and text")
+    _, _, box_width, box_height = (float(part) for part in view_box.group(1).split())
+    scale = re.search(r'class="graph" transform="scale\(([\d.]+)', svg_text)
+    fit = min(width / box_width, height / box_height)
+    return min(sizes) * (float(scale.group(1)) if scale else 1.0) * fit
 
 
 def svg_dot_hash(svg_text: str) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smtp_fsm import cli
+from smtp_fsm import cli, diagram
 from smtp_fsm.errors import (
     AuthenticationError,
     DataRefused,
@@ -610,7 +610,8 @@ def test_diagram_writes_the_chosen_formats_and_views(tmp_path: Path) -> None:
 def test_diagram_labels_speak_the_protocol_or_the_code(tmp_path: Path) -> None:
     done = run_cli("diagram", "--out", str(tmp_path / "p"), "--format", "dot", "--view", "setup")
     assert done.returncode == cli.EXIT_OK, done.stderr
-    assert "250 to EHLO, STARTTLS offered" in (tmp_path / "p" / "setup.dot").read_text(encoding="utf-8")
+    assert "250 to EHLO, STARTTLS offered" in (tmp_path / "p" / "setup.dot").read_text(encoding="utf-8").replace(
+        "\\n", " ")
     done = run_cli("diagram", "--out", str(tmp_path / "c"), "--format", "dot", "--view", "setup", "--labels", "code")
     assert done.returncode == cli.EXIT_OK, done.stderr
     code = (tmp_path / "c" / "setup.dot").read_text(encoding="utf-8")
@@ -622,8 +623,7 @@ def test_diagram_without_dot_uses_the_shipped_svgs_or_says_what_to_install(tmp_p
     no_dot = {"PATH": str(tmp_path / "empty")}
     done = run_cli("diagram", "--out", str(tmp_path / "svg"), "--format", "svg", env=no_dot)
     assert done.returncode == cli.EXIT_OK, done.stderr
-    assert sorted(p.name for p in (tmp_path / "svg").iterdir()) == sorted(f"{v}.svg" for v in ("machine", "setup",
-                                                                                              "transaction", "lab"))
+    assert sorted(p.name for p in (tmp_path / "svg").iterdir()) == sorted(f"{v}.svg" for v in diagram.VIEWS)
     assert (tmp_path / "svg" / "lab.svg").read_bytes() == (ROOT / "diagrams" / "lab.svg").read_bytes()
     refused = run_cli("diagram", "--out", str(tmp_path / "code"), "--format", "svg", "--labels", "code", env=no_dot)
     assert refused.returncode == cli.EXIT_USAGE
