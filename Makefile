@@ -35,7 +35,8 @@ demo: $(DEMO_STAMP)
 # Without npm the Mermaid test skips (locally) or fails (CI: .ci/run installs npm first).
 $(MERMAID): tests/mermaid/package-lock.json
 	if command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix tests/mermaid --no-audit --no-fund --loglevel=error && touch $@; fi
+		npm ci --prefix tests/mermaid --no-audit --no-fund --loglevel=error && touch $@ \
+		|| [ "$$SMTP_FSM_REQUIRE_TOOLS" != 1 ]; fi  # offline: the test skips locally, fails in CI
 
 test: $(STAMP) $(MERMAID)
 	$(BIN)/python -m pytest -q

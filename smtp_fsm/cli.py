@@ -1019,8 +1019,9 @@ def _add_demo(commands: Any) -> None:
 def _add_diagram(commands: Any) -> None:
     diagram = commands.add_parser(
         "diagram", help="write the state machine as DOT, Mermaid and SVG",
-        description="Write the protocol table's diagrams (whole machine and slide views). SVG needs Graphviz's "
-                    "dot; without it DOT and Mermaid are still written.",
+        description="Write the protocol table's diagrams (the overview, one page per phase, the lab). SVG needs "
+                    "Graphviz's dot, or the SVGs shipped in the package when they are today's; otherwise DOT and "
+                    "Mermaid are still written and the command exits 2 saying what to install.",
         epilog=f"examples:\n  {PROG} diagram\n  {PROG} diagram --out /tmp/d --format mmd\n"
                f"  {PROG} diagram --view setup --view transaction --format svg",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1094,6 +1095,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except MissingExtra as exc:  # one line naming the extra to install, no traceback
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as exc:  # GraphvizMissing: no dot, and no shipped SVG of today's table
+        if type(exc).__name__ != "GraphvizMissing":
+            raise
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -232,19 +232,30 @@ _REPLY_HEAD = re.compile(r"(\d{3} malformed|\d{3}(?:/\d{3})*(?:\.\.\.)?(?: or (?
                          r"(?=$|[,:] )")
 
 
+# A row label that names the command sent next ("DATA", "BDAT LAST", "next RCPT TO").
+_SENT_NEXT = re.compile(r"(?:next )?(?:MAIL FROM|RCPT TO|DATA|BDAT(?: LAST)?|EHLO|HELO|QUIT|RSET|NOOP)\Z")
+
+
 def protocol_text(row: table.TransitionSpec) -> str:
     """A row in the protocol's words, made from the table alone: the reply and the command it answers
     ("250 to EHLO, STARTTLS offered", "354 to DATA"), or the event ("the caller sends: MAIL FROM")."""
     if row.trigger in table.EVENT_WORDS:
-        return table.EVENT_WORDS[row.trigger].format(label=row.label)
+        # "send a message: MAIL FROM" -> "caller: send a message, C: MAIL FROM"
+        return table.EVENT_WORDS[row.trigger].format(label=row.label.replace(": ", ", C: "))
     answered = table.REPLY_TO[row.trigger]
     if row.recorded:
         return f"reply to {answered}, noted on its message"
     head = _REPLY_HEAD.match(row.label)
-    if head is None:
-        return f"reply to {answered}: {row.label}" if row.label else f"reply to {answered}"
+    if head is None:  # a label without the reply: a command sent next, or what the reply means
+        if _SENT_NEXT.match(row.label):
+            return f"reply to {answered}, C: {row.label}"
+        return f"reply to {answered} ({row.label})" if row.label else f"reply to {answered}"
     code, rest = head.group(1), row.label[head.end():]
+    if rest.startswith(": "):  # "250: RCPT TO": the command it sends next
+        rest = f", C: {rest[2:]}"
     kind = " reply" if not code[:1].isdigit() or code.endswith(("other", "any")) else ""
+    if row.trigger == "greeting_reply":  # the 220 is the greeting itself
+        return f"{code}{'' if code[:1].isdigit() else ' reply'} greeting{rest}".replace("other reply", "other")
     return f"{code}{kind} to {answered}{rest}"
 
 

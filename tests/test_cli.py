@@ -667,3 +667,19 @@ def test_an_unreadable_trace_is_a_usage_error(tmp_path: Path, content: bytes | N
     assert done.returncode == cli.EXIT_USAGE
     assert b"Traceback" not in done.stderr
     assert b"error: cannot load trace" in done.stderr
+
+
+def test_a_stepper_page_without_dot_for_a_changed_table_is_exit_2_in_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """No Graphviz and no shipped SVG of today's table (here: none matches): one line, exit 2, no traceback."""
+    from smtp_fsm import diagram
+    from smtp_fsm.trace import dump_jsonl
+
+    saved = tmp_path / "session.jsonl"
+    dump_jsonl([], saved)
+    monkeypatch.setattr(diagram, "svg_available", lambda: False)
+    monkeypatch.setattr(diagram, "committed_svg", lambda view, labels="protocol": None)
+    assert cli.main(["trace", str(saved), "--html", str(tmp_path / "page.html")]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "graphviz" in err.lower() and "Traceback" not in err
+    assert not (tmp_path / "page.html").exists()
