@@ -67,9 +67,6 @@ def _lab_edges() -> tuple[tuple[str, str, str, str], ...]:
 #: The classic teaching lab's session, as the edges it takes, each with its words on the wire
 #: (smtp_fsm.lab_session replays the lab's transcript through the engine to find both).
 LAB_STEPS: tuple[tuple[str, str, str, str], ...] = _lab_edges()
-LAB_CAPTION = (
-    "The classic teaching lab: greeting, EHLO, AUTH LOGIN (user, password), MAIL FROM, RCPT TO, DATA, QUIT."
-)
 
 _TITLES = {
     "machine": "smtp_fsm: the whole client state machine (one page per phase has the words)",
@@ -83,6 +80,8 @@ _TITLES = {
 
 _FONT = "Helvetica"
 LAB_NOTE = "__lab_note__"
+#: What the dashed self-loops are (said once per page rather than on each loop).
+RECORDED_CAPTION = "dashed loops: a pipelined reply to MAIL FROM, RCPT TO or BDAT, noted on its message"
 _LAB_COLOR = "#d97706"
 _LAB_FILL = "#fef3c7"
 _RULE_COLOR = "#94a3b8"
@@ -150,8 +149,10 @@ def _rule_rows(trigger: str) -> tuple[tuple[table.TransitionSpec, ...], str]:
     return tuple(r for r in rows if (r.dest or r.source) == dest), dest
 
 
-#: Where a lab step goes when the reply is a refusal (the quit_after rows do not apply to the lab).
+#: Where a lab step goes when the reply is a refusal.
 _REFUSED_TO = (table.QUIT, table.RSET, table.HELO)
+#: Conditions of options and extensions the lab does not use: their rows are not the lab's refusals.
+_NOT_THE_LAB = ("quit_after", "lmtp", "chunk", "tls_required", "pipeline", "next_in_flight", "retry_deferred")
 
 
 def _lab_view() -> View:
@@ -164,7 +165,8 @@ def _lab_view() -> View:
         if edge.key in path:
             chosen.append(edge)
         elif (edge.source, edge.trigger) in steps and edge.dest in _REFUSED_TO:
-            rows = tuple(r for r in edge.rows if not any("quit_after" in c for c in r.condition_names))
+            rows = tuple(r for r in edge.rows
+                         if not any(part in c for c in r.condition_names for part in _NOT_THE_LAB))
             if rows:
                 chosen.append(Edge(edge.source, edge.trigger, edge.dest, rows))
     exits = tuple(dict.fromkeys(e.dest for e in chosen if e.dest not in states))
@@ -276,6 +278,12 @@ def _check_labels(labels: str) -> None:
         raise ValueError(f"unknown label style {labels!r}; choose from {', '.join(LABEL_STYLES)}")
 
 
+def _any_label(spec: View) -> str:
+    """The "any state" node: the rules hold in the live states only (after QUIT the session just ends)."""
+    others = [state for state in spec.states if state not in table.LIVE_STATES]
+    return f"any state but {', '.join(others)}" if others else "any state"
+
+
 def _lab_label(number: int, words: str) -> str:
     """A lab step: its number, then each line on the wire (wider than other labels: the lab's page is tall)."""
     return "\n".join(_wrap(part, _LAB_WRAP) for part in f"{number}. {words}".split(" / "))
@@ -288,6 +296,8 @@ def to_dot(view: str = "machine", labels: str = "protocol") -> str:
     specs = {s.name: s for s in table.STATES}
     brief = view in ("machine", "lab")  # the lab's nodes are named; its edges carry the words
     caption = _TITLES[view]  # (the session-wide rules are said by their edges from "any state")
+    if labels == "protocol" and view != "machine" and any(edge.recorded for edge in spec.edges):
+        caption += "\n" + RECORDED_CAPTION
     out = [
         f"// {_TITLES[view]}",
         "// Generated from smtp_fsm/protocol/table.py by smtp_fsm.diagram (make diagrams); do not edit.",
@@ -313,7 +323,7 @@ def to_dot(view: str = "machine", labels: str = "protocol") -> str:
         out.append(f"  {_q(name)} " + _attrs(id=name, label=name, style="rounded,dashed",
                                                peripheries=2 if name in table.FINAL_STATES else 1))
     if spec.rule_triggers:
-        out.append(f"  {_q(ANY_NODE)} " + _attrs(id=ANY_NODE, label="any state", shape="note", style="dashed",
+        out.append(f"  {_q(ANY_NODE)} " + _attrs(id=ANY_NODE, label=_any_label(spec), shape="note", style="dashed",
                                                   color=_RULE_COLOR, fontcolor="#475569"))
     if view == "lab":
         out.append(f"  {_q(LAB_NOTE)} " + _attrs(id=LAB_NOTE, label=_wrap(LAB_DIFFERENCES, 40), shape="note",
@@ -329,8 +339,11 @@ def to_dot(view: str = "machine", labels: str = "protocol") -> str:
             attrs["label"] = _edge_label(edge, (lab[edge.key][0],) if view == "lab" and edge.key in lab else (),
                                          labels, _LAB_WRAP if view == "lab" else _WRAP)
         if edge.recorded:
-            # a pipelined reply that is only noted on its message: no state change, no action
+            # a pipelined reply that is only noted on its message: no state change, no action; its
+            # words are the page's caption (labelled loops would stack over each other)
             attrs.update(style="dashed", color="#64748b", fontcolor="#475569")
+            if labels == "protocol":
+                attrs.pop("label", None)
         if view == "lab" and edge.key in lab:
             attrs.update(color=_LAB_COLOR, fontcolor="#92400e", penwidth=3)
         elif view == "lab":
@@ -353,6 +366,7 @@ def to_dot(view: str = "machine", labels: str = "protocol") -> str:
 def _mm_text(text: str) -> str:
     """Mermaid state-diagram labels end at ':' or ';' and '#' or '%%' start comments: keep them out."""
     text = text.replace(": ", " - ").replace(";", ",").replace(":", " ").replace("#", "no.").replace("%", " percent")
+    text = text.replace("<", "‹").replace(">", "›")  # (Mermaid takes <...> for HTML and drops it)
     return text.replace('"', "'").replace("\n", "<br>")
 
 
@@ -382,7 +396,7 @@ def to_mermaid(view: str = "machine", labels: str = "protocol") -> str:
     for name in spec.exits:
         out.append(f'    state "{_mm_text(name)}" as {_mm_id(name)}')
     if spec.rule_triggers:
-        out.append(f'    state "any state" as {_mm_id(ANY_NODE)}')
+        out.append(f'    state "{_mm_text(_any_label(spec))}" as {_mm_id(ANY_NODE)}')
     if table.INITIAL in spec.states:
         out.append(f"    [*] --> {_mm_id(table.INITIAL)}")
     for edge in spec.edges:

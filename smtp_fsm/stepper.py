@@ -13,7 +13,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
-from .diagram import edge_id, svg_for, table_edges
+from .diagram import ANY_NODE, build_view, edge_id, rule_triggers, svg_for
 from .protocol import table
 from .trace import TraceStep
 
@@ -185,12 +185,17 @@ def _explain(step: TraceStep, key: Key | None) -> str:
 
 def render_stepper(steps: Sequence[TraceStep], title: str = DEFAULT_TITLE) -> str:
     """The whole stepper page for ``steps`` (a session's ``trace``) as one HTML string."""
-    known = {e.key for e in table_edges()}
+    known = {e.key for e in build_view("machine").edges}  # (a session-wide rule is drawn from "any state")
+    rules = set(rule_triggers())
     items = []
     for number, (step, key) in enumerate(zip(steps, step_edges(steps), strict=True), start=1):
         lines = "\n".join(f'<span class="{kind}">{html.escape(text)}</span>'
                           for kind, text in _transcript_lines(step))
-        edge = edge_id(*key) if key is not None and key in known else ""
+        edge = ""
+        if key is not None and key in known:
+            edge = edge_id(*key)
+        elif key is not None and key[1] in rules:
+            edge = edge_id(ANY_NODE, key[1], key[2])
         via = f" ({key[1]})" if key else ""
         items.append(
             f'<li id="fsm-step-{number}" data-before="{html.escape(step.state_before)}" '

@@ -220,3 +220,16 @@ def test_a_trace_without_rows_takes_no_edge() -> None:
     assert step_edges([replace(step, rows=None) for step in session.trace]) == [None]
     # a row from another table (it does not fit the step's states) is not drawn either
     assert step_edges([replace(step, rows=(len(machine.TRANSITIONS) - 1,)) for step in session.trace]) == [None]
+
+
+def test_a_session_wide_rule_lights_its_edge_from_any_state() -> None:
+    """A 421 in the middle of a transaction: the step's edge is the rule's, drawn once from "any state"."""
+    step = SessionStepper(local_hostname="client.test", pipelining=False)
+    step.session.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+    for reply in (b"220 hi\r\n", b"250 ok\r\n", b"421 4.3.2 going down\r\n"):
+        step.feed(reply)
+    page = render_stepper(step.trace, title="421")
+    edges = re.findall(r'data-edge="([^"]*)"', page)
+    assert edges[-1] == "__any__--server_shutdown--failed", edges
+    drawn = {html.unescape(i) for i in re.findall(r'<g id="([^"]+)" class="edge"', page)}
+    assert all(edge in drawn for edge in edges if edge), set(edges) - drawn
