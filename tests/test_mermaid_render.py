@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REQUIRE_TOOLS, require_tool
+from conftest import REQUIRE_TOOLS, headless_chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 MERMAID_JS = ROOT / "tests" / "mermaid" / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
@@ -32,23 +32,12 @@ def test_the_pinned_mermaid_is_the_one_the_lockfile_names() -> None:
 
 def test_every_mermaid_file_renders_in_mermaid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     script = _mermaid_js()
-    chromium = require_tool("chromium", "Debian package chromium")
-    chromedriver = require_tool("chromedriver", "Debian package chromium-driver")
-    from selenium import webdriver
-
     assert MMD_FILES, "diagrams/*.mmd are missing: make diagrams"
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or a driver
     page = tmp_path / "render.html"
     # Only local files: the page loads Mermaid from node_modules by a file URL, nothing from the network.
     page.write_text(f"""<!DOCTYPE html><html><head><meta charset="utf-8">
 <script src="{script.as_uri()}"></script></head><body><div id="out"></div></body></html>""", encoding="utf-8")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--allow-file-access-from-files",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver), options=options)
+    driver = headless_chromium(tmp_path / "profile", monkeypatch, "--allow-file-access-from-files")
     try:
         driver.set_page_load_timeout(60)
         driver.set_script_timeout(60)

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import require_tool
+from conftest import headless_chromium, require_tool
 
 from smtp_fsm.diagram import LAB_STEPS
 from smtp_fsm.protocol import table as machine
@@ -127,22 +127,12 @@ def test_write_stepper(tmp_path: Path, lab_trace: list[TraceStep]) -> None:
 def test_next_moves_the_highlight_in_chromium(tmp_path: Path, lab_trace: list[TraceStep],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("dot", "Debian package graphviz")
-    chromium = require_tool("chromium", "Debian package chromium")
-    chromedriver = require_tool("chromedriver", "Debian package chromium-driver")
-    from selenium import webdriver
+    driver = headless_chromium(tmp_path / "profile", monkeypatch, "--window-size=1400,900")
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager must never download a browser or a driver
     page = write_stepper(lab_trace, tmp_path / "stepper.html")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=chromedriver), options=options)
     try:
         driver.set_page_load_timeout(30)
         driver.set_script_timeout(10)
