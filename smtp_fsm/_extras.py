@@ -26,6 +26,11 @@ class MissingExtra(SMTPError, ImportError):
     """A feature needs an optional dependency that is not installed; the message names the extra."""
 
 
+class GraphvizMissing(RuntimeError):
+    """Graphviz's ``dot`` program is not installed, so no SVG can be rendered (smtp_fsm.diagram raises it;
+    it lives here so that the command line can catch it without loading the diagrams)."""
+
+
 def missing(feature: str, module: str, extra: str) -> MissingExtra:
     return MissingExtra(f"{feature} needs {module}, which is not installed: pip install 'smtp_fsm[{extra}]'")
 

@@ -29,7 +29,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._extras import MissingExtra
+from ._extras import GraphvizMissing, MissingExtra
 from .addresses import encode_address
 from .auth import MECHANISMS
 from .errors import (
@@ -827,7 +827,7 @@ def _write_views(out_dir: Path, formats: Sequence[str], views: Sequence[str], la
         for fmt in formats:
             try:
                 text = renderers[fmt](view)
-            except diagram.GraphvizMissing:
+            except GraphvizMissing:
                 continue  # reported by the caller, with what to install
             path = out_dir / f"{view}.{fmt}"
             path.write_text(text, encoding="utf-8", newline="\n")
@@ -1094,12 +1094,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.print_usage(sys.stderr)
         print(f"{command.prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except MissingExtra as exc:  # one line naming the extra to install, no traceback
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except RuntimeError as exc:  # GraphvizMissing: no dot, and no shipped SVG of today's table
-        if type(exc).__name__ != "GraphvizMissing":
-            raise
+    except (MissingExtra, GraphvizMissing) as exc:  # one line naming what to install, no traceback
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

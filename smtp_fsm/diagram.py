@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._extras import GraphvizMissing as GraphvizMissing  # (re-exported: defined beside MissingExtra)
 from ._extras import require
 from .lab_session import LAB_DIFFERENCES
 from .protocol import table
@@ -85,10 +86,6 @@ RECORDED_CAPTION = "dashed loops: a pipelined reply to MAIL FROM, RCPT TO or BDA
 _LAB_COLOR = "#d97706"
 _LAB_FILL = "#fef3c7"
 _RULE_COLOR = "#94a3b8"
-
-
-class GraphvizMissing(RuntimeError):
-    """Graphviz's ``dot`` program is not installed, so no SVG can be rendered."""
 
 
 @dataclass(frozen=True)

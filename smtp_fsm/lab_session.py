@@ -69,20 +69,22 @@ def wire_lines(step: TraceStep) -> list[str]:
     """A step as a student sees it on the wire: the server's reply (a 334 challenge decoded), then what
     the client wrote (a message's content summed up)."""
     lines = []
+    challenge = ""  # a 334 challenge decoded ("Username:"), which says what the masked answer is
     if step.reply is not None:
         text = step.reply.lines[-1] if step.reply.lines else ""
         line = f"S: {step.reply.code} {text}".rstrip()
         if step.state_after == table.AUTH_RESPONSE and text:  # the table took it for a challenge
             with contextlib.suppress(binascii.Error, UnicodeDecodeError):  # a challenge that is not base64 text
-                line += f" ({base64.b64decode(text, validate=True).decode('utf-8')})"
+                challenge = base64.b64decode(text, validate=True).decode("utf-8")
+                line += f" ({challenge})"
         lines.append(line)
     sent = [part for part in step.sent.decode("utf-8", "replace").split("\r\n") if part]
     if step.state_after == table.CONTENT and len(sent) > 1:
         lines += ["C: the message", "C: ."]
     else:
-        challenge = lines[-1].rsplit("(", 1)[-1].rstrip(":)").lower() if lines else ""
         secret = {"username": "C: the user name, in base64", "password": "C: the password, in base64"}
-        lines += [secret.get(challenge, f"C: {part}") if part == MASK.decode() else f"C: {part}" for part in sent]
+        answer = secret.get(challenge.rstrip(":").lower())
+        lines += [answer if answer and part == MASK.decode() else f"C: {part}" for part in sent]
     return lines
 
 
