@@ -48,7 +48,7 @@ from .protocol.rules import auth_command, mechanism_for, reply_of, source_of, us
 from .protocol.runtime import MACHINE
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
-from .trace import TraceStep, describe, hide_credentials
+from .trace import TraceStep, hide_credentials
 from .transaction import Pending, Submission, Transaction, Work, build_transaction
 
 log = logging.getLogger("smtp_fsm")
@@ -113,7 +113,7 @@ class SessionModel:
         self._content_queued: list[Transaction] = []  # messages whose content is in _out, not handed out yet
         #: Complete replies read so far; drivers restart their per-reply deadline when it moves.
         self.replies_received = 0
-        self.trace: list[TraceStep] | None = [] if options.trace else None
+        self.trace: list[TraceStep] | None = None  # (_traced.TracedSessionModel records one)
         self._emitted = 0  # events and errors queued so far (a trace step takes the ones it added)
 
     # -- the I/O surface ------------------------------------------------------
@@ -374,23 +374,8 @@ class SessionModel:
         self.tx = self.next_tx = None
 
     def _step(self, reply: Reply | None, note: str, action: Callable[[], None]) -> None:
-        """Run ``action`` and, when tracing, record what it did as one step."""
-        if self.trace is None:
-            action()
-            return
-        # The step is what the action added: output, events, the row taken (the model notes each).
-        before, out, emitted = self.state, list(self._out), self._emitted
-        self.row = -1
+        """Run ``action``: one step of the session (``_traced.TracedSessionModel`` records it)."""
         action()
-        now = self._out
-        kept = len(now) >= len(out) and all(a is b for a, b in zip(out, now, strict=False))
-        sent = b"".join(now[len(out) :] if kept else now)  # else unsent output was dropped, then added to
-        added = min(self._emitted - emitted, len(self._events))
-        events = tuple(describe(item) for item in list(self._events)[len(self._events) - added :])
-        rows = (self.row,) if self.row >= 0 else ()
-        # A SASL response is what a step into auth_response sends: it is masked whole.
-        masked = hide_credentials(sent, self.state == protocol.AUTH_RESPONSE)
-        self.trace.append(TraceStep(before, reply, self.state, masked, events, note, rows))
 
     # -- the table's actions (named in protocol/table.py) ------------------------------
 

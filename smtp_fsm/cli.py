@@ -95,6 +95,8 @@ _DEFAULT_BODY = "This is a test mailing\n"
 INSECURE_WARNING = (f"{PROG}: WARNING: --insecure: the server's certificate is not checked; "
                     "anyone on the path can read and change this session")
 _FORMATS = ("dot", "mmd", "svg")
+#: The stepper's views (stepper.STEPPER_VIEWS; a test keeps the two equal: importing it here would draw the lab).
+_STEPPER_VIEWS = ("pages", "machine", "setup", "auth", "transaction", "content", "endings", "lab")
 #: --trace shows this many lines of the message itself; --dry-run shows all of it.
 _TRACE_DATA_LINES = 20
 
@@ -786,7 +788,7 @@ def _report_trace(client: SMTPClient, args: argparse.Namespace, transcript: Text
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(sys.stdout, args.html, _use_color(args.no_color))
+    return run_demo(sys.stdout, args.html, _use_color(args.no_color), args.view)
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
@@ -846,10 +848,11 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if args.html is None:
         _print_text(annotated_text(steps, color=_use_color(args.no_color)))
         return EXIT_OK
-    from .stepper import write_stepper
+    from .stepper import load_svgs, write_stepper
 
+    svgs = load_svgs(args.view)  # (GraphvizMissing: exit 2 with what to install)
     try:
-        write_stepper(steps, args.html, title=args.title or args.trace_file.name)
+        write_stepper(steps, args.html, title=args.title or args.trace_file.name, view=args.view, svgs=svgs)
     except OSError as exc:
         raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
     print(f"wrote {args.html} ({len(steps)} steps)")
@@ -1013,6 +1016,9 @@ def _add_demo(commands: Any) -> None:
     )
     demo.set_defaults(func=cmd_demo, command_parser=demo)
     demo.add_argument("--html", type=Path, metavar="FILE", help="also write the session as an HTML stepper")
+    demo.add_argument("--view", choices=_STEPPER_VIEWS, default="lab",
+                      help="the stepper's diagram: the lab's path (default), 'pages' (each step on its phase's "
+                           "page) or one view")
     demo.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set or not a TTY)")
 
 
@@ -1051,6 +1057,9 @@ def _add_trace(commands: Any) -> None:
     trace.set_defaults(func=cmd_trace, command_parser=trace)
     trace.add_argument("trace_file", type=Path, metavar="TRACE.jsonl", help="a trace saved as JSON lines")
     trace.add_argument("--html", type=Path, metavar="FILE", help="write an HTML stepper to FILE")
+    trace.add_argument("--view", choices=_STEPPER_VIEWS, default="pages",
+                       help="the stepper's diagram: 'pages' (default: each step on its phase's page, the edges "
+                            "in words), 'machine' (the whole machine) or one page or the lab")
     trace.add_argument("--title", metavar="TEXT", help="the stepper's title (default: the file name)")
     trace.add_argument("--no-color", action="store_true", help="no colour (also when NO_COLOR is set or not a TTY)")
 

@@ -12,7 +12,8 @@ _RESET = "\x1b[0m"
 _COLOURS = {"state": "\x1b[36m", "S": "\x1b[32m", "C": "\x1b[33m", "event": "\x1b[35m", "error": "\x1b[31m",
             "note": "\x1b[2m"}
 _MAX_EVENT = 110
-_ERROR_EVENT = re.compile(r"\w+: ")  # errors are recorded as "Name: message", events as "Name(...)"
+#: An error among the events: "error (Name): ..." in words, "Name: message" as a repr ("Name(...)" is an event).
+_ERROR_EVENT = re.compile(r"error \(|\w+: ")
 
 
 def _short_event(event: str) -> str:
@@ -23,7 +24,7 @@ def annotated_text(steps: Sequence[TraceStep], color: bool = False, max_lines: i
     """The transcript with the state beside each line: ``state  S: ...`` and ``-> state  C: ...``.
 
     Server lines carry the state the reply arrived in, client lines the state
-    the session moved to.  Events follow as ``*`` lines.  ``color`` adds ANSI
+    the session moved to.  Events follow as ``*`` lines, in words.  ``color`` adds ANSI
     colours; without it the text reads the same.  ``max_lines`` elides long
     client data (message content) after that many lines per step.
     """
@@ -52,7 +53,7 @@ def annotated_text(steps: Sequence[TraceStep], color: bool = False, max_lines: i
             client = [*client[: max_lines - 1], f"C: ... ({hidden} more lines) ...", client[-1]]
         for line in client:
             emit(moved, "C", line)
-        for event in step.events:
+        for event in step.words or step.events:  # (in words; a trace from before they were recorded: reprs)
             kind = "error" if _ERROR_EVENT.match(event) else "event"
             emit(moved, kind, f"* {_short_event(event)}")
         if not client and not step.events and step.state_after != step.state_before:

@@ -38,10 +38,19 @@ def demo_message() -> EmailMessage:
     return msg
 
 
-def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | None = None) -> int:
-    """Run the demo, print the annotated transcript and what arrived; 0 on success."""
+def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | None = None,
+             view: str = "lab") -> int:
+    """Run the demo, print the annotated transcript and what arrived; 0 on success.
+
+    ``html``: also write the session as a stepper page on ``view`` (the lab's path by default).
+    """
     from .console import annotated_text
 
+    svgs = None
+    if html is not None:
+        from .stepper import load_svgs
+
+        svgs = load_svgs(view)  # before the session: without Graphviz nor a shipped SVG, nothing runs
     if color is None:
         color = out.isatty() and "NO_COLOR" not in os.environ
     # aiosmtpd 1.4.6 logs a deprecation warning of its own on every AUTH; it is not ours to show.
@@ -49,8 +58,9 @@ def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | N
     server = LocalSMTPServer(credentials={DEMO_USER: DEMO_PASSWORD}, auth_require_tls=False, pipelining=True)
     with server:
         print(f"embedded aiosmtpd listening on {server.host}:{server.port}\n", file=out)
+        # In lockstep, as the lab was: each command waits for its reply (the lab view's path).
         with SMTPClient(server.host, server.port, username=DEMO_USER, password=DEMO_PASSWORD,
-                        auth_mechanism="LOGIN", timeout=10, trace=True) as client:
+                        auth_mechanism="LOGIN", pipelining=False, timeout=10, trace=True) as client:
             result = client.send_message(demo_message())
         steps = client.trace
     print(annotated_text(steps, color=color), file=out)
@@ -74,8 +84,11 @@ def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | N
         print(f"  attachment {part.get_filename()}: {len(data)} bytes, intact: {data == bytes(range(256))}",
               file=out)
     if html is not None:
+        from .auth import Credentials
         from .stepper import write_stepper
 
-        write_stepper(steps, html, title="smtp_fsm demo: the lab's mail, step by step")
+        # The only place a page shows credentials: the embedded server's throw-away account.
+        write_stepper(steps, html, title="smtp_fsm demo: the lab's mail, step by step", view=view,
+                      demo_credentials=Credentials(DEMO_USER, DEMO_PASSWORD), svgs=svgs)
         print(f"\nstepper written to {html}", file=out)
     return 0 if result.ok else 1

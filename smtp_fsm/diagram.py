@@ -190,9 +190,11 @@ def build_view(name: str) -> View:
         return _lab_view()
     core = PAGES[name]
     chosen = tuple(e for e in edges if e.source in core)
-    exits = tuple(dict.fromkeys(e.dest for e in chosen if e.dest not in core))
-    live = [s for s in core if s in table.LIVE_STATES]
-    return View(name, core, exits, chosen, rules if live else ())
+    drawn_rules = rules if any(s in table.LIVE_STATES for s in core) else ()
+    # where the rules lead is an exit too: a node with its state's id, not one dot would make up
+    ends = [*(e.dest for e in chosen), *(_rule_rows(trigger)[1] for trigger in drawn_rules)]
+    exits = tuple(dict.fromkeys(dest for dest in ends if dest not in core))
+    return View(name, core, exits, chosen, drawn_rules)
 
 
 # --- DOT -------------------------------------------------------------------------

@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from email.message import Message
 from typing import Protocol, TypedDict
 
-from ._model import END_OF_DATA, SessionModel
+from ._model import END_OF_DATA
+from ._traced import model_for
 from .errors import LocalProtocolError, SMTPError, SMTPTimeout, TLSError, TLSHandshakeTimeout
 from .events import NeedData, SessionEvent
 from .extensions import Capabilities
@@ -102,7 +103,7 @@ class ClientSession:
         quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:
-        self._model = SessionModel(session_options(locals()))
+        self._model = model_for(session_options(locals()))
 
     # -- the I/O surface ------------------------------------------------------
 
@@ -279,7 +280,7 @@ def submission_of(from_addr: str, to_addrs: str | Iterable[str], msg: bytes | st
 def session_from_options(options: SessionOptions) -> ClientSession:
     """A session with these settings (checked when ``options`` was made, not again)."""
     session = ClientSession.__new__(ClientSession)
-    session._model = SessionModel(options)
+    session._model = model_for(options)
     return session
 
 

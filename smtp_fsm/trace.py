@@ -2,8 +2,9 @@
 
 A step is one reply from the server (or one thing the caller did: queued
 work, reported the TLS handshake, saw the connection close) with the state
-before, the bytes the client sent in answer, the state after, the events, and
-the protocol table's row it took.  Credentials never enter a trace: AUTH data
+before, the command the reply answered, the bytes the client sent in answer,
+the state after, the events (as reprs and in words), and the protocol
+table's row it took.  Credentials never enter a trace: AUTH data
 is recorded as ``MASK``, a placeholder that replay accepts in place of any
 credential.
 
@@ -44,6 +45,11 @@ class TraceStep:
     #: a recorded reply's row, or the row its trigger fired.  None when the trace did not record
     #: them (a hand-written transcript, an older trace file).
     rows: tuple[int, ...] | None = None
+    #: The command the step's reply answered, as it went on the wire ("RCPT TO:<bob@example.org>",
+    #: credentials masked): with PIPELINING the reply to a command can come several commands later.
+    answers: str = ""
+    #: ``events`` in words, for people ("message 1 delivered to bob@example.org (250 2.0.0 queued)").
+    words: tuple[str, ...] = ()
 
 
 class TranscriptError(ValueError):
@@ -83,6 +89,8 @@ def step_to_dict(step: TraceStep) -> dict[str, Any]:
         "events": list(step.events),
         "note": step.note,
         "rows": None if step.rows is None else list(step.rows),
+        "answers": step.answers,
+        "words": list(step.words),
     }
 
 
@@ -97,6 +105,8 @@ def step_from_dict(data: dict[str, Any]) -> TraceStep:
         events=tuple(str(x) for x in data.get("events", ())),
         note=str(data.get("note", "")),
         rows=None if data.get("rows") is None else tuple(int(x) for x in data["rows"]),
+        answers=str(data.get("answers", "")),
+        words=tuple(str(x) for x in data.get("words", ())),
     )
 
 

@@ -655,7 +655,18 @@ def test_saved_trace_prints_and_becomes_a_stepper(server: LocalSMTPServer, tmp_p
     bare = tmp_path / "bare.html"
     made = run_cli("trace", str(saved), "--html", str(bare), env={"PATH": str(tmp_path / "empty")})
     assert made.returncode == cli.EXIT_OK, made.stderr
-    assert 'id="view&#45;machine" class="graph"' in bare.read_text(encoding="utf-8")
+    assert 'id="setup/view&#45;setup" class="graph"' in bare.read_text(encoding="utf-8")  # (default: pages)
+    made = run_cli("trace", str(saved), "--html", str(bare), "--view", "machine", env={"PATH": str(tmp_path / "e")})
+    assert made.returncode == cli.EXIT_OK, made.stderr
+    assert 'id="machine/view&#45;machine" class="graph"' in bare.read_text(encoding="utf-8")
+    refused = run_cli("trace", str(saved), "--html", str(bare), "--view", "slides")
+    assert refused.returncode == cli.EXIT_USAGE and b"invalid choice: 'slides'" in refused.stderr
+
+
+def test_the_command_line_offers_the_stepper_views() -> None:
+    from smtp_fsm.stepper import STEPPER_VIEWS
+
+    assert cli._STEPPER_VIEWS == STEPPER_VIEWS
 
 
 @pytest.mark.parametrize("content", [None, b"{not json\n", b'{"state_before": "greeting"}\n'])
@@ -683,3 +694,8 @@ def test_a_stepper_page_without_dot_for_a_changed_table_is_exit_2_in_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "graphviz" in err.lower() and "Traceback" not in err
     assert not (tmp_path / "page.html").exists()
+    # the demo finds out before it runs a session: nothing is sent, nothing printed but the one line
+    assert cli.main(["demo", "--no-color", "--html", str(tmp_path / "demo.html")]) == cli.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "graphviz" in err.lower()
+    assert not (tmp_path / "demo.html").exists()

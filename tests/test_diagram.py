@@ -16,6 +16,7 @@ from conftest import require_tool
 import smtp_fsm
 from smtp_fsm.diagram import (
     ANY_NODE,
+    LAB_NOTE,
     LAB_STEPS,
     PAGES,
     RECORDED_CAPTION,
@@ -207,6 +208,14 @@ def test_render_svg_records_the_dot_hash_and_keeps_the_ids() -> None:
     assert set(machine.STATE_NAMES) <= ids
     assert {edge_id(*e.key) for e in build_view("machine").edges} <= ids  # what the stepper lights
     assert svg_dot_hash("<svg/>") is None
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_node_drawn_has_the_id_the_stepper_looks_for(view: str) -> None:
+    """No node that dot made up (an edge's end nobody declared gets an id like 'view-setup_node11')."""
+    svg = (DIAGRAMS / f"{view}.svg").read_text(encoding="utf-8")
+    ids = {html.unescape(i) for i in re.findall(r'<g id="([^"]+)" class="node"', svg)}
+    assert ids <= {*machine.STATE_NAMES, ANY_NODE, START_NODE, LAB_NOTE}, ids - set(machine.STATE_NAMES)
 
 
 @pytest.mark.parametrize("view", VIEWS)

@@ -1,31 +1,42 @@
-"""The lecture stepper: a real session's trace replayed on the diagram, checked as HTML and in headless Chromium."""
+"""The lecture stepper: real sessions' traces on the diagrams, checked as HTML and in headless Chromium."""
 
 from __future__ import annotations
 
+import base64
 import html
+import io
+import json
+import os
 import re
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import headless_chromium, require_tool
+from conftest import headless_chromium
 
-from smtp_fsm.diagram import LAB_STEPS
+from smtp_fsm.auth import Credentials
+from smtp_fsm.diagram import LAB_STEPS, PAGES, build_view, edge_id, rule_triggers
 from smtp_fsm.protocol import table as machine
-from smtp_fsm.stepper import render_stepper, step_edges, write_stepper
+from smtp_fsm.stepper import PAGES_VIEW, SHOWN_LINES, STEPPER_VIEWS, render_stepper, step_edges, write_stepper
+from smtp_fsm.stepper._table import PAGE_OF
 from smtp_fsm.sync import SMTPClient
 from smtp_fsm.testing import LocalSMTPServer, SessionStepper
-from smtp_fsm.trace import TraceStep
+from smtp_fsm.trace import MASK, TraceStep
 
 NAMESPACES = ('xmlns="http://www.w3.org/2000/svg"', 'xmlns:xlink="http://www.w3.org/1999/xlink"')
+PAGE_JS = Path(__file__).parent.parent / "smtp_fsm" / "stepper" / "page.js"
+#: Where the Chromium tests leave their screenshots when this is set (the teaching guide's come from here).
+SHOTS = os.environ.get("SMTP_FSM_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
 def lab_trace() -> list[TraceStep]:
-    """The classic lab's session against aiosmtpd: EHLO, AUTH LOGIN, MAIL, RCPT, DATA, QUIT."""
+    """The classic lab's session against aiosmtpd: EHLO, AUTH LOGIN, MAIL, RCPT, DATA, QUIT, in lockstep."""
     with LocalSMTPServer(credentials={"student": "secret"}, auth_require_tls=False) as server:
         with SMTPClient(server.host, server.port, timeout=10, username="student", password="secret",
-                        auth_mechanism="LOGIN", trace=True) as client:
+                        auth_mechanism="LOGIN", pipelining=False, trace=True) as client:
             message = EmailMessage()
             message["From"] = "student@example.org"
             message["To"] = "teacher@example.org"
@@ -38,17 +49,53 @@ def lab_trace() -> list[TraceStep]:
     return list(client.trace)
 
 
+LONG_BODY = b"Subject: long\r\n\r\n" + b"".join(b"line %d of the content\r\n" % n for n in range(1, 31))
+
+
+def pipelined_trace() -> list[TraceStep]:
+    """PIPELINING: two messages, a refused recipient, a long content, then a 421 in the second."""
+    step = SessionStepper(local_hostname="client.test")
+    step.session.sendmail("a@example.org", ["b@example.org", "c@example.org"], LONG_BODY)
+    step.session.sendmail("a@example.org", ["d@example.org"], b"Subject: y\r\n\r\nhi\r\n")
+    for reply in (b"220 hi\r\n", b"250-hi\r\n250 PIPELINING\r\n",
+                  b"250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n354 go\r\n", b"250 2.0.0 queued\r\n250 ok\r\n",
+                  b"250 ok\r\n354 go\r\n", b"421 4.3.2 going down\r\n"):
+        step.feed(reply)
+    return step.trace
+
+
+def login_trace(mechanism: str, *challenges: bytes) -> list[TraceStep]:
+    step = SessionStepper(local_hostname="client.test", username="student", password="lab3-password",
+                          auth_mechanism=mechanism, allow_insecure_auth=True)
+    step.feed(b"220 mx\r\n")
+    step.feed(f"250-mx\r\n250 AUTH {mechanism}\r\n".encode())
+    for challenge in challenges:
+        step.feed(b"334 " + challenge + b"\r\n")
+    step.feed(b"235 2.7.0 ok\r\n")
+    return step.trace
+
+
+def _items(page: str) -> list[dict[str, str]]:
+    found = re.findall(r'<li id="fsm-step-(\d+)" data-before="([^"]*)" data-after="([^"]*)" data-view="([^"]*)" '
+                       r'data-edge="([^"]*)" data-explain="([^"]*)">(.*?)</li>', page, re.S)
+    keys = ("number", "before", "after", "view", "edge", "explain", "body")
+    return [dict(zip(keys, (*(html.unescape(part) for part in item[:-1]), item[-1]), strict=True)) for item in found]
+
+
+def _visible(markup: str) -> str:
+    """The text a reader sees: tags dropped first, then entities decoded (the text has <addresses>)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
 def _svg_ids(page: str, kind: str) -> set[str]:
     return {html.unescape(i) for i in re.findall(rf'<g id="([^"]+)" class="{kind}"', page)}
 
 
-def _scripted(replies: list[bytes], pipelining: bool) -> list[TraceStep]:
-    """A sans-IO session fed ``replies`` one by one (each a whole reply), with its trace."""
-    step = SessionStepper(local_hostname="client.test", pipelining=pipelining)
-    step.session.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
-    for reply in replies:
-        step.feed(reply)
-    return step.trace
+def _page_data(page: str) -> dict[str, Any]:
+    match = re.search(r'<script type="application/json" id="fsm-data">(.*?)</script>', page, re.S)
+    assert match is not None
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
 
 
 def test_the_lab_session_takes_the_lab_path(lab_trace: list[TraceStep]) -> None:
@@ -73,33 +120,46 @@ def test_the_lab_session_takes_the_lab_path(lab_trace: list[TraceStep]) -> None:
 )
 def test_steps_map_to_the_edge_the_session_took(replies: list[bytes], pipelining: bool,
                                                  expected: tuple[str, str, str]) -> None:
-    steps = _scripted(replies, pipelining)
-    edges = step_edges(steps)
+    step = SessionStepper(local_hostname="client.test", pipelining=pipelining)
+    step.session.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
+    for reply in replies:
+        step.feed(reply)
+    edges = step_edges(step.trace)
     assert expected in edges
-    for step, edge in zip(steps, edges, strict=True):
+    for traced, edge in zip(step.trace, edges, strict=True):
         if edge is not None:
-            assert (edge[0], edge[2]) == (step.state_before, step.state_after)
+            assert (edge[0], edge[2]) == (traced.state_before, traced.state_after)
             assert edge in machine.edges()
 
 
-def test_page_has_every_step_and_state(lab_trace: list[TraceStep]) -> None:
-    require_tool("dot", "Debian package graphviz")
-    page = render_stepper(lab_trace, title="Lab <1>")
-    items = re.findall(r'<li id="fsm-step-(\d+)" data-before="([^"]*)" data-after="([^"]*)" data-edge="([^"]*)"',
-                       page)
-    assert [int(n) for n, *_ in items] == list(range(1, len(lab_trace) + 1))
+# --- the page as HTML ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("view", STEPPER_VIEWS)
+def test_every_step_lights_an_edge_its_view_draws(view: str, lab_trace: list[TraceStep]) -> None:
+    """Works without Graphviz too: the SVGs of today's table ship in the package."""
+    steps = [*lab_trace, *pipelined_trace()]
+    page = render_stepper(steps, title="Lab <1>", view=view)
+    items = _items(page)
+    assert [int(item["number"]) for item in items] == list(range(1, len(steps) + 1))
     nodes, edges = _svg_ids(page, "node"), _svg_ids(page, "edge")
-    for step, (_n, before, after, edge) in zip(lab_trace, items, strict=True):
-        assert (before, after) == (step.state_before, step.state_after)
-        assert step.state_before in nodes and step.state_after in nodes
-        assert html.unescape(edge) in edges
+    for step, item, key in zip(steps, items, step_edges(steps), strict=True):
+        assert (item["before"], item["after"]) == (step.state_before, step.state_after)
+        shown = item["view"]
+        if view == PAGES_VIEW:  # the page of the phase the step starts in, where its edge is drawn
+            assert shown == PAGE_OF[key[0] if key else step.state_before]
+        else:
+            assert shown == view
+        if item["edge"]:
+            assert f"{shown}/{item['edge']}" in edges, item
+        if view in (PAGES_VIEW, "machine"):  # every move of the table is drawn there
+            assert key is None or item["edge"], item
+            assert f"{shown}/{step.state_after}" in nodes, item
+    if view == "lab":  # the lab's own session is all on the lab's view
+        assert all(item["edge"] for item in items[: len(lab_trace)])
     assert "<title>Lab &lt;1&gt;</title>" in page
-    assert "S: 220 " in page and "C: EHLO " in page and "C: QUIT" in page
-    assert "secret" not in page and "&lt;credentials&gt;" in page
 
 
 def test_page_needs_no_network(lab_trace: list[TraceStep]) -> None:
-    require_tool("dot", "Debian package graphviz")
     page = render_stepper(lab_trace)
     rest = page
     for namespace in NAMESPACES:
@@ -108,118 +168,287 @@ def test_page_needs_no_network(lab_trace: list[TraceStep]) -> None:
     assert not re.search(r"\b(src|href)\s*=", rest)
     assert "<link" not in rest and "@import" not in rest and "url(" not in rest
     assert "default-src 'none'" in page  # the CSP forbids any fetch the page might grow later
-    assert page.count("<svg") == 1
+    assert page.count("<svg") == len(PAGES)  # one per phase's page
+    assert render_stepper(lab_trace, view="lab").count("<svg") == 1
 
 
-def test_page_has_the_controls(lab_trace: list[TraceStep]) -> None:
-    require_tool("dot", "Debian package graphviz")
-    page = render_stepper(lab_trace)
-    for element in ('id="fsm-prev"', 'id="fsm-next"', 'id="fsm-counter"', "ArrowRight", "ArrowLeft"):
-        assert element in page
+def test_each_step_shows_exactly_the_row_it_fired(lab_trace: list[TraceStep]) -> None:
+    steps = [*lab_trace, *pipelined_trace()]
+    items = _items(render_stepper(steps))
+    for step, item in zip(steps, items, strict=True):
+        shown = [int(n) for n in re.findall(r'<div class="row" data-row="(\d+)">', item["body"])]
+        assert shown == list(step.rows or ()), item
+        named = {int(n) for n in re.findall(r"\brow (\d+):", item["explain"])}
+        assert named == set(step.rows or ()), item["explain"]  # never the other candidate rows
+    data_step, fired = next((item, step.rows) for step, item in zip(steps, items, strict=True)
+                            if step.state_before == machine.DATA and step.state_after == machine.CONTENT)
+    assert fired is not None and len(fired) == 1
+    candidates = [r for r in machine.TRANSITIONS if (r.source, r.trigger, r.dest) == (machine.DATA, "data_reply",
+                                                                                     machine.CONTENT)]
+    assert len(candidates) > 1  # the edge has several rows (LMTP, the next message queued) ...
+    assert data_step["explain"].startswith(f"row {fired[0]}: 354 to DATA: data → content. Now content")
+    assert "LMTP" not in data_step["explain"] and "next message" not in data_step["explain"]  # ... one fired
 
 
-def test_write_stepper(tmp_path: Path, lab_trace: list[TraceStep]) -> None:
-    require_tool("dot", "Debian package graphviz")
-    path = write_stepper(lab_trace, tmp_path / "lecture" / "lab.html", title="lab")
-    assert path.read_text(encoding="utf-8") == render_stepper(lab_trace, title="lab")
+def test_words_not_reprs(lab_trace: list[TraceStep]) -> None:
+    page = render_stepper([*lab_trace, *pipelined_trace()])
+    for repr_text in ("SessionReady(", "mappingproxy", "Reply(code", "MessageSent(", "Closed(", "SendResult"):
+        assert repr_text not in page
+    assert "→ message 1 delivered: accepted for b@example.org; refused for c@example.org (550 5.1.1 no such user)" \
+        in html.unescape(page)
+    assert "→ the session is open (not encrypted, authenticated as student)" in html.unescape(page)
+    assert "→ message 2 uncertain: accepted for d@example.org; because server is shutting down (421)" \
+        in html.unescape(page)
+    assert "→ error (ServerDisconnected): server is shutting down (421)" in html.unescape(page)
 
 
-def test_next_moves_the_highlight_in_chromium(tmp_path: Path, lab_trace: list[TraceStep],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    require_tool("dot", "Debian package graphviz")
-    driver = headless_chromium(tmp_path / "profile", monkeypatch, "--window-size=1400,900")
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
+def test_each_pipelined_reply_stands_beside_the_command_it_answers() -> None:
+    steps = pipelined_trace()
+    items = _items(render_stepper(steps))
+    bodies = [_visible(item["body"]) for item in items]
+    refused = next(body for body in bodies if "S: 550 5.1.1 no such user" in body)
+    assert "S: 550 5.1.1 no such user\n↳ answers C: RCPT TO:<c@example.org>" in refused
+    second_mail = [body for body in bodies if "↳ answers C: MAIL FROM:<a@example.org>" in body]
+    assert len(second_mail) == 2  # one per message: the second group went out with the first's content
+    assert any("S: 354 go\n↳ answers C: DATA" in body for body in bodies)
+    assert any("S: 250 2.0.0 queued\n↳ answers C: ." in body for body in bodies)
 
-    page = write_stepper(lab_trace, tmp_path / "stepper.html")
+
+def test_auth_login_and_plain_are_decoded_and_credentials_stay_masked() -> None:
+    login = login_trace("LOGIN", b"VXNlcm5hbWU6", b"UGFzc3dvcmQ6")
+    page = _visible(render_stepper(login))
+    assert "S: 334 VXNlcm5hbWU6\n   = base64 of “Username:”" in page
+    assert "= base64 of “Password:”" in page
+    assert page.count("(credentials: a trace never records them)") == 2
+    assert "lab3-password" not in page and base64.b64encode(b"lab3-password").decode() not in page
+    # the demo's page: its throw-away account put back, by the engine's own mechanism functions
+    text = _visible(render_stepper(login, demo_credentials=Credentials("student", "lab3-password")))
+    assert f"C: {base64.b64encode(b'student').decode()}\n   = base64 of “student”" in text
+    assert f"C: {base64.b64encode(b'lab3-password').decode()}\n   = base64 of “lab3-password”" in text
+    assert "never records them" not in text and MASK.decode() not in text  # not even what a reply answers
+    assert f"↳ answers C: {base64.b64encode(b'lab3-password').decode()}" in text
+
+    plain = login_trace("PLAIN")
+    masked = _visible(render_stepper(plain))
+    assert "C: AUTH PLAIN <credentials>" in masked and "(credentials: a trace never records them)" in masked
+    shown = _visible(render_stepper(plain, demo_credentials=Credentials("student", "lab3-password")))
+    initial = base64.b64encode(b"\0student\0lab3-password").decode()
+    assert f"C: AUTH PLAIN {initial}" in shown and "= base64 of “\\0student\\0lab3-password”" in shown
+
+
+def test_the_message_content_can_be_expanded_in_full() -> None:
+    items = _items(render_stepper(pipelined_trace()))
+    content = next(item for item in items if "line 1 of the content" in item["body"])
+    visible, _, folded = content["body"].partition("<details>")
+    assert visible.count('<span class="C">') == SHOWN_LINES
+    folded_text = html.unescape(folded)
+    assert all(f"line {n} of the content" in content["body"] for n in range(1, 31))
+    assert "line 30 of the content" in folded_text and "C: ." in folded_text
+    assert re.search(r"<summary>\d+ more lines \([\d,]+ bytes sent in this step\): show them all</summary>", folded)
+
+
+def test_explore_mode_reads_the_tables_rows(lab_trace: list[TraceStep]) -> None:
+    data = _page_data(render_stepper(lab_trace))
+    rows = data["rows"]
+    assert len(rows) == len(machine.TRANSITIONS)
+    for record, row in zip(rows, machine.TRANSITIONS, strict=True):
+        assert (record["index"], record["trigger"], record["source"], record["dest"], record["label"],
+                record["recorded"], record["after"]) == (
+            row.index, row.trigger, row.source, row.dest or row.source, row.label, row.recorded, list(row.after))
+        assert [c["name"] for c in record["conditions"]] == list(row.condition_names)
+        assert all(c["words"] for c in record["conditions"])  # every condition has its words (its docstring)
+    assert [s["name"] for s in data["states"]] == list(machine.STATE_NAMES)
+    assert set(data["rules"]) == set(rule_triggers())
+    # ... and the page's script holds no protocol of its own: no state or trigger is named in it
+    script = PAGE_JS.read_text(encoding="utf-8")
+    for name in (*machine.STATE_NAMES, *machine.TRIGGERS):
+        assert f'"{name}"' not in script, name
+
+
+# --- in headless Chromium ------------------------------------------------------------------
+
+_MEASURE = """
+const fig = Array.from(document.querySelectorAll('.fsm-view')).find(f => !f.hidden);
+const svg = fig.querySelector('svg');
+const graph = svg.querySelector('g.graph');
+const m = graph.transform.baseVal.consolidate().matrix;
+const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+const sizes = Array.from(svg.querySelectorAll('text[font-size]')).map(t => parseFloat(t.getAttribute('font-size')));
+const active = svg.querySelector('g.node.fsm-active');
+const pane = fig.getBoundingClientRect();
+const r = active ? active.getBoundingClientRect() : null;
+const activeText = active ? Array.from(active.querySelectorAll('text'))
+  .map(t => parseFloat(t.getAttribute('font-size')) * m.a * scale) : [];
+return {view: fig.dataset.view, smallest: Math.min(...sizes) * m.a * scale, activeText: activeText,
+        active: active ? active.id : null, taken: Array.from(svg.querySelectorAll('g.edge.fsm-taken')).map(e => e.id),
+        node: r ? [r.left, r.top, r.right, r.bottom] : null, pane: [pane.left, pane.top, pane.right, pane.bottom],
+        viewport: [window.innerWidth, window.innerHeight]};
+"""
+
+
+@pytest.fixture
+def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Headless Chromium as a 1920x1080 projector, without camera animations to wait for; at the end of
+    the test the page must have logged no script error."""
+    driver = headless_chromium(tmp_path / "profile", monkeypatch, "--hide-scrollbars")
     try:
         driver.set_page_load_timeout(30)
         driver.set_script_timeout(10)
-        driver.get(page.as_uri())
-        wait = WebDriverWait(driver, 10)
-
-        def active() -> str:
-            ids = [el.get_attribute("id") for el in driver.find_elements(By.CSS_SELECTOR, "g.node.fsm-active")]
-            assert len(ids) == 1, ids
-            return str(ids[0])
-
-        def counter() -> str:
-            return str(driver.find_element(By.ID, "fsm-counter").text)
-
-        wait.until(lambda d: counter() == f"step 1 of {len(lab_trace)}")
-        assert active() == lab_trace[0].state_after
-        first_edge = driver.find_elements(By.CSS_SELECTOR, "g.edge.fsm-taken")
-        assert [e.get_attribute("id") for e in first_edge] == ["greeting--greeting_reply--ehlo"]
-
-        driver.find_element(By.ID, "fsm-next").click()
-        wait.until(lambda d: counter() == f"step 2 of {len(lab_trace)}")
-        assert active() == lab_trace[1].state_after != lab_trace[0].state_after
-        assert "fsm-current" in str(driver.find_element(By.ID, "fsm-step-2").get_attribute("class"))
-
-        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
-        wait.until(lambda d: counter() == f"step 3 of {len(lab_trace)}")
-        assert active() == lab_trace[2].state_after
-
-        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
-        wait.until(lambda d: counter() == f"step 2 of {len(lab_trace)}")
-        assert active() == lab_trace[1].state_after
-        logs = driver.get_log("browser")  # type: ignore[no-untyped-call]
-        errors = [entry for entry in logs if entry.get("level") == "SEVERE"]
-        assert not errors, errors
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 1920, "height": 1080, "deviceScaleFactor": 1, "mobile": False})
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                               {"features": [{"name": "prefers-reduced-motion", "value": "reduce"}]})
+        yield driver
+        _assert_no_script_errors(driver)
     finally:
         driver.quit()
 
 
-def test_every_step_records_its_row_and_pipelined_replies_take_their_recorded_rows() -> None:
-    from smtp_fsm import ClientSession
-    from smtp_fsm.stepper import step_edges
-
-    session = ClientSession(local_hostname="client.example", trace=True)
-    session.sendmail("a@example.org", ["b@example.org"], b"x\r\n")
-    for reply in (b"220 mx\r\n", b"250-mx\r\n250 PIPELINING\r\n", b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n",
-                  b"250 queued\r\n"):
-        session.receive_data(reply)
-        session.data_to_send()
-    assert session.trace is not None
-    rows = [[machine.TRANSITIONS[index] for index in step.rows or ()] for step in session.trace]
-    assert [[row.trigger for row in step_rows] for step_rows in rows] == [
-        ["greeting_reply"], ["ehlo_reply"], ["begin_mail"], ["mail_reply"], ["rcpt_reply"], ["data_reply"],
-        ["final_reply"]]
-    # MAIL's and RCPT's replies arrived in 'data' and only were recorded: the table says so, row by row
-    assert [row.recorded for step_rows in rows for row in step_rows] == [False, False, False, True, True, False, False]
-    assert all(row.index == index for step in session.trace for row, index in
-               zip((machine.TRANSITIONS[i] for i in step.rows or ()), step.rows or (), strict=True))
-    edges = step_edges(session.trace)
-    assert edges[2] == ("ready", "begin_mail", "data")
-    assert edges[3] == ("data", "mail_reply", "data") and edges[4] == ("data", "rcpt_reply", "data")
-    assert edges[5] == ("data", "data_reply", "content")
-    assert all(edge in machine.edges() for edge in edges)
+def _assert_no_script_errors(driver: Any) -> None:
+    errors = [entry for entry in driver.get_log("browser") if entry.get("level") == "SEVERE"]
+    assert not errors, errors
 
 
-def test_a_trace_without_rows_takes_no_edge() -> None:
+def _shot(driver: Any, name: str) -> None:
+    """A JPEG of the page as it is now (docs/_static/stepper holds the ones the teaching guide shows)."""
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "jpeg", "quality": 80})
+        (Path(SHOTS) / f"{name}.jpg").write_bytes(base64.b64decode(shot["data"]))
+
+
+@pytest.mark.parametrize("view", ["pages", "lab", "machine"])
+def test_the_current_state_stays_in_view_and_legible_at_1920x1080(
+        view: str, tmp_path: Path, lab_trace: list[TraceStep], chromium: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium
+    page = write_stepper(lab_trace, tmp_path / "stepper.html", view=view)
+    driver.get(page.as_uri())
+    wait = WebDriverWait(driver, 10)
+    assert driver.execute_script("return [window.innerWidth, window.innerHeight]") == [1920, 1080]
+    body = driver.find_element(By.TAG_NAME, "body")
+    count = len(lab_trace)
+    for number in (1, 2, 3, count // 2, count - 1, count):
+        body.send_keys(Keys.HOME)
+        for _ in range(number - 1):
+            body.send_keys(Keys.ARROW_RIGHT)
+        wait.until(lambda d, n=number: d.find_element(By.ID, "fsm-counter").text == f"step {n} of {count}")
+        seen = driver.execute_script(_MEASURE)
+        step = lab_trace[number - 1]
+        assert seen["active"] == f"{seen['view']}/{step.state_after}", seen
+        left, top, right, bottom = seen["node"]
+        pane_left, pane_top, pane_right, pane_bottom = seen["pane"]
+        assert pane_left <= left and right <= pane_right and pane_top <= top and bottom <= pane_bottom, seen
+        assert right <= 1920 and bottom <= 1080
+        assert seen["smallest"] >= 14, seen  # every word on the diagram, not only the active state's
+        assert min(seen["activeText"]) >= 14, seen
+        key = step_edges([step])[0]
+        assert key is not None
+        expected = {edge_id(*key), edge_id("__any__", key[1], key[2])}
+        assert {taken.split("/", 1)[1] for taken in seen["taken"]} <= expected and seen["taken"], seen
+        if number in (1, count // 2, count):
+            _shot(driver, f"{view}-step{number}")
+
+
+def test_explore_mode_walks_the_table_from_a_state(tmp_path: Path, lab_trace: list[TraceStep],
+                                                   chromium: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium
+    page = write_stepper(lab_trace, tmp_path / "stepper.html")
+    rules = set(rule_triggers())
+
+    def listed(list_id: str) -> list[int]:
+        return [int(b.get_attribute("data-row")) for b in driver.find_elements(By.CSS_SELECTOR, f"#{list_id} button")]
+
+    driver.get(page.as_uri())
+    wait = WebDriverWait(driver, 10)
+    into_rcpt = next(n for n, step in enumerate(lab_trace, 1) if step.state_after == machine.RCPT)
+    driver.find_element(By.ID, f"fsm-step-{into_rcpt}").click()
+    driver.find_element(By.ID, "fsm-explore").click()
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-mode") == "explore")
+    assert driver.find_element(By.CSS_SELECTOR, "#fsm-explorer h2").text == "Explore: in rcpt"
+    from_rcpt = [r for r in machine.TRANSITIONS if r.source == machine.RCPT]
+    assert listed("fsm-explore-rows") == [r.index for r in from_rcpt if r.trigger not in rules]
+    assert listed("fsm-explore-rules") == [r.index for r in from_rcpt if r.trigger in rules]
+    _shot(driver, "explore-rcpt")
+
+    # "what if the server answers 550 to RCPT?": nobody accepted, so RSET
+    refused = next(r for r in from_rcpt if r.dest == machine.RSET)
+    driver.find_element(By.CSS_SELECTOR, f'#fsm-explore-rows button[data-row="{refused.index}"]').click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#fsm-explorer h2").text == "Explore: in rset")
+    seen = driver.execute_script(_MEASURE)
+    assert seen["view"] == PAGE_OF[machine.RCPT]  # the move is shown where it starts
+    assert seen["taken"] == [f"{seen['view']}/{edge_id(machine.RCPT, 'rcpt_reply', machine.RSET)}"]
+    assert seen["active"] == f"{seen['view']}/{machine.RSET}"
+    assert min(seen["activeText"]) >= 14
+    assert listed("fsm-explore-rows") == [r.index for r in machine.TRANSITIONS
+                                          if r.source == machine.RSET and r.trigger not in rules]
+    now = driver.find_element(By.ID, "fsm-now").text
+    assert f"row {refused.index}" in now and "rcpt → rset" in now
+    _shot(driver, "explore-rset")
+
+    # a session-wide rule lights its one edge from "any state"
+    shutdown = next(r for r in machine.TRANSITIONS if r.source == machine.RSET and r.trigger == "server_shutdown")
+    driver.find_element(By.CSS_SELECTOR, f'#fsm-explore-rules button[data-row="{shutdown.index}"]').click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#fsm-explorer h2").text == "Explore: in failed")
+    seen = driver.execute_script(_MEASURE)
+    assert seen["taken"] == [f"{seen['view']}/{edge_id('__any__', 'server_shutdown', machine.FAILED)}"]
+    assert driver.find_elements(By.CSS_SELECTOR, "#fsm-explore-rows button") == []  # nothing leaves failed
+
+    driver.find_element(By.ID, "fsm-explore-back").click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#fsm-explorer h2").text == "Explore: in rset")
+    driver.find_element(By.ID, "fsm-explore").click()  # back to the replay, where it was
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-mode") == "replay")
+    assert driver.find_element(By.ID, "fsm-counter").text == f"step {into_rcpt} of {len(lab_trace)}"
+
+
+def test_printing_gives_a_handout_without_controls(tmp_path: Path, lab_trace: list[TraceStep],
+                                                   chromium: Any) -> None:
+    from pypdf import PdfReader
+    from selenium.webdriver.common.by import By
+
+    driver = chromium
+    page = write_stepper(lab_trace, tmp_path / "stepper.html", title="Handout")
+    driver.get(page.as_uri())
+    driver.find_element(By.ID, "fsm-step-3").click()
+    pdf = base64.b64decode(driver.print_page())
+    (tmp_path / "handout.pdf").write_bytes(pdf)
+    reader = PdfReader(io.BytesIO(pdf))
+    text = "\n".join(p.extract_text() or "" for p in reader.pages)
+    assert len(reader.pages) >= 2
+    for control in ("previous", "next ▶", "explore", "auto", "step 3 of"):
+        assert control not in text, control
+    assert "Handout" in text and "C: EHLO" in text and "C: QUIT" in text
+    # every phase's page is printed whole: their titles are in the handout
+    for title in ("Session setup", "Authentication", "The mail transaction", "The content", "RSET, NOOP"):
+        assert title in text, title
+    assert all(f"{n}. " in text for n in range(1, len(lab_trace) + 1))
+
+
+def test_a_state_missing_from_the_view_is_said_not_drawn() -> None:
+    """On the lab's view a pipelined session leaves the lab's path: those steps light nothing, and say so."""
+    page = render_stepper(pipelined_trace(), view="lab")
+    drawn = {e.key for e in build_view("lab").edges}
+    for item, key in zip(_items(page), step_edges(pipelined_trace()), strict=True):
+        assert bool(item["edge"]) == (key in drawn)
+    assert "(not drawn on this view)" in PAGE_JS.read_text(encoding="utf-8")
+
+
+def test_a_trace_from_before_rows_and_words_still_renders() -> None:
+    """A hand-written trace, or one saved by an older version: no rows, no answers, no words."""
     from dataclasses import replace
 
-    from smtp_fsm import ClientSession
-    from smtp_fsm.stepper import step_edges
-
-    session = ClientSession(local_hostname="client.example", trace=True)
-    session.receive_data(b"220 mx\r\n")
-    assert session.trace is not None
-    assert step_edges(session.trace) == [("greeting", "greeting_reply", "ehlo")]
-    assert step_edges([replace(step, rows=None) for step in session.trace]) == [None]
+    steps = pipelined_trace()
+    old = [replace(step, rows=None, answers="", words=()) for step in steps]
+    assert step_edges(old) == [None] * len(old)
     # a row from another table (it does not fit the step's states) is not drawn either
-    assert step_edges([replace(step, rows=(len(machine.TRANSITIONS) - 1,)) for step in session.trace]) == [None]
-
-
-def test_a_session_wide_rule_lights_its_edge_from_any_state() -> None:
-    """A 421 in the middle of a transaction: the step's edge is the rule's, drawn once from "any state"."""
-    step = SessionStepper(local_hostname="client.test", pipelining=False)
-    step.session.sendmail("a@example.org", ["b@example.org"], b"Subject: x\r\n\r\nhi\r\n")
-    for reply in (b"220 hi\r\n", b"250 ok\r\n", b"421 4.3.2 going down\r\n"):
-        step.feed(reply)
-    page = render_stepper(step.trace, title="421")
-    edges = re.findall(r'data-edge="([^"]*)"', page)
-    assert edges[-1] == "__any__--server_shutdown--failed", edges
-    drawn = {html.unescape(i) for i in re.findall(r'<g id="([^"]+)" class="edge"', page)}
-    assert all(edge in drawn for edge in edges if edge), set(edges) - drawn
+    assert step_edges([replace(steps[0], rows=(len(machine.TRANSITIONS) - 1,))]) == [None]
+    items = _items(render_stepper(old))
+    assert all(item["edge"] == "" for item in items)
+    assert all("no table row recorded" in item["body"] for item in items)
+    assert any("MessageSent(" in html.unescape(item["body"]) for item in items)  # its reprs: all it has

@@ -160,16 +160,19 @@ def tls_required_missing(ev: EventData) -> bool:
 
 
 def tls_required(ev: EventData) -> bool:
+    """starttls="required" and the link is not encrypted yet."""
     s = _session(ev)
     return s.starttls_policy == "required" and not s.encrypted
 
 
 def starttls_offered(ev: EventData) -> bool:
+    """The server offers STARTTLS, the link is not encrypted yet, and the caller did not say starttls="never"."""
     s = _session(ev)
     return not s.encrypted and s.starttls_policy != "never" and s.capabilities.starttls
 
 
 def auth_wanted(ev: EventData) -> bool:
+    """The caller gave credentials and the session has not authenticated yet."""
     s = _session(ev)
     return s.credentials is not None and not s.authenticated
 
@@ -188,6 +191,7 @@ def mechanism_for(s: SessionView) -> Mechanism | None:
 
 
 def auth_unavailable(ev: EventData) -> bool:
+    """Credentials were given, but the server offers no AUTH mechanism the client can use with them."""
     return auth_wanted(ev) and mechanism_for(_session(ev)) is None
 
 
@@ -283,6 +287,7 @@ def last_chunk_next(ev: EventData) -> bool:
 
 
 def recipients_accepted(ev: EventData) -> bool:
+    """The sender and at least one recipient were accepted."""
     tx = _tx(ev)
     return tx.sender_ok and tx.accepted_count > 0
 
