@@ -788,7 +788,20 @@ def _report_trace(client: SMTPClient, args: argparse.Namespace, transcript: Text
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if args.html is not None:
+        _check_writable(args.html)  # before the session: a page that cannot be written costs nothing
     return run_demo(sys.stdout, args.html, _use_color(args.no_color), args.view)
+
+
+def _check_writable(path: Path) -> None:
+    """``UsageError`` unless ``path`` can be written (its directory is made when missing)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    target = path if path.exists() else path.parent
+    if path.is_dir() or not os.access(target, os.W_OK):
+        raise UsageError(f"cannot write {path}: {'a directory' if path.is_dir() else 'permission denied'}")
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:

@@ -88,7 +88,11 @@ def run_demo(out: TextIO = sys.stdout, html: Path | None = None, color: bool | N
         from .stepper import write_stepper
 
         # The only place a page shows credentials: the embedded server's throw-away account.
-        write_stepper(steps, html, title="smtp_fsm demo: the lab's mail, step by step", view=view,
-                      demo_credentials=Credentials(DEMO_USER, DEMO_PASSWORD), svgs=svgs)
+        try:
+            write_stepper(steps, html, title="smtp_fsm demo: the lab's mail, step by step", view=view,
+                          demo_credentials=Credentials(DEMO_USER, DEMO_PASSWORD), svgs=svgs)
+        except OSError as exc:
+            print(f"smtp-fsm: error: cannot write {html}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         print(f"\nstepper written to {html}", file=out)
     return 0 if result.ok else 1

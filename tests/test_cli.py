@@ -663,6 +663,14 @@ def test_saved_trace_prints_and_becomes_a_stepper(server: LocalSMTPServer, tmp_p
     assert refused.returncode == cli.EXIT_USAGE and b"invalid choice: 'slides'" in refused.stderr
 
 
+def test_a_stepper_page_that_cannot_be_written_is_said_before_the_demo_runs(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    done = run_cli("demo", "--no-color", "--html", str(tmp_path / "file" / "page.html"), cwd=tmp_path)
+    assert done.returncode == cli.EXIT_USAGE, done.stderr
+    assert b"cannot write" in done.stderr and b"Traceback" not in done.stderr
+    assert done.stdout == b""  # no session ran
+
+
 def test_the_command_line_offers_the_stepper_views() -> None:
     from smtp_fsm.stepper import STEPPER_VIEWS
 

@@ -77,8 +77,8 @@ def login_trace(mechanism: str, *challenges: bytes) -> list[TraceStep]:
 
 def _items(page: str) -> list[dict[str, str]]:
     found = re.findall(r'<li id="fsm-step-(\d+)" data-before="([^"]*)" data-after="([^"]*)" data-view="([^"]*)" '
-                       r'data-edge="([^"]*)" data-explain="([^"]*)">(.*?)</li>', page, re.S)
-    keys = ("number", "before", "after", "view", "edge", "explain", "body")
+                       r'data-edge="([^"]*)" data-undrawn="([^"]*)" data-explain="([^"]*)">(.*?)</li>', page, re.S)
+    keys = ("number", "before", "after", "view", "edge", "undrawn", "explain", "body")
     return [dict(zip(keys, (*(html.unescape(part) for part in item[:-1]), item[-1]), strict=True)) for item in found]
 
 
@@ -135,8 +135,12 @@ def test_steps_map_to_the_edge_the_session_took(replies: list[bytes], pipelining
 # --- the page as HTML ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("view", STEPPER_VIEWS)
-def test_every_step_lights_an_edge_its_view_draws(view: str, lab_trace: list[TraceStep]) -> None:
-    """Works without Graphviz too: the SVGs of today's table ship in the package."""
+def test_every_step_lights_an_edge_its_view_draws(view: str, lab_trace: list[TraceStep],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without Graphviz: the SVGs of today's table ship in the package."""
+    from smtp_fsm import diagram
+
+    monkeypatch.setattr(diagram, "svg_available", lambda: False)
     steps = [*lab_trace, *pipelined_trace()]
     page = render_stepper(steps, title="Lab <1>", view=view)
     items = _items(page)
@@ -277,11 +281,14 @@ const sizes = Array.from(svg.querySelectorAll('text[font-size]')).map(t => parse
 const active = svg.querySelector('g.node.fsm-active');
 const pane = fig.getBoundingClientRect();
 const r = active ? active.getBoundingClientRect() : null;
+const takenEl = svg.querySelector('g.edge.fsm-taken');
+const taken = takenEl ? takenEl.getBoundingClientRect() : null;
 const activeText = active ? Array.from(active.querySelectorAll('text'))
   .map(t => parseFloat(t.getAttribute('font-size')) * m.a * scale) : [];
 return {view: fig.dataset.view, smallest: Math.min(...sizes) * m.a * scale, activeText: activeText,
         active: active ? active.id : null, taken: Array.from(svg.querySelectorAll('g.edge.fsm-taken')).map(e => e.id),
         node: r ? [r.left, r.top, r.right, r.bottom] : null, pane: [pane.left, pane.top, pane.right, pane.bottom],
+        edge: taken ? [taken.left, taken.top, taken.right, taken.bottom] : null,
         viewport: [window.innerWidth, window.innerHeight]};
 """
 
@@ -349,6 +356,9 @@ def test_the_current_state_stays_in_view_and_legible_at_1920x1080(
         assert key is not None
         expected = {edge_id(*key), edge_id("__any__", key[1], key[2])}
         assert {taken.split("/", 1)[1] for taken in seen["taken"]} <= expected and seen["taken"], seen
+        # the edge taken is on the screen too (whole when it fits at a legible scale, else where it ends)
+        e_left, e_top, e_right, e_bottom = seen["edge"]
+        assert e_left < pane_right and e_right > pane_left and e_top < pane_bottom and e_bottom > pane_top, seen
         if number in (1, count // 2, count):
             _shot(driver, f"{view}-step{number}")
 
@@ -430,13 +440,49 @@ def test_printing_gives_a_handout_without_controls(tmp_path: Path, lab_trace: li
     assert all(f"{n}. " in text for n in range(1, len(lab_trace) + 1))
 
 
-def test_a_state_missing_from_the_view_is_said_not_drawn() -> None:
+def test_the_handout_has_the_whole_content(tmp_path: Path, chromium: Any) -> None:
+    from pypdf import PdfReader
+
+    page = write_stepper(pipelined_trace(), tmp_path / "stepper.html", view="transaction")
+    chromium.get(page.as_uri())
+    pdf = PdfReader(io.BytesIO(base64.b64decode(chromium.print_page())))
+    text = "\n".join(p.extract_text() or "" for p in pdf.pages)
+    assert all(f"line {n} of the content" in text for n in (1, 8, 9, 30)), text
+    assert "show them all" not in text
+    # ... and the page on the screen folds it again
+    assert chromium.execute_script("return document.querySelectorAll('#fsm-transcript details[open]').length") == 0
+
+
+def test_a_step_off_the_view_says_so(tmp_path: Path, chromium: Any) -> None:
     """On the lab's view a pipelined session leaves the lab's path: those steps light nothing, and say so."""
-    page = render_stepper(pipelined_trace(), view="lab")
+    from selenium.webdriver.common.by import By
+
+    steps = pipelined_trace()
+    page = render_stepper(steps, view="lab")
     drawn = {e.key for e in build_view("lab").edges}
-    for item, key in zip(_items(page), step_edges(pipelined_trace()), strict=True):
+    items = _items(page)
+    for item, key in zip(items, step_edges(steps), strict=True):
         assert bool(item["edge"]) == (key in drawn)
-    assert "(not drawn on this view)" in PAGE_JS.read_text(encoding="utf-8")
+        assert item["undrawn"] == ("1" if key is not None and key not in drawn else "")
+    off, on = (next(n for n, item in enumerate(items, 1) if bool(item["undrawn"]) is wanted)
+               for wanted in (True, False))
+    path = tmp_path / "off.html"
+    path.write_text(page, encoding="utf-8")
+    driver = chromium
+    driver.get(path.as_uri())
+    for number, noted in ((off, True), (on, False)):
+        driver.find_element(By.ID, f"fsm-step-{number}").click()
+        said = driver.find_element(By.ID, "fsm-now").text
+        assert said.endswith("(not drawn on this view)") is noted, said
+
+
+def test_a_state_from_another_table_does_not_break_the_page() -> None:
+    from dataclasses import replace
+
+    bogus = replace(pipelined_trace()[0], state_before="bogus", rows=None)
+    for view in STEPPER_VIEWS:
+        [item] = _items(render_stepper([bogus], view=view))
+        assert item["before"] == "bogus" and item["edge"] == ""
 
 
 def test_a_trace_from_before_rows_and_words_still_renders() -> None:

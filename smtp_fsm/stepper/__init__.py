@@ -92,7 +92,8 @@ def _drawn(name: str) -> _Drawn:
 
 def _place(step: TraceStep, key: Key | None, names: Sequence[str], drawn: dict[str, _Drawn]) -> tuple[str, str]:
     """The view a step is shown on, and the id of its edge there ("" when that view does not draw it)."""
-    name = PAGE_OF[key[0] if key else step.state_before] if len(names) > 1 else names[0]
+    # (a state this table does not have -- a trace from another version -- is shown on the first page)
+    name = PAGE_OF.get(key[0] if key else step.state_before, names[0]) if len(names) > 1 else names[0]
     if key is None:
         return name, ""
     if key in drawn[name].edges:
@@ -115,7 +116,7 @@ def _inline_svg(name: str, svg: str) -> str:
     return body.replace(' id="', f' id="{name}/')
 
 
-def _step_item(text: StepText, view: str, edge: str) -> str:
+def _step_item(text: StepText, view: str, edge: str, undrawn: bool) -> str:
     step = text.step
     lines = "\n".join(f'<span class="{line.kind}">{html.escape(line.text)}</span>' for line in text.lines)
     folded = ""
@@ -131,7 +132,8 @@ def _step_item(text: StepText, view: str, edge: str) -> str:
     return (
         f'<li id="fsm-step-{text.number}" data-before="{html.escape(step.state_before)}" '
         f'data-after="{html.escape(step.state_after)}" data-view="{html.escape(view)}" '
-        f'data-edge="{html.escape(edge)}" data-explain="{html.escape(text.explain)}">'
+        f'data-edge="{html.escape(edge)}" data-undrawn="{"1" if undrawn else ""}" '
+        f'data-explain="{html.escape(text.explain)}">'
         f'<div class="states">{text.number}. {html.escape(step.state_before)} → {html.escape(step.state_after)}'
         f'</div>{rows}<pre>{lines}</pre>{folded}</li>'
     )
@@ -155,7 +157,7 @@ def render_stepper(steps: Sequence[TraceStep], title: str = DEFAULT_TITLE, view:
     items = []
     for text, key in zip(step_texts(steps, demo_credentials), step_edges(steps), strict=True):
         shown_on, edge = _place(text.step, key, names, drawn)
-        items.append(_step_item(text, shown_on, edge))
+        items.append(_step_item(text, shown_on, edge, undrawn=key is not None and not edge))
     data: dict[str, Any] = {**table_records(), "views": list(names), "legible_px": LEGIBLE_PX,
                             "nodes": {name: sorted(d.nodes) for name, d in drawn.items()}}
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")

@@ -113,7 +113,7 @@
     document.body.dataset.state = d.after;
     document.body.dataset.step = String(index + 1);
     counter.textContent = "step " + (index + 1) + " of " + items.length;
-    now.textContent = d.explain + (drawn || !d.edge ? "" : " (not drawn on this view)");
+    now.textContent = d.explain + (d.undrawn || (d.edge && !drawn) ? " (not drawn on this view)" : "");
     document.getElementById("fsm-prev").disabled = index === 0;
     document.getElementById("fsm-next").disabled = index === items.length - 1;
     item.scrollIntoView({block: "nearest"});
@@ -192,9 +192,12 @@
     var edge = row ? edgeIn(view, row) : "";
     light(view, edge, row ? row.source : state, state);
     rows.forEach(function (r) { var el = element(view, edgeIn(view, r)); if (el && r !== row) { el.classList.add("fsm-choice"); } });
-    now.textContent = row
+    var notes = "";
+    if (row && !edge) { notes += " (not drawn on this view)"; }
+    if (view !== viewOf(state)) { notes += " Its rows are drawn on the " + viewOf(state) + " page: pick one to go on."; }
+    now.textContent = (row
       ? "Explore: row " + row.index + ", " + row.words + ": " + row.source + " → " + row.dest + ". Now in " + state + "."
-      : "Explore: standing in " + state + ". Pick a row (or click another state).";
+      : "Explore: standing in " + state + ". Pick a row (or click another state).") + notes;
   }
   function take(row) {
     history.push({state: explored, row: null});
@@ -246,5 +249,12 @@
     event.preventDefault();
   });
   window.addEventListener("resize", function () { if (shown) { aim(figures[shown.view], shown.ids); } });
+  // a handout has the whole content of each step: open what is folded while printing, then fold it back
+  var opened = [];
+  window.addEventListener("beforeprint", function () {
+    opened = Array.prototype.filter.call(document.querySelectorAll("#fsm-transcript details"), function (d) { return !d.open; });
+    opened.forEach(function (d) { d.open = true; });
+  });
+  window.addEventListener("afterprint", function () { opened.forEach(function (d) { d.open = false; }); opened = []; });
   show(0);
 }());
