@@ -36,7 +36,15 @@ from .errors import (
 from .events import Closed, CommandDone, MessageSent, SessionEvent, SessionReady
 from .extensions import Capabilities
 from .message import envelope_from_headers
-from .options import DEFAULT_CHUNK_SIZE, ClientOptions, QuitAfter, StartTLSPolicy, is_loopback, session_options
+from .options import (
+    DEFAULT_BDAT_WINDOW,
+    DEFAULT_CHUNK_SIZE,
+    ClientOptions,
+    QuitAfter,
+    StartTLSPolicy,
+    is_loopback,
+    session_options,
+)
 from .protocol.table import CLOSED, FINAL_STATES, QUIT
 from .replies import Reply
 from .results import Outcome, SendResult
@@ -162,6 +170,7 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
         lmtp: bool = False,
         chunking: bool = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        bdat_window: int = DEFAULT_BDAT_WINDOW,
         quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:

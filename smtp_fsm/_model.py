@@ -81,6 +81,7 @@ class SessionModel:
         self.pipelining = options.pipelining
         self.chunking = options.chunking
         self.chunk_size = options.chunk_size
+        self.window_limit = options.bdat_window  # (1 once the server showed it needs one at a time)
         self.quit_after: str | None = options.quit_after
         self.credentials = options.credentials
         self.auth_mechanism = options.auth_mechanism
@@ -93,6 +94,13 @@ class SessionModel:
         self.capabilities = Capabilities()
         self.tx: Transaction | None = None  # the message whose replies are being read
         self.next_tx: Transaction | None = None  # the next one, pipelined behind it
+        # a BDAT window: the messages in flight behind tx, in the order their replies come
+        self.ahead: deque[Transaction] = deque()
+        self.rset_due = False  # a refusal in the window: RSET before the next message
+        self.bdat_lockstep = False  # the server wants BDAT after the MAIL and RCPT replies
+        self.bdat_groups_proven = False  # a BDAT sent with its MAIL and RCPT was accepted
+        self.last_final_ok = False
+        self._resend: list[Transaction] = []  # refused for the order: sent again after the RSET
         self.state: str = protocol.INITIAL  # moved by the table's rows from here on
         self.row = -1  # the index of the last row taken (protocol.runtime sets it)
 
@@ -346,6 +354,8 @@ class SessionModel:
             self._events.append(error)
             self._emitted += 1
         self._work.clear()
+        self.ahead.clear()
+        self._resend.clear()
         self.tx = self.next_tx = None
 
     def _drop_unsent_output(self) -> None:
@@ -358,11 +368,16 @@ class SessionModel:
 
     def _settle_unfinished(self, error: SMTPError) -> None:
         """Every message not finished yet gets its result: uncertain once its content went out."""
-        for tx in (self.tx, self.next_tx):
+        for tx in (self.tx, self.next_tx, *self.ahead):
             if tx is not None:
                 # The state the session failed in (the error's), not 'failed', names where it was cut.
                 result = outcomes.settle_cut_short(tx, error, getattr(error, "state", None) or self.state)
                 self._emit(MessageSent(tx.ticket, result))
+        for tx in self._resend:  # refused for the order, waiting for the RSET: the server took nothing
+            tx.result.error = error
+            self._emit(MessageSent(tx.ticket, tx.result))
+        self.ahead.clear()
+        self._resend.clear()
         for work in self._work:
             if work.tx is not None:  # queued, built, never started
                 work.tx.result.error = error
@@ -455,6 +470,7 @@ class SessionModel:
     def send_group(self, ev: EventData) -> None:
         tx = self._sending
         assert tx is not None
+        tx.grouped = tx.chunked
         send = self._send
         send(tx.mail_line, Pending("MAIL", _TRIGGERS["MAIL"], tx))
         rcpt_trigger = _TRIGGERS["RCPT"]
@@ -466,6 +482,48 @@ class SessionModel:
                 self._send_chunk(tx)
         else:
             send(b"DATA\r\n", Pending("DATA", _TRIGGERS["DATA"], tx))
+
+    def fill_window(self, ev: EventData) -> None:
+        """Send the next queued messages behind this one while the window has room (nothing after a
+        refusal in it: the RSET comes first)."""
+        work, ahead = self._work, self.ahead
+        while len(ahead) + 1 < self.window_limit and not self.rset_due and work and work[0].kind == "mail":
+            tx = work[0].tx
+            if tx is None:
+                break
+            work.popleft()
+            tx.start_round(tx.result.recipients)
+            tx.ahead = True
+            self._sending = tx
+            self.send_group(ev)
+            ahead.append(tx)
+
+    def next_in_window(self, ev: EventData) -> None:
+        self.tx = self.ahead.popleft()
+
+    def rotate_window(self, ev: EventData) -> None:
+        """A 452 retry round went out behind the window: its replies come after the others'."""
+        tx = self.tx
+        assert tx is not None
+        tx.ahead = True
+        self.ahead.append(tx)
+        self.tx = self.ahead.popleft()
+
+    def requeue_message(self, ev: EventData) -> None:
+        tx = self.tx
+        assert tx is not None
+        tx.restart()
+        self._resend.append(tx)
+        self.tx = None
+
+    def mark_rset_due(self, ev: EventData) -> None:
+        self.rset_due = True
+
+    def window_reset_done(self, ev: EventData) -> None:
+        """The RSET after a refusal in the window: the messages refused for the order go first."""
+        self.rset_due = False
+        self._work.extendleft(Work("mail", tx.ticket, None, tx) for tx in reversed(self._resend))
+        self._resend.clear()
 
     def send_mail(self, ev: EventData) -> None:
         tx = self._sending
@@ -547,7 +605,7 @@ class SessionModel:
         self._end(reply_of(ev))
 
     def closed_locally(self, ev: EventData) -> None:
-        if self.tx is not None or self.next_tx is not None or self._work:
+        if self.tx is not None or self.next_tx is not None or self._work or self.ahead or self._resend:
             self._settle_unfinished(SMTPError(f"the session was closed in state {source_of(ev)!r}"))
         self._end(None)
 

@@ -8,6 +8,8 @@ end of the connection (``b""``), which the engine judges.
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
 import ssl
 import time
@@ -19,6 +21,10 @@ from .session import ClientSession
 
 _RECV_SIZE = 65536
 _WRITE_PIECE = 1 << 20
+#: A write longer than this reads the replies that arrive while it goes (RFC 2920 §3.1: a client
+#: blocked writing while the server is blocked writing replies nobody reads is a deadlock).
+_READ_WHILE_WRITING = 1 << 14
+_WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 #: Bounds on the reads that take in what a leaving server said: it is small (a 421 and the close).
 _GOODBYE_READS = 64
@@ -102,18 +108,37 @@ class SocketLink:
         """
         self.full_timeout()
         try:
-            if len(data) <= _WRITE_PIECE:
+            if len(data) <= _READ_WHILE_WRITING:
                 self.sock.sendall(data)
             else:
-                # sendall's timeout bounds the whole call: in pieces, a large message on a slow
-                # but steady link is bounded by progress instead.
-                view = memoryview(data)
-                for start in range(0, len(data), _WRITE_PIECE):
-                    self.sock.sendall(view[start : start + _WRITE_PIECE])
+                self._write_reading(data, session)
         except TimeoutError:
             raise
         except OSError:
             self.take_goodbye(session)
+
+    def _write_reading(self, data: bytes, session: ClientSession) -> None:
+        """Write ``data`` and feed the engine the replies that arrive meanwhile, so that a server that
+        stops reading until its replies are read cannot stall both ends.  A whole timeout without
+        progress either way raises ``TimeoutError``: a large message on a slow but steady link is
+        bounded by progress, not by its size."""
+        sock, view, sent = self.sock, memoryview(data), 0
+        sock.settimeout(0.0)
+        self.read_timeout = 0.0
+        try:
+            while sent < len(view) and session.state not in FINAL_STATES:
+                tls_pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+                readable, writable, _ = select.select([sock], [sock], [], 0.0 if tls_pending else self.timeout)
+                if not (readable or writable or tls_pending):
+                    raise TimeoutError
+                if readable or tls_pending:
+                    with contextlib.suppress(*_WOULD_BLOCK):
+                        session.receive_data(sock.recv(_RECV_SIZE))  # (b"": the server left; the loop ends)
+                if writable:
+                    with contextlib.suppress(*_WOULD_BLOCK):
+                        sent += sock.send(view[sent : sent + _WRITE_PIECE])
+        finally:
+            self.full_timeout()
 
     def take_goodbye(self, session: ClientSession) -> None:
         """The write failed: the server may have said why (421) before it closed. The engine

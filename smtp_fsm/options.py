@@ -31,6 +31,11 @@ STARTTLS_POLICIES: tuple[StartTLSPolicy, ...] = ("opportunistic", "required", "n
 #: EHLO, the TLS handshake, AUTH, MAIL FROM (a probe of the sender) or the RCPT TOs (of recipients).
 QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
 DEFAULT_CHUNK_SIZE = 1 << 20
+#: Messages a connection keeps in flight when the server offers PIPELINING and CHUNKING (``bdat_window``):
+#: each message's MAIL, RCPT and BDAT ... LAST follow the one before without waiting.  A lost connection
+#: can leave up to this many messages ``uncertain``.
+DEFAULT_BDAT_WINDOW = 8
+MAX_BDAT_WINDOW = 64
 
 if TYPE_CHECKING:
     import ssl
@@ -78,6 +83,8 @@ class SessionOptions:
     chunking: bool = True
     #: The largest BDAT chunk, in octets.
     chunk_size: int = DEFAULT_CHUNK_SIZE
+    #: With PIPELINING and CHUNKING, up to this many messages in flight at once (1: one at a time).
+    bdat_window: int = DEFAULT_BDAT_WINDOW
     #: Stop the session at this point with QUIT (``QuitAfter``).
     quit_after: QuitAfter | None = None
     #: Record every step (``ClientSession.trace``).
@@ -93,6 +100,10 @@ class SessionOptions:
         size = self.chunk_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise LocalProtocolError(f"chunk_size must be a positive number of octets, not {size!r}")
+        window = self.bdat_window
+        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_BDAT_WINDOW:
+            raise LocalProtocolError(f"bdat_window must be a number of messages from 1 to {MAX_BDAT_WINDOW}, "
+                                     f"not {window!r}")
         if not isinstance(self.local_hostname, str):
             raise LocalProtocolError(f"local_hostname must be the EHLO name (a domain, or ehlo_name(sock)), "
                                      f"not {self.local_hostname!r}")
@@ -266,7 +277,9 @@ def is_loopback(ip: str) -> bool:
 
 
 __all__ = [
+    "DEFAULT_BDAT_WINDOW",
     "DEFAULT_CHUNK_SIZE",
+    "MAX_BDAT_WINDOW",
     "STARTTLS_POLICIES",
     "ClientOptions",
     "QuitAfter",

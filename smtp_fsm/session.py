@@ -43,7 +43,15 @@ from .errors import LocalProtocolError, SMTPError, SMTPTimeout, TLSError, TLSHan
 from .events import NeedData, SessionEvent
 from .extensions import Capabilities
 from .message import envelope_from_headers
-from .options import DEFAULT_CHUNK_SIZE, STARTTLS_POLICIES, QuitAfter, SessionOptions, StartTLSPolicy, session_options
+from .options import (
+    DEFAULT_BDAT_WINDOW,
+    DEFAULT_CHUNK_SIZE,
+    STARTTLS_POLICIES,
+    QuitAfter,
+    SessionOptions,
+    StartTLSPolicy,
+    session_options,
+)
 from .protocol.table import TLS_HANDSHAKE, State
 from .trace import TraceStep
 from .transaction import Submission
@@ -100,6 +108,7 @@ class ClientSession:
         pipelining: bool = True,
         chunking: bool = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        bdat_window: int = DEFAULT_BDAT_WINDOW,
         quit_after: QuitAfter | None = None,
         trace: bool = False,
     ) -> None:

@@ -20,7 +20,7 @@ from .errors import LocalProtocolError
 from .extensions import Capabilities
 from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message
 from .replies import Reply
-from .results import SendResult
+from .results import Outcome, SendResult
 
 _DSN_NOTIFY = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 
@@ -62,6 +62,13 @@ class Transaction:
     chunks_sent: int = 0  # BDAT chunks of this round sent so far
     ends_due: int = 1  # replies to the end of the data still due (LMTP: one per accepted recipient)
     content_out: bool = False  # this round's content was handed to the transport (data_to_send)
+    # A BDAT window (PIPELINING + CHUNKING): this round went out while earlier messages were in flight
+    # (``ahead``), or its BDAT went in one group with its MAIL and RCPT (``grouped``); ``resend``: the
+    # server refused it for the order of the commands, not for itself, so it goes again (once).
+    ahead: bool = False
+    grouped: bool = False
+    resend: bool = False
+    resent: bool = False
 
     def start_round(self, recipients: Sequence[str]) -> None:
         if self.round_ok:
@@ -80,6 +87,20 @@ class Transaction:
         self.chunks_sent = 0
         self.ends_due = 1
         self.content_out = False
+
+    def restart(self) -> None:
+        """Forget an attempt the server refused for the order of the commands: it is sent again whole."""
+        result = self.result
+        result.accepted.clear()
+        result.refused.clear()
+        result.delivery.clear()
+        result.unfinished.clear()
+        result.reply = result.error = None
+        result.outcome = Outcome.NOT_SENT
+        self.earlier = None
+        self.round_ok = False
+        self.ahead = self.grouped = self.resend = False
+        self.resent = True
 
     @property
     def chunks_left(self) -> int:

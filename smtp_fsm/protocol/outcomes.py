@@ -90,6 +90,11 @@ def settle_cut_short(tx: Transaction, error: SMTPError, state: str) -> SendResul
     in ``unfinished``.
     """
     result = tx.result
+    if tx.resend:  # refused for the order of the commands (a BDAT window): the server took nothing of it
+        tx.restart()
+        result.error = error
+        result.outcome = Outcome.NOT_SENT
+        return result
     for rcpt, reply in tx.deferred.items():
         result.refused[rcpt] = reply
     if round_failure(tx) is not None or (tx.rcpt_outstanding == 0 and tx.accepted_count == 0):

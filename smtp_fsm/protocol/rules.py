@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
 
@@ -77,6 +77,20 @@ class SessionView(Protocol):
     quit_after: str | None
     tx: Transaction | None
     next_tx: Transaction | None
+    #: A refusal in the window may have left the server's transaction open: RSET before the next.
+    rset_due: bool
+    #: How many messages may be in flight now (``bdat_window``, or 1 once the server showed it needs that).
+    window_limit: int
+    #: The server wants BDAT only after the MAIL and RCPT replies are read: BDAT transactions in lockstep.
+    bdat_lockstep: bool
+    #: A BDAT sent in one group with its MAIL and RCPT was accepted: the server takes such groups.
+    bdat_groups_proven: bool
+    #: The last message's final reply was 2xx (so a 503 to the next one's MAIL is about the order).
+    last_final_ok: bool
+
+    @property
+    def ahead(self) -> Sized:
+        """A BDAT window: the messages in flight behind ``tx``, in the order their replies come."""
 
     def next_work_is_mail(self) -> bool: ...
 
@@ -258,9 +272,12 @@ def uses_chunking(chunking: bool, lmtp: bool, caps: Capabilities | None) -> bool
 
 def pipelined(ev: EventData) -> bool:
     """PIPELINING in use: a round's commands go out together, their replies are read after
-    (not when the session stops after MAIL or RCPT: those are probes, sent one by one)."""
+    (not when the session stops after MAIL or RCPT: those are probes, sent one by one; nor for BDAT
+    once the server showed it wants BDAT only after the MAIL and RCPT replies, RFC 3030 §2)."""
     s = _session(ev)
-    return uses_pipelining(s.pipelining, s.capabilities) and s.quit_after not in _PROBES
+    if not uses_pipelining(s.pipelining, s.capabilities) or s.quit_after in _PROBES:
+        return False
+    return not (s.bdat_lockstep and uses_chunking(s.chunking, s.lmtp, s.capabilities))
 
 
 def chunking(ev: EventData) -> bool:
@@ -322,6 +339,28 @@ def next_in_flight(ev: EventData) -> bool:
     return _session(ev).next_tx is not None
 
 
+def window_behind(ev: EventData) -> bool:
+    """A BDAT window: messages sent after this one are in flight still (their replies come next)."""
+    return bool(_session(ev).ahead)
+
+
+def resend_due(ev: EventData) -> bool:
+    """The server refused this message for the order of the commands (a 503 to a MAIL sent ahead, a
+    BDAT it wanted after the MAIL and RCPT replies), not for itself: it goes again, never refused."""
+    return _tx(ev).resend
+
+
+def rset_due(ev: EventData) -> bool:
+    """A refusal in the window may have left the server's transaction open: RSET before the next."""
+    return _session(ev).rset_due
+
+
+def window_reset(ev: EventData) -> bool:
+    """This RSET closes a window after a refusal in it (no message waits for its reply)."""
+    s = _session(ev)
+    return s.rset_due and s.tx is None
+
+
 def abandoning(ev: EventData) -> bool:
     """This RSET ends a failed transaction (not one the caller asked for)."""
     return _session(ev).tx is not None
@@ -335,12 +374,38 @@ def record_ehlo(s: SessionView, pending: Pending, reply: Reply) -> None:
         s.capabilities = Capabilities.from_reply(reply)
 
 
+#: RFC 5321 §4.2.3: "bad sequence of commands"; with an RFC 3463 code of class x.5.x (protocol) the
+#: same: a command refused for where it came, not for what it said.
+BAD_SEQUENCE = 503
+
+
+def out_of_order(reply: Reply) -> bool:
+    """The reply refuses a command for the order of the commands (503, or a 5.5.x/4.5.x code)."""
+    if reply.code == BAD_SEQUENCE:
+        return True
+    enhanced = reply.enhanced_code
+    return reply.code >= 400 and enhanced is not None and enhanced[1:4] == ".5."
+
+
+def _refused_for_order(s: SessionView, tx: Transaction) -> None:
+    """``tx`` goes again after an RSET (once: a second refusal is its own)."""
+    if not tx.resent:
+        tx.resend = True
+        s.rset_due = True
+
+
 def record_mail(s: SessionView, pending: Pending, reply: Reply) -> None:
     tx = pending.tx
     assert tx is not None
     tx.mail_reply = reply
     if reply.code not in COMPLETED:
         tx.sender_ok = False
+        if tx.ahead and out_of_order(reply):
+            # the MAIL went out behind another message: the server's transaction was still open (a
+            # refused chunk before), or it wants each BDAT group to end a round trip (then: one at a time)
+            _refused_for_order(s, tx)
+            if s.last_final_ok:
+                s.window_limit = 1
 
 
 def record_rcpt(s: SessionView, pending: Pending, reply: Reply) -> None:
@@ -359,6 +424,18 @@ def record_rcpt(s: SessionView, pending: Pending, reply: Reply) -> None:
         tx.result.refused[rcpt] = reply
 
 
+def _chunk_refused_for_order(s: SessionView, tx: Transaction) -> None:
+    """A BDAT sent with its MAIL and RCPT, both accepted, refused for the order: the server reads RFC
+    3030 §2 as "BDAT after the MAIL and RCPT replies" -- unless such a group was accepted before.
+    The first refused chunk tells (the ones after a refused chunk are refused for following it)."""
+    first = tx.data_reply if tx.data_reply is not None else tx.final_reply
+    if (first is not None and tx.grouped and tx.sender_ok and not tx.result.refused and not tx.deferred
+            and out_of_order(first) and not s.bdat_groups_proven):
+        _refused_for_order(s, tx)
+        s.bdat_lockstep = True
+        s.window_limit = 1
+
+
 def record_chunk(s: SessionView, pending: Pending, reply: Reply) -> None:
     """RFC 3030 §2: a refused chunk fails the transaction, whatever BDAT LAST gets."""
     tx = pending.tx
@@ -366,6 +443,7 @@ def record_chunk(s: SessionView, pending: Pending, reply: Reply) -> None:
     if reply.code not in COMPLETED:
         tx.chunk_failed = True
         tx.data_reply = tx.data_reply or reply
+        _chunk_refused_for_order(s, tx)
 
 
 def record_data(s: SessionView, pending: Pending, reply: Reply) -> None:
@@ -393,8 +471,13 @@ def record_end(s: SessionView, pending: Pending, reply: Reply) -> None:
     if pending.rcpt is None:
         # A refused sender or chunk fails the round even when BDAT LAST got 250.
         tx.round_ok = ok and tx.accepted_count > 0 and tx.sender_ok and not tx.chunk_failed
-    if tx.chunked and not ok:
-        tx.chunk_failed = True
+    if tx.chunked:
+        if not ok:
+            tx.chunk_failed = True
+            _chunk_refused_for_order(s, tx)
+        elif tx.grouped:
+            s.bdat_groups_proven = True
+    s.last_final_ok = ok
 
 
 Recorder = Callable[[SessionView, Pending, Reply], None]

@@ -94,13 +94,17 @@ from .rules import (
     record_end,
     record_mail,
     record_rcpt,
+    resend_due,
     retry_deferred,
+    rset_due,
     service_ready,
     start_data,
     starttls_offered,
     tls_required,
     tls_required_missing,
     transaction_over,
+    window_behind,
+    window_reset,
 )
 
 Condition = Callable[[EventData], bool]
@@ -317,7 +321,8 @@ def _round(trigger: str, source: str, conditions: Sequence[Condition], start: st
            ) -> list[TransitionSpec]:
     """The rows that start a round of a transaction (``start`` picks the message and recipients)."""
     return [
-        _t(trigger, source, CONTENT, [*conditions, chunking, pipelined], [start, "send_group"],
+        # with CHUNKING the next queued messages follow at once, up to the window (bdat_window)
+        _t(trigger, source, CONTENT, [*conditions, chunking, pipelined], [start, "send_group", "fill_window"],
            f"{label}: MAIL, RCPT..., BDAT... at once"),
         _t(trigger, source, DATA, [*conditions, pipelined], [start, "send_group"],
            f"{label}: MAIL, RCPT..., DATA at once"),
@@ -418,9 +423,25 @@ _ROWS: tuple[TransitionSpec, ...] = (
     # the final reply.  The rows exclude each other (the next message is pipelined only when
     # no 452 retry is due, and never with BDAT), and every case has one: the common ones go first.
     _t("final_reply", CONTENT, DATA, [next_in_flight], ["finish_transaction"], "final, next message in flight"),
+    # A BDAT window (PIPELINING and CHUNKING): the messages sent behind this one answer next.  One
+    # refused for the order of the commands goes again after an RSET; a refusal may leave the server's
+    # transaction open, so the window stops filling and ends with an RSET.
+    _t("final_reply", CONTENT, None, [window_behind, resend_due], ["requeue_message", "next_in_window"],
+       "final, more in flight, refused for the order: send again"),
+    _t("final_reply", CONTENT, None, [window_behind, retry_deferred], ["start_retry", "send_group", "rotate_window"],
+       "final, more in flight, 452 recipients left"),
+    _t("final_reply", CONTENT, None, [window_behind, chunk_refused],
+       ["finish_transaction", "next_in_window", "mark_rset_due"], "final, more in flight, BDAT refused"),
+    _t("final_reply", CONTENT, None, [window_behind], ["finish_transaction", "next_in_window", "fill_window"],
+       "final, more in flight"),
+    _t("final_reply", CONTENT, RSET, [rset_due, resend_due], ["requeue_message", "send_rset"],
+       "final, refused for the order: RSET, send again"),
+    _t("final_reply", CONTENT, RSET, [rset_due], ["finish_transaction", "send_rset"],
+       "final, after a refusal in flight: RSET"),
     _t("final_reply", CONTENT, READY, [transaction_over], ["finish_transaction"], "final"),
     _t("final_reply", CONTENT, RSET, [chunk_refused], ["send_rset"], "BDAT refused"),
     *_round("final_reply", CONTENT, [retry_deferred], "start_retry", "final, 452 recipients left"),
+    _t("rset_reply", RSET, READY, [positive, window_reset], ["window_reset_done"], "250, after a refusal in flight"),
     _t("rset_reply", RSET, READY, [positive, abandoning], ["finish_transaction"], "250, transaction abandoned"),
     _t("rset_reply", RSET, READY, [positive], ["command_done"], "250"),
     # The abandoned message's result is known already: report it before giving up.
