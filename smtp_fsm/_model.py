@@ -65,6 +65,7 @@ _REPLY_TRIGGER = protocol.reply_trigger
 _ENDED, _READY, _SILENT = protocol.FINAL_STATES, protocol.READY, protocol.SILENT_STATES
 _WORK_TRIGGERS = protocol.WORK_TRIGGERS
 _FINAL, _DELIVERY = _TRIGGERS["END"], protocol.DELIVERY_REPLY
+_CONTENT, _BEGIN_MAIL = protocol.CONTENT, protocol.WORK_TRIGGERS["mail"]
 
 
 class SessionModel:
@@ -226,7 +227,7 @@ class SessionModel:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
 
     def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None,
-              checked: bool = False) -> int:
+              checked: bool = False, start: bool = True) -> int:
         if not checked:
             self.check_open()
         self._quit_queued = kind == "quit"
@@ -235,9 +236,21 @@ class SessionModel:
         if tx is not None:
             tx.ticket = work.ticket
         self._work.append(work)
-        if self.state == _READY:
-            self._dispatch()
+        if start:
+            self.start_work()
         return work.ticket
+
+    def start_work(self) -> None:
+        """Send what is queued if it can go now: from ``ready``, or behind the messages of a BDAT window
+        in flight (the table decides whether the window has room)."""
+        state = self.state
+        if state == _READY:
+            self._dispatch()
+        elif state == _CONTENT and self.tx is not None and self.tx.grouped and self.next_work_is_mail():
+            if self.trace is None:
+                self._fire(_BEGIN_MAIL, None)
+            else:
+                self._step(None, "mail requested", partial(self._fire, _BEGIN_MAIL, None))
 
     # -- what the conditions read besides the attributes --------------------------------
 

@@ -305,7 +305,9 @@ def queue_messages(session: ClientSession, submissions: Sequence[Submission]) ->
     model = session._model
     model.check_open()
     prepared = [model.prepare(submission) for submission in submissions]
-    return [model.queue("mail", submission, tx, checked=True) for submission, tx in prepared]
+    tickets = [model.queue("mail", submission, tx, checked=True, start=False) for submission, tx in prepared]
+    model.start_work()  # once all are queued: a BDAT window takes as many as it may at once
+    return tickets
 
 
 def _local_error(reason: BaseException, state: str) -> SMTPError:

@@ -344,6 +344,14 @@ def window_behind(ev: EventData) -> bool:
     return bool(_session(ev).ahead)
 
 
+def window_room(ev: EventData) -> bool:
+    """A BDAT window is in flight and has room for the next queued message (and no refusal in it)."""
+    s = _session(ev)
+    tx = s.tx
+    return (tx is not None and tx.grouped and not s.rset_due and len(s.ahead) + 1 < s.window_limit
+            and s.next_work_is_mail())
+
+
 def resend_due(ev: EventData) -> bool:
     """The server refused this message for the order of the commands (a 503 to a MAIL sent ahead, a
     BDAT it wanted after the MAIL and RCPT replies), not for itself: it goes again, never refused."""
@@ -468,6 +476,11 @@ def record_end(s: SessionView, pending: Pending, reply: Reply) -> None:
     if tx.ends_due:
         return
     tx.result.reply = tx.final_reply = reply
+    if tx.resend and ok:
+        # Its MAIL was refused for the order, yet the server took the content: its RCPTs joined the
+        # transaction left open before it.  It was delivered: sending it again would deliver it twice.
+        tx.resend = False
+        tx.sender_ok = True
     if pending.rcpt is None:
         # A refused sender or chunk fails the round even when BDAT LAST got 250.
         tx.round_ok = ok and tx.accepted_count > 0 and tx.sender_ok and not tx.chunk_failed

@@ -105,6 +105,7 @@ from .rules import (
     transaction_over,
     window_behind,
     window_reset,
+    window_room,
 )
 
 Condition = Callable[[EventData], bool]
@@ -388,6 +389,8 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _t("auth_reply", AUTH_CANCEL, QUIT, [], ["fail_auth", "send_quit"], "501 or other"),
     # the caller's work
     *_round("begin_mail", READY, [], "take_message", "send a message"),
+    _t("begin_mail", CONTENT, None, [window_room], ["fill_window"], "send a message behind those in flight"),
+    _t("begin_mail", CONTENT, None, [], [], "wait: the window is full"),
     _t("begin_noop", READY, NOOP, [], ["take_command", "send_noop"], "noop()"),
     _t("begin_rset", READY, RSET, [], ["take_command", "send_rset"], "rset()"),
     _t("begin_quit", READY, QUIT, [], ["take_command", "send_quit"], "quit()"),
