@@ -8,7 +8,8 @@ count the round trips from the server's side: a server write that carries
 a transaction reply is one round trip the client waited for.
 
 Run directly, this module *is* the Python sink (``python bench/sinks.py
-pysink --port P``) or the aiosmtpd sink (``... aiosmtpd --port P``).
+pysink --port P``; ``pysink-bdat``: the same offering CHUNKING) or the aiosmtpd sink
+(``... aiosmtpd --port P``).
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 1
 
 
 def start(kind: str, *, pinned: bool, cpu: int = 0) -> Server:
-    """Start ``smtp-sink``, ``pysink`` or ``aiosmtpd`` on a free port and wait until it greets."""
+    """Start ``smtp-sink``, ``pysink``, ``pysink-bdat`` (the Python sink offering CHUNKING) or ``aiosmtpd``
+    on a free port and wait until it greets."""
     port = free_port()
     if kind == "smtp-sink":
         tool = find_tool(SMTP_SINK)
@@ -144,7 +146,7 @@ def start(kind: str, *, pinned: bool, cpu: int = 0) -> Server:
         # -u nobody: smtp-sink refuses to run as root without dropping privileges.
         # -t bounds each read; timeout(1) bounds the process.
         argv = ["timeout", str(int(MAX_SERVER_SECONDS)), tool, "-u", "nobody", "-t", "30", f"{HOST}:{port}", "256"]
-    elif kind in ("pysink", "aiosmtpd"):
+    elif kind in ("pysink", "pysink-bdat", "aiosmtpd"):
         argv = [sys.executable, os.path.abspath(__file__), kind, "--port", str(port)]
     else:
         raise ValueError(f"unknown server {kind!r}")
@@ -169,8 +171,9 @@ _EHLO_REPLY = (
 )
 
 
-def _serve_pysink(conn: socket.socket) -> None:
-    """One connection: commands line by line, the content located with ``bytearray.find``."""
+def _serve_pysink(conn: socket.socket, chunking: bool = False) -> None:
+    """One connection: commands line by line, the content located with ``bytearray.find`` (after DATA)
+    or by its size (BDAT, offered with ``chunking``)."""
     conn.settimeout(IDLE_SECONDS)
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = bytearray()
@@ -178,6 +181,8 @@ def _serve_pysink(conn: socket.socket) -> None:
     scan_from = 0  # where the search for the end of data resumes
     data_start = 0
     messages = content_bytes = recvs = sends = tx_sends = 0
+    chunk_left, chunk_last = 0, False  # BDAT: octets of the chunk still to come, and whether it ends
+    ehlo_reply = _EHLO_REPLY.replace(b"250 DSN", b"250-DSN\r\n250 CHUNKING") if chunking else _EHLO_REPLY
     conn.sendall(b"220 pysink ESMTP\r\n")
     sends += 1
     open_ = True
@@ -194,6 +199,17 @@ def _serve_pysink(conn: socket.socket) -> None:
         tx = False
         pos = 0
         while True:
+            if chunk_left:
+                take = min(chunk_left, len(buf) - pos)
+                pos += take
+                chunk_left -= take
+                content_bytes += take
+                if chunk_left:
+                    break
+                out.append(b"250 2.0.0 Ok: queued\r\n" if chunk_last else b"250 2.0.0 Ok\r\n")
+                messages += chunk_last
+                tx = True
+                continue
             if in_data:
                 end = buf.find(b"\r\n.\r\n", scan_from)
                 if end < 0:
@@ -210,6 +226,7 @@ def _serve_pysink(conn: socket.socket) -> None:
             if eol < 0:
                 break
             verb = bytes(buf[pos : pos + 4]).upper()
+            line_start = pos
             pos = eol + 2
             if verb == b"MAIL":
                 out.append(b"250 2.1.0 Ok\r\n")
@@ -223,8 +240,15 @@ def _serve_pysink(conn: socket.socket) -> None:
                 in_data = True
                 data_start = pos
                 scan_from = pos - 2  # the DATA line's CRLF starts a "\r\n.\r\n" for empty content
+            elif verb == b"BDAT" and chunking:
+                words = bytes(buf[line_start:eol]).split()
+                chunk_left, chunk_last = int(words[1]), len(words) > 2
+                tx = True
+                if not chunk_left:
+                    out.append(b"250 2.0.0 Ok: queued\r\n" if chunk_last else b"250 2.0.0 Ok\r\n")
+                    messages += chunk_last
             elif verb in (b"EHLO", b"LHLO"):
-                out.append(_EHLO_REPLY)
+                out.append(ehlo_reply)
             elif verb == b"QUIT":
                 out.append(b"221 2.0.0 Bye\r\n")
                 open_ = False
@@ -250,7 +274,7 @@ def _serve_pysink(conn: socket.socket) -> None:
           flush=True)
 
 
-def run_pysink(port: int, seconds: float) -> None:
+def run_pysink(port: int, seconds: float, chunking: bool = False) -> None:
     deadline = time.monotonic() + seconds
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -262,7 +286,7 @@ def run_pysink(port: int, seconds: float) -> None:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            _serve_pysink(conn)  # one connection at a time: the benchmark runs one client at a time
+            _serve_pysink(conn, chunking)  # one connection at a time: the benchmark runs one client at a time
 
 
 # --- the aiosmtpd sink (runs in the child process) ------------------------------------
@@ -308,12 +332,12 @@ def run_aiosmtpd(port: int, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("kind", choices=("pysink", "aiosmtpd"))
+    parser.add_argument("kind", choices=("pysink", "pysink-bdat", "aiosmtpd"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=MAX_SERVER_SECONDS)
     args = parser.parse_args(argv)
-    if args.kind == "pysink":
-        run_pysink(args.port, args.seconds)
+    if args.kind in ("pysink", "pysink-bdat"):
+        run_pysink(args.port, args.seconds, chunking=args.kind == "pysink-bdat")
     else:
         run_aiosmtpd(args.port, args.seconds)
 
