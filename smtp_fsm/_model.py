@@ -49,7 +49,7 @@ from .protocol.runtime import MACHINE
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
 from .trace import TraceStep, hide_credentials
-from .transaction import Pending, Submission, Transaction, Work, build_transaction
+from .transaction import Pending, Submission, Transaction, Work, build_transaction, same_envelope
 
 log = logging.getLogger("smtp_fsm")
 
@@ -256,6 +256,17 @@ class SessionModel:
 
     def next_work_is_mail(self) -> bool:
         return bool(self._work) and self._work[0].kind == "mail"
+
+    def next_joins_window(self) -> bool:
+        """The next queued work is a message that may go behind the last one in flight: one whose
+        MAIL command says the same (but for SIZE).  A server that keeps a MAIL open after refusing
+        its BDAT (Exim, when no recipient was accepted) takes the next message's RCPTs and content
+        into it: harmless with the same sender and parameters, a wrong envelope with others."""
+        work = self._work
+        if not work or work[0].kind != "mail" or work[0].tx is None:
+            return False
+        last = self.ahead[-1] if self.ahead else self.tx
+        return last is None or same_envelope(last.mail_line, work[0].tx.mail_line)
 
     # -- internals: replies ------------------------------------------------------
 
@@ -500,11 +511,9 @@ class SessionModel:
         """Send the next queued messages behind this one while the window has room (nothing after a
         refusal in it: the RSET comes first)."""
         work, ahead = self._work, self.ahead
-        while len(ahead) + 1 < self.window_limit and not self.rset_due and work and work[0].kind == "mail":
-            tx = work[0].tx
-            if tx is None:
-                break
-            work.popleft()
+        while len(ahead) + 1 < self.window_limit and not self.rset_due and self.next_joins_window():
+            tx = work.popleft().tx
+            assert tx is not None
             tx.start_round(tx.result.recipients)
             tx.ahead = True
             self._sending = tx

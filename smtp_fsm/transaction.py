@@ -9,6 +9,7 @@ that can be refused locally is refused here, before a byte is written.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
@@ -191,6 +192,15 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunked: bool,
     result = SendResult(sub.sender, sub.recipients)
     return Transaction(0, result, mail_from(sender_wire, format_params(params)), rcpt_lines, body, chunked,
                        chunk_size)
+
+
+def same_envelope(mail_line: bytes, other: bytes) -> bool:
+    """Two MAIL commands that differ at most in their SIZE declaration (RFC 1870, only a question of
+    whether the server takes that many octets): the same sender with the same parameters."""
+    return mail_line == other or _SIZE_PARAM.sub(b"", mail_line) == _SIZE_PARAM.sub(b"", other)
+
+
+_SIZE_PARAM = re.compile(rb" SIZE=[0-9]+(?=[ \r])")
 
 
 def credentials_from(username: str | None, password: str | None, oauth_token: str | None) -> Credentials | None:

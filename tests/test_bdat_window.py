@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -98,6 +99,9 @@ class TransactionServer(Server):
         self.rcpts: list[bytes] = []
         self.poisoned = False
         self.delivered: list[bytes] = []
+        self.envelopes: list[tuple[bytes, bytes]] = []  # (sender, recipient) of each copy
+        self.refused_rcpt: tuple[bytes, ...] = (b"<r1@",)
+        self.nested_mail = 0
         self.answer = self._answer
 
     def _answer(self, message: int, line: bytes) -> bytes:
@@ -109,13 +113,14 @@ class TransactionServer(Server):
             return b"503 5.5.1 Error: RSET first\r\n"
         if verb == b"MAIL":
             if self.sender is not None:
+                self.nested_mail += 1
                 return b"503 5.5.1 Error: nested MAIL command\r\n"
             self.sender = line
             return OK
         if verb == b"RCPT":
             if self.sender is None:
                 return b"503 5.5.1 Error: need MAIL command\r\n"
-            if b"<r1@" in line:
+            if line.split(b"TO:")[1].startswith(self.refused_rcpt):
                 return b"550 5.1.1 no such user\r\n"
             self.rcpts.append(line.split(b"<")[1].rstrip(b">"))
             return OK
@@ -126,6 +131,7 @@ class TransactionServer(Server):
                 self.poisoned = self.after_refusal == "poison"
                 return b"554 5.5.1 Error: no valid recipients\r\n"
             self.delivered.extend(self.rcpts)
+            self.envelopes.extend((self.sender.split(b"<")[1].split(b">")[0], rcpt) for rcpt in self.rcpts)
             self.sender, self.rcpts = None, []
             return OK
         return OK
@@ -147,6 +153,46 @@ def test_a_refusal_inside_the_window_is_its_own_and_no_recipient_gets_two_copies
     assert sorted(server.delivered) == [b"r0@example.org", b"r2@example.org", b"r3@example.org"]
     assert [list(r.accepted) for r in by_ticket] == [["r0@example.org"], [], ["r2@example.org"], ["r3@example.org"]]
     assert len(server.mails) == (6 if after_refusal == "poison" else 4)  # poison: messages 2 and 3 went again
+
+
+def test_a_message_is_never_taken_under_the_open_mail_of_another_sender() -> None:
+    """Message 1's BDAT is refused (no valid recipient) and the server keeps its MAIL open, as Exim does:
+    a message pipelined behind it would have its RCPT and content taken under message 1's MAIL.  With the
+    same sender and parameters the copy is the same (SIZE aside); with another sender its bounces would go
+    to the wrong address, so a message whose MAIL says otherwise waits until those in flight are answered."""
+    step = ready("PIPELINING", "CHUNKING", "SIZE", bdat_window=8)
+    senders = ["a@example.org", "a@example.org", "a@example.org", "b@example.org", "b@example.org", "c@example.org"]
+    tickets = [step.session.sendmail(sender, [f"r{n}@example.org"], b"Subject: %d\r\n\r\n" % n + b"x" * n)
+               for n, sender in enumerate(senders)]
+    first = step.pending().sent
+    mails = [line for line in commands(first) if line.startswith(b"MAIL")]
+    assert [line.split(b" SIZE=")[0] for line in mails] == [b"MAIL FROM:<a@example.org>"] * 3
+    assert len(set(mails)) == 3  # (their SIZE differs: the same envelope all the same)
+    server = TransactionServer("keep")
+    results = run(step, server, first)
+    assert [results[t].outcome for t in tickets] == [Outcome.DELIVERED, Outcome.REFUSED, *[Outcome.DELIVERED] * 4]
+    assert sorted(server.envelopes) == [(b"a@example.org", b"r0@example.org"), (b"a@example.org", b"r2@example.org"),
+                                        (b"b@example.org", b"r3@example.org"), (b"b@example.org", b"r4@example.org"),
+                                        (b"c@example.org", b"r5@example.org")]
+    # the a's; the RSET after the refusal; then one at a time (the 503 showed the open transaction)
+    assert server.writes == 5 and server.nested_mail == 1
+
+
+def test_a_server_that_keeps_a_refused_transaction_open_gets_one_message_at_a_time(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Exim answers 503 to a MAIL behind a message whose BDAT it refused, and drops the connection at the
+    fourth such protocol error: after the first, one message in flight, and a refused transaction is
+    followed by an RSET before the next MAIL, as without a window."""
+    step, tickets, first = window(12, bdat_window=4)
+    server = TransactionServer("keep")
+    server.refused_rcpt = (b"<r1@", b"<r5@", b"<r9@")
+    with caplog.at_level(logging.INFO, logger="smtp_fsm"):
+        results = run(step, server, first)
+    assert [results[t].outcome for t in tickets] == [
+        Outcome.REFUSED if n in (1, 5, 9) else Outcome.DELIVERED for n in range(12)]
+    assert server.nested_mail == 1  # only the first refusal cost a 503
+    assert step.session._model.window_limit == 1
+    assert ["kept a refused transaction open" in r.getMessage() for r in caplog.records] == [True]
 
 
 @pytest.mark.parametrize("cut", [b"421 4.3.2 going down\r\n", b""])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable, Sized
 from operator import attrgetter
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +23,9 @@ from ..auth import MAX_AUTH_COMMAND, Credentials, Mechanism, choose_mechanism
 from ..extensions import Capabilities
 from ..replies import Reply
 from ..transaction import Pending, Transaction
+
+#: The window's fallbacks are logged here (INFO): the session goes on, one message at a time.
+log = logging.getLogger("smtp_fsm")
 
 #: RFC 5321 §4.1.4: the replies to EHLO after which a client tries HELO.
 EHLO_FALLBACK_CODES = frozenset({500, 501, 502, 504, 550})
@@ -93,6 +97,8 @@ class SessionView(Protocol):
         """A BDAT window: the messages in flight behind ``tx``, in the order their replies come."""
 
     def next_work_is_mail(self) -> bool: ...
+
+    def next_joins_window(self) -> bool: ...
 
 
 class TransactionView(Protocol):
@@ -345,11 +351,12 @@ def window_behind(ev: EventData) -> bool:
 
 
 def window_room(ev: EventData) -> bool:
-    """A BDAT window is in flight and has room for the next queued message (and no refusal in it)."""
+    """A BDAT window is in flight and has room for the next queued message (and no refusal in it),
+    whose MAIL says the same as the last one's but for SIZE (SessionModel.next_joins_window)."""
     s = _session(ev)
     tx = s.tx
     return (tx is not None and tx.grouped and not s.rset_due and len(s.ahead) + 1 < s.window_limit
-            and s.next_work_is_mail())
+            and s.next_joins_window())
 
 
 def resend_due(ev: EventData) -> bool:
@@ -412,8 +419,14 @@ def record_mail(s: SessionView, pending: Pending, reply: Reply) -> None:
             # the MAIL went out behind another message: the server's transaction was still open (a
             # refused chunk before), or it wants each BDAT group to end a round trip (then: one at a time)
             _refused_for_order(s, tx)
-            if s.last_final_ok:
+            if s.window_limit > 1:
                 s.window_limit = 1
+                if s.last_final_ok:
+                    log.info("the server refused a MAIL sent behind a delivered message (%s): "
+                             "one message in flight from now on", reply)
+                else:  # (Exim counts each such 503 a protocol error, and drops the connection at the 4th)
+                    log.info("the server kept a refused transaction open (%s to the MAIL sent behind it): "
+                             "one message in flight from now on", reply)
 
 
 def record_rcpt(s: SessionView, pending: Pending, reply: Reply) -> None:
@@ -440,8 +453,12 @@ def _chunk_refused_for_order(s: SessionView, tx: Transaction) -> None:
     if (first is not None and tx.grouped and tx.sender_ok and not tx.result.refused and not tx.deferred
             and out_of_order(first) and not s.bdat_groups_proven):
         _refused_for_order(s, tx)
+        if s.bdat_lockstep:
+            return  # (the window's other groups, refused alike, tell nothing new)
         s.bdat_lockstep = True
         s.window_limit = 1
+        log.info("the server refused a BDAT sent with its MAIL and RCPT (%s): BDAT after their "
+                 "replies, one message in flight from now on", first)
 
 
 def record_chunk(s: SessionView, pending: Pending, reply: Reply) -> None:

@@ -390,7 +390,7 @@ _ROWS: tuple[TransitionSpec, ...] = (
     # the caller's work
     *_round("begin_mail", READY, [], "take_message", "send a message"),
     _t("begin_mail", CONTENT, None, [window_room], ["fill_window"], "send a message behind those in flight"),
-    _t("begin_mail", CONTENT, None, [], [], "wait: the window is full"),
+    _t("begin_mail", CONTENT, None, [], [], "wait: the window is full, or the next message has another envelope"),
     _t("begin_noop", READY, NOOP, [], ["take_command", "send_noop"], "noop()"),
     _t("begin_rset", READY, RSET, [], ["take_command", "send_rset"], "rset()"),
     _t("begin_quit", READY, QUIT, [], ["take_command", "send_quit"], "quit()"),
