@@ -33,8 +33,10 @@ QuitAfter = Literal["banner", "ehlo", "tls", "auth", "mail", "rcpt"]
 DEFAULT_CHUNK_SIZE = 1 << 20
 #: Messages a connection keeps in flight when the server offers PIPELINING and CHUNKING (``bdat_window``):
 #: each message's MAIL, RCPT and BDAT ... LAST follow the one before without waiting.  A lost connection
-#: can leave up to this many messages ``uncertain``.
-DEFAULT_BDAT_WINDOW = 8
+#: can leave up to this many messages ``uncertain``.  Four keeps Exim's default limit: it drops the
+#: connection at its fourth protocol error, and behind a refused message that Exim keeps open, at most
+#: three messages are in flight before its first 503 makes the window one (README, the BDAT window).
+DEFAULT_BDAT_WINDOW = 4
 MAX_BDAT_WINDOW = 64
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 import pytest
 from mta import MTA, REFUSED, private_exim, private_postfix
 
-from smtp_fsm import AsyncSMTPClient, SMTPClient
+from smtp_fsm import AsyncSMTPClient, ServerDisconnected, SMTPClient
 from smtp_fsm.results import Outcome, SendResult
 from smtp_fsm.trace import TraceStep
 
@@ -123,3 +123,30 @@ def test_a_server_that_keeps_a_refused_transaction_open_costs_one_503(server: MT
         assert len(fallbacks) == 1 and "kept a refused transaction open" in fallbacks[0], fallbacks
     else:  # Postfix ends a transaction whose BDAT it refused
         assert not fallbacks
+
+
+def test_exim_drops_a_window_that_holds_four_open_transactions_and_the_default_window_cannot() -> None:
+    """Four messages in a row whose only recipient is refused, each followed by another in flight: Exim
+    answers four MAILs 503 before the first 503 can shrink the window, and drops the connection at the
+    fourth (smtp_max_synprot_errors, 3 by default).  With the default window, 4, at most three messages
+    are behind the first refused one: the connection survives and every message has its outcome."""
+    refused = {2, 3, 4, 5}
+    items = [message(n, recipients=[REFUSED] if n in refused else None) for n in range(12)]
+    with private_exim() as exim:
+        with SMTPClient(exim.host, exim.port, timeout=20, local_hostname="client.test") as client:
+            assert client.options.session.bdat_window == 4
+            results = client.send_many(items)
+        assert [r.outcome for r in results] == [Outcome.REFUSED if n in refused else Outcome.DELIVERED
+                                                for n in range(12)]
+        assert stored_recipients(exim) == sorted(r for n, item in enumerate(items) if n not in refused
+                                                 for r in item[1])
+    with private_exim() as exim:
+        with pytest.raises(ServerDisconnected) as cut, SMTPClient(exim.host, exim.port, timeout=20,
+                                                                 local_hostname="client.test",
+                                                                 bdat_window=8) as client:
+            client.send_many(items)
+        error = cut.value
+        assert error.uncertain  # (the messages in flight when Exim dropped the connection)
+        delivered = {r for result in error.completed if result.outcome is Outcome.DELIVERED for r in result.accepted}
+        uncertain = {r for item in error.uncertain for r in item[1]}
+        assert delivered <= set(stored_recipients(exim)) <= delivered | uncertain
