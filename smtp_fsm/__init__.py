@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         AuthenticationError,
         DataRefused,
         LocalProtocolError,
+        PoolClosed,
         RecipientsRefused,
         RemoteProtocolError,
         SenderRefused,
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
     )
     from .extensions import Capabilities
     from .options import ClientOptions, SessionOptions
+    from .pool.aio import AsyncSMTPPool
+    from .pool.ledger import Sent
+    from .pool.sync import SMTPPool
     from .protocol.table import State
     from .replies import Reply
     from .results import Outcome, SendResult
@@ -58,6 +62,7 @@ __version__ = "0.2.0"
 _WHERE = {
     "NEED_DATA": ".events",
     "AsyncSMTPClient": ".aio",
+    "AsyncSMTPPool": ".pool.aio",
     "Authenticated": ".events",
     "AuthenticationError": ".errors",
     "Capabilities": ".extensions",
@@ -73,6 +78,9 @@ _WHERE = {
     "NeedData": ".events",
     "Notify": ".session",
     "Outcome": ".results",
+    "PoolClosed": ".errors",
+    "SMTPPool": ".pool.sync",
+    "Sent": ".pool.ledger",
     "RecipientsRefused": ".errors",
     "RemoteProtocolError": ".errors",
     "Reply": ".replies",
@@ -129,6 +137,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "NEED_DATA",
     "AsyncSMTPClient",
+    "AsyncSMTPPool",
     "Authenticated",
     "AuthenticationError",
     "Capabilities",
@@ -144,17 +153,20 @@ __all__ = [
     "NeedData",
     "Notify",
     "Outcome",
+    "PoolClosed",
     "RecipientsRefused",
     "RemoteProtocolError",
     "Reply",
     "SMTPClient",
     "SMTPConnectError",
     "SMTPError",
+    "SMTPPool",
     "SMTPReplyError",
     "SMTPTimeout",
     "SendOptions",
     "SendResult",
     "SenderRefused",
+    "Sent",
     "ServerDisconnected",
     "SessionEvent",
     "SessionOptions",

@@ -146,6 +146,11 @@ class Link(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def interrupt(self) -> None:
+        """At once, without flushing: the pump's read sees the end."""
+        if self.transport is not None:
+            self.transport.abort()
+
     async def read(self) -> bytes:
         """What arrived since the last read (waits for something); ``b""`` at the end."""
         if not self.chunks and not self.ended:

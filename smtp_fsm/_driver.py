@@ -141,6 +141,8 @@ class Link(Protocol):
 
     def close(self) -> None: ...
 
+    def interrupt(self) -> None: ...
+
 
 class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
     """The API and the event handling of ``SMTPClient`` and ``AsyncSMTPClient``, written once."""
@@ -293,6 +295,14 @@ class DriverBase(Generic[SendT, ManyT, ReplyT, QuitT]):
                 link.close()
         finally:
             self.session.close()
+
+    def _interrupt(self) -> None:
+        """From another task or thread: end the connection under a call in progress, which then
+        ends as for a server that left (each message ``uncertain`` or ``not_sent``).  The pools
+        use it when closing past their deadline."""
+        link = self._link
+        if link is not None:
+            link.interrupt()
 
     def _is_connected(self) -> bool:
         return self._link is not None

@@ -189,6 +189,11 @@ class SocketLink:
     def close(self) -> None:
         self.sock.close()
 
+    def interrupt(self) -> None:
+        """From another thread: a read or write blocked on the socket returns (the end, or an error)."""
+        with contextlib.suppress(OSError):  # (closed already)
+            self.sock.shutdown(socket.SHUT_RDWR)
+
     def handshake(self, context: ssl.SSLContext, server_hostname: str, deadline: float) -> None:
         """Wrap the socket in TLS; raises ``OSError`` (a timeout, a refused certificate, a cut)."""
         self.sock.settimeout(max(deadline - time.monotonic(), 0.001))

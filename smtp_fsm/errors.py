@@ -128,3 +128,7 @@ class TLSHandshakeTimeout(SMTPTimeout, TLSError):
 
 class SMTPConnectError(SMTPError, OSError):
     """The TCP connection could not be made (chained from the ``OSError``)."""
+
+
+class PoolClosed(SMTPError):
+    """A pool was closed before this message could finish (or a message was submitted after)."""

@@ -100,3 +100,17 @@ def test_replaying_and_stepping_examples_pass_and_fail_as_described() -> None:
         assert mismatch.expected.startswith(b"Date: Tue, 01 Dec 2026 08:00:00 -0000\r\n"), mismatch
     else:
         raise AssertionError("the Date header should have differed")
+
+
+def test_the_pool_examples_send_each_message_once(smtp_server: LocalSMTPServer) -> None:
+    import asyncio
+
+    newsletter = run_block("async def newsletter(")["newsletter"]
+    subscribers = [f"reader{n}@example.net" for n in range(30)]
+    outcomes = asyncio.run(newsletter(smtp_server.host, smtp_server.port, subscribers))
+    assert outcomes == dict.fromkeys(subscribers, smtp_fsm.Outcome.DELIVERED)
+    work = run_block("def work(")["work"]
+    tasks = [(f"user{n}@example.net", f"Subject: task {n}\r\n\r\ndone\r\n") for n in range(12)]
+    assert work(smtp_server.host, smtp_server.port, tasks) == [smtp_fsm.Outcome.DELIVERED] * 12
+    received = sorted(rcpt for message in smtp_server.messages for rcpt in message.rcpt_tos)
+    assert received == sorted(subscribers + [to for to, _ in tasks])  # each once

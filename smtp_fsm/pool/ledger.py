@@ -1,0 +1,322 @@
+"""The pool's bookkeeping, sans-IO: which messages wait, which go again and when, and what each came to.
+
+The two pools (``AsyncSMTPPool``, ``SMTPPool``) are thin loops around one ``Ledger``: a connection
+takes a batch (``take``), sends it with ``send_many`` and hands back what became of each message
+(``settle``), or says it could not connect (``connect_failed``).  The ledger decides, per message:
+
+* delivered recipients are done, never sent to again;
+* a recipient whose last reply was 4xx (at MAIL, RCPT or the end of the data) goes again after a
+  backoff, alone with the others so answered: bounded exponential, with jitter;
+* a message none of whose content left (a connection that died first, a refused connect) goes
+  again at once, on whichever connection takes it next;
+* a message whose content left without a final reply is ``uncertain`` and final, unless the
+  caller opted into resending those;
+* 5xx is final at once; every sending (a reroute too) counts against ``attempts``.
+
+An authentication failure (or any refusal of the connection itself that waiting cannot mend) is
+``fatal``: the messages still waiting fail with it, and no connection is made again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+from ..errors import (
+    AuthenticationError,
+    LocalProtocolError,
+    SMTPError,
+    SMTPReplyError,
+    TLSError,
+    TLSUnavailable,
+)
+from ..message import envelope_from_headers
+from ..replies import Reply
+from ..results import Outcome, SendResult
+from ..session import MessageItem, item_submission
+
+__all__ = ["Job", "Ledger", "RetryPolicy", "Sent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A finished message: the key it was submitted with (``send_all``: its index) and its result."""
+
+    key: Hashable
+    result: SendResult
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how late a message goes again (see the module's docstring)."""
+
+    attempts: int = 5
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    resend_uncertain: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.attempts, int) or isinstance(self.attempts, bool) or self.attempts < 1:
+            raise LocalProtocolError(f"attempts must be a whole number >= 1, not {self.attempts!r}")
+        for name in ("backoff", "max_backoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise LocalProtocolError(f"{name} must be a number of seconds >= 0, not {value!r}")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Seconds before sending ``attempt`` (2 or more): doubling from ``backoff``, capped, and
+        between half and all of that (jitter, so that messages refused together do not come back
+        together)."""
+        ceiling = min(self.max_backoff, self.backoff * 2.0 ** max(attempt - 2, 0))
+        return ceiling * (0.5 + rng.random() / 2)
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """One submitted message and what it came to so far."""
+
+    key: Hashable
+    sender: str
+    source: bytes | str | Message
+    result: SendResult  # merged over the attempts; final when ``done``
+    pending: tuple[str, ...]  # the recipients the next sending goes to
+    attempts: int = 0  # sendings so far (a reroute counts)
+    done: bool = False
+    waiter: Any = None  # the pool's future for this message
+    item: MessageItem = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.item = (self.sender, self.pending, self.source)
+
+    def aim(self, recipients: tuple[str, ...]) -> None:
+        self.pending = recipients
+        self.item = (self.sender, recipients, self.source)
+
+
+def job_for(item: MessageItem, key: Hashable) -> Job:
+    """A job for a ``send_many`` item, checked now (a bad address raises here, before anything is queued)."""
+    submission = item_submission(item)
+    if isinstance(item, Message):
+        sender, _ = envelope_from_headers(item)
+        source: bytes | str | Message = item
+    else:
+        sender, _, source = item
+    return Job(key, sender, source, SendResult(sender, submission.recipients), submission.recipients)
+
+
+#: A refusal of the connection itself that waiting does not mend: stop making connections.
+_FATAL = (AuthenticationError, TLSError, TLSUnavailable, LocalProtocolError)
+
+
+def fatal(error: SMTPError) -> bool:
+    """Whether a failed connect means no connection will do better (credentials, TLS, a 5xx greeting)."""
+    if isinstance(error, _FATAL):
+        return True
+    return isinstance(error, SMTPReplyError) and error.reply.is_permanent
+
+
+class Ledger:
+    """The messages of one pool: waiting (``ready``), waiting for their time (``delayed``), or out."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random | None = None) -> None:
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.ready: deque[Job] = deque()
+        self.delayed: list[tuple[float, int, Job]] = []  # a heap by due time
+        self._order = 0
+        self.outstanding = 0  # submitted and not finished
+        self.fatal: SMTPError | None = None
+        #: Set when the pool closes past its deadline: nothing goes again, what ends says this.
+        self.stopped: SMTPError | None = None
+
+    # -- in -----------------------------------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        self.outstanding += 1
+        self.ready.append(job)
+
+    def take(self, now: float, limit: int) -> list[Job]:
+        """Up to ``limit`` messages to send now, those whose time has come first."""
+        delayed = self.delayed
+        while delayed and delayed[0][0] <= now:
+            self.ready.appendleft(heapq.heappop(delayed)[2])  # (they waited longest)
+        batch: list[Job] = []
+        ready = self.ready
+        while ready and len(batch) < limit:
+            job = ready.popleft()
+            job.attempts += 1
+            batch.append(job)
+        return batch
+
+    def next_due(self) -> float | None:
+        """When the first delayed message may go (None: none waits), for a pool with nothing ready."""
+        return self.delayed[0][0] if self.delayed else None
+
+    def idle(self) -> bool:
+        return not self.ready and not self.delayed
+
+    # -- out ----------------------------------------------------------------------------
+
+    def settle(self, batch: Sequence[Job], results: Sequence[SendResult] | None, error: SMTPError | None,
+               now: float) -> list[Job]:
+        """What ``send_many(batch)`` came to: its results, or the error that cut it short (with each
+        message's fate); returns the jobs that are finished (their ``result`` final)."""
+        if results is None:
+            assert error is not None
+            results = fates(batch, error)
+        finished: list[Job] = []
+        for job, result in zip(batch, results, strict=True):
+            if self._record(job, result, now):
+                finished.append(job)
+        return finished
+
+    def connect_failed(self, batch: Sequence[Job], error: SMTPError, now: float) -> list[Job]:
+        """No connection for ``batch``: nothing of it left.  A fatal error fails everything waiting."""
+        if fatal(error):
+            self.fatal = error
+            return self.fail_all(error, batch)
+        finished = []
+        for job in batch:
+            not_sent = SendResult(job.sender, job.pending, error=error, outcome=Outcome.NOT_SENT)
+            if self._record(job, not_sent, now, reroute=False):
+                finished.append(job)
+        return finished
+
+    def stop(self, error: SMTPError) -> list[Job]:
+        """Closing past the deadline: what waits ends now, what is in flight ends with its sending."""
+        self.stopped = error
+        return self.fail_all(error)
+
+    def fail_all(self, error: SMTPError, batch: Sequence[Job] = ()) -> list[Job]:
+        """Every message waiting (and ``batch``) ends now with ``error``, with what it had so far."""
+        jobs = [*batch, *self.ready, *(entry[2] for entry in self.delayed)]
+        self.ready.clear()
+        self.delayed.clear()
+        for job in jobs:
+            self._finish(job, error, uncertain=())
+        return jobs
+
+    # -- one message ----------------------------------------------------------------------
+
+    def _record(self, job: Job, result: SendResult, now: float, reroute: bool = True) -> bool:
+        """Merge one sending's result into the job; schedule what goes again.  True when finished.
+        A message none of whose content left goes again at once the first time (``reroute``: its
+        connection died under it, another takes it), after a backoff from then on."""
+        merged = merged_result(job, result)
+        again, uncertain = _transient(job.pending, result), _uncertain(job.pending, result)
+        if uncertain and self.policy.resend_uncertain:
+            again, uncertain = again + uncertain, ()
+        if result.reply is not None and result.outcome is Outcome.DELIVERED:
+            merged.reply = result.reply
+        last_error = result.error if self.stopped is None else self.stopped
+        if again and job.attempts < self.policy.attempts and self.stopped is None and self.fatal is None:
+            job.aim(again)
+            if reroute and job.attempts == 1 and result.outcome is Outcome.NOT_SENT and not result.refused:
+                self.ready.append(job)  # nothing left: on the next connection, at once
+            else:
+                self._order += 1
+                heapq.heappush(self.delayed, (now + self.policy.delay(job.attempts + 1, self.rng), self._order, job))
+            if uncertain:
+                merged.unfinished.update(dict.fromkeys(uncertain, Outcome.UNCERTAIN))
+            return False
+        for rcpt in again:  # out of attempts: what they had last is what they get
+            if rcpt not in merged.refused:
+                merged.unfinished[rcpt] = Outcome.NOT_SENT
+        self._finish(job, last_error, uncertain)
+        return True
+
+    def _finish(self, job: Job, error: SMTPError | None, uncertain: Sequence[str]) -> None:
+        merged = job.result
+        for rcpt in uncertain:
+            merged.unfinished[rcpt] = Outcome.UNCERTAIN
+        for rcpt in job.pending:
+            if rcpt not in merged.accepted and rcpt not in merged.refused and rcpt not in merged.unfinished:
+                merged.unfinished[rcpt] = Outcome.NOT_SENT
+        if merged.accepted:
+            merged.outcome = Outcome.DELIVERED
+            for rcpt in merged.accepted:
+                merged.unfinished.pop(rcpt, None)
+        elif Outcome.UNCERTAIN in merged.unfinished.values():
+            merged.outcome = Outcome.UNCERTAIN
+        elif merged.refused and all(rcpt in merged.refused for rcpt in merged.recipients):
+            merged.outcome = Outcome.REFUSED
+        else:
+            merged.outcome = Outcome.NOT_SENT
+        if merged.outcome is not Outcome.DELIVERED:
+            merged.unfinished.clear()  # (``unfinished`` is for messages delivered to others first)
+        if merged.outcome is not Outcome.DELIVERED or merged.unfinished:
+            merged.error = error if error is not None else merged.error
+        job.done = True
+        self.outstanding -= 1
+
+
+def merged_result(job: Job, result: SendResult) -> SendResult:
+    """Fold one sending into the job's result: delivered recipients stay delivered; the others carry
+    their latest reply."""
+    merged = job.result
+    if result.outcome is Outcome.DELIVERED:
+        for rcpt, reply in result.accepted.items():
+            merged.accepted[rcpt] = reply
+            merged.refused.pop(rcpt, None)
+            merged.unfinished.pop(rcpt, None)
+        merged.delivery.update(result.delivery)
+    for rcpt, reply in result.refused.items():
+        merged.refused[rcpt] = reply
+    if result.outcome is Outcome.REFUSED and isinstance(result.error, SMTPReplyError):
+        for rcpt in job.pending:  # refused as a whole (sender, data): each recipient has that reply
+            if rcpt not in result.refused:
+                merged.refused[rcpt] = result.error.reply
+    if result.outcome is not Outcome.DELIVERED:
+        merged.error = result.error
+    return merged
+
+
+def _is_transient(reply: Reply | None) -> bool:
+    return reply is None or reply.is_transient
+
+
+def _transient(pending: tuple[str, ...], result: SendResult) -> tuple[str, ...]:
+    """The recipients of this sending to send again: 4xx as their last word, or never reached."""
+    outcome = result.outcome
+    if outcome is Outcome.NOT_SENT:
+        return pending
+    if outcome is Outcome.UNCERTAIN:
+        return ()
+    if outcome is Outcome.DELIVERED:
+        again = [rcpt for rcpt, reply in result.refused.items() if _is_transient(reply)]
+        again += [rcpt for rcpt, fate in result.unfinished.items() if fate is Outcome.NOT_SENT]
+        return tuple(rcpt for rcpt in pending if rcpt in again)
+    # refused: per recipient where it has its own refusal, else the message's (sender, data)
+    whole = result.error.reply if isinstance(result.error, SMTPReplyError) else None
+    return tuple(rcpt for rcpt in pending
+                 if _is_transient(result.refused.get(rcpt, whole)))
+
+
+def _uncertain(pending: tuple[str, ...], result: SendResult) -> tuple[str, ...]:
+    if result.outcome is Outcome.UNCERTAIN:
+        return pending
+    if result.outcome is Outcome.DELIVERED:
+        return tuple(rcpt for rcpt, fate in result.unfinished.items() if fate is Outcome.UNCERTAIN)
+    return ()
+
+
+def fates(batch: Sequence[Job], error: SMTPError) -> list[SendResult]:
+    """Each job's result from the error that cut ``send_many`` short (``completed``, ``uncertain`` and
+    ``unsent``, which hand back the very items given)."""
+    uncertain = {id(item) for item in error.uncertain}
+    unsent = {id(item) for item in error.unsent}
+    completed = iter(error.completed)
+    results = []
+    for job in batch:
+        if id(job.item) in uncertain:
+            results.append(SendResult(job.sender, job.pending, error=error, outcome=Outcome.UNCERTAIN))
+        elif id(job.item) in unsent:
+            results.append(SendResult(job.sender, job.pending, error=error, outcome=Outcome.NOT_SENT))
+        else:
+            results.append(next(completed))
+    return results

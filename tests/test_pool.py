@@ -1,0 +1,245 @@
+"""The connection pools (issue 22): nothing lost, nothing sent twice, under faults and at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+from chaos_server import ChaosServer, Faults
+
+from smtp_fsm import AsyncSMTPPool, AuthenticationError, LocalProtocolError, PoolClosed, SMTPConnectError, SMTPPool
+from smtp_fsm.pool.ledger import Sent
+from smtp_fsm.results import Outcome, SendResult
+from smtp_fsm.testing.servers import LocalSMTPServer
+
+Item = tuple[str, list[str], bytes]
+NO_FAULTS = Faults(cut=0, shutdown=0, transient=0, cut_after_store=0, permanent_rcpt=0)
+FAST_RETRIES: dict[str, Any] = {"attempts": 10, "backoff": 0.005, "max_backoff": 0.05}
+
+
+def messages(count: int, recipients: int = 2) -> list[Item]:
+    return [("sender@example.org", [f"r{n}.{k}@example.org" for k in range(recipients)],
+             b"Subject: m%d\r\nFrom: sender@example.org\r\n\r\nmessage %d\r\n" % (n, n)) for n in range(count)]
+
+
+def send_all_async(host: str, port: int, items: Iterable[Item], key: Any = None, **keywords: Any) -> list[Sent]:
+    async def main() -> list[Sent]:
+        async with AsyncSMTPPool(host, port, local_hostname="client.test", timeout=10, **keywords) as pool:
+            return [sent async for sent in pool.send_all(items, key=key)]
+
+    return asyncio.run(main())
+
+
+def send_all_sync(host: str, port: int, items: Iterable[Item], key: Any = None, **keywords: Any) -> list[Sent]:
+    with SMTPPool(host, port, local_hostname="client.test", timeout=10, **keywords) as pool:
+        return list(pool.send_all(items, key=key))
+
+
+SendAll = Callable[..., list[Sent]]
+POOLS = [pytest.param(send_all_async, id="async"), pytest.param(send_all_sync, id="threads")]
+
+
+def by_key(sent: list[Sent], count: int) -> list[SendResult]:
+    keys = [s.key for s in sent]
+    assert sorted(keys) == list(range(count)), "every submitted message has exactly one result"  # type: ignore[type-var]
+    results: dict[Any, SendResult] = {s.key: s.result for s in sent}
+    return [results[n] for n in range(count)]
+
+
+def uncertain_recipients(result: SendResult) -> set[str]:
+    if result.outcome is Outcome.UNCERTAIN:
+        return set(result.recipients)
+    return {rcpt for rcpt, fate in result.unfinished.items() if fate is Outcome.UNCERTAIN}
+
+
+@pytest.mark.parametrize("send_all", POOLS)
+@pytest.mark.parametrize("chunking", [False, True], ids=["data", "bdat"])
+def test_under_random_faults_nothing_is_lost_and_nothing_is_stored_twice(send_all: SendAll, chunking: bool) -> None:
+    """Cuts at any point, 421s, 451s to MAIL, RCPT and the content, 550s to some RCPTs, and cuts after
+    storing a message but before its 250: every message gets one result, every recipient reported
+    delivered was stored exactly once, an uncertain one at most once, any other never."""
+    count = 1500
+    items = messages(count)
+    with ChaosServer(Faults(), seed=22 + chunking, chunking=chunking) as server:
+        results = by_key(send_all(server.host, server.port, items, max_connections=8, **FAST_RETRIES), count)
+    counts = {outcome: 0 for outcome in Outcome}
+    for n, result in enumerate(results):
+        counts[result.outcome] += 1
+        uncertain = uncertain_recipients(result)
+        for rcpt in items[n][1]:
+            stored = server.stored[(f"m{n}", rcpt)]
+            if rcpt in result.accepted:
+                assert stored == 1, (n, rcpt, result)
+            elif rcpt in uncertain:
+                assert stored <= 1, (n, rcpt, result)
+            else:
+                assert stored == 0, (n, rcpt, result)
+                assert rcpt in result.refused or result.outcome in (Outcome.NOT_SENT, Outcome.REFUSED) \
+                    or result.unfinished.get(rcpt) is Outcome.NOT_SENT, (n, rcpt, result)
+    stored_total = sum(server.stored.values())
+    delivered_total = sum(len(result.accepted) for result in results)
+    assert delivered_total <= stored_total <= delivered_total + sum(len(uncertain_recipients(r)) for r in results)
+    # the faults did happen, and the pool went on through them
+    assert server.connections > 8 and counts[Outcome.UNCERTAIN] > 0
+    assert counts[Outcome.DELIVERED] > count / 2, counts  # (BDAT: a cut leaves the whole window uncertain)
+    print(f"\nfault run ({'BDAT' if chunking else 'DATA'}, {send_all.__name__}): {counts}, "
+          f"{server.connections} connections, {stored_total} copies stored, {delivered_total} reported delivered")
+
+
+def test_resending_uncertain_messages_is_the_callers_choice() -> None:
+    """With ``resend_uncertain=True`` a message cut after it was stored goes again: some recipients
+    are then stored twice, which is what the option means; without it (above) never."""
+    count = 600
+    items = messages(count, recipients=1)
+    faults = Faults(cut=0, shutdown=0, transient=0, cut_after_store=0.05, permanent_rcpt=0)
+    with ChaosServer(faults, seed=5) as server:
+        results = by_key(send_all_async(server.host, server.port, items, resend_uncertain=True,
+                                        **FAST_RETRIES), count)
+    assert max(server.stored.values()) >= 2  # (the option's price, seen)
+    assert all(result.outcome is Outcome.DELIVERED for result in results)
+
+
+@pytest.mark.parametrize("send_all", POOLS)
+def test_a_real_server_gets_each_message_once_and_connections_are_renewed(send_all: SendAll) -> None:
+    count = 45
+    items = messages(count, recipients=1)
+    with LocalSMTPServer(pipelining=True) as server:
+        results = by_key(send_all(server.host, server.port, items, max_connections=2,
+                                  max_messages_per_connection=10, batch=4), count)
+        received = sorted(message.message["Subject"] for message in server.messages)
+    assert all(result.outcome is Outcome.DELIVERED for result in results)
+    assert received == sorted(f"m{n}" for n in range(count))
+
+
+def test_max_messages_per_connection_says_quit_and_opens_another() -> None:
+    async def main(server: ChaosServer) -> AsyncSMTPPool:
+        async with AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1,
+                                 max_messages_per_connection=10, batch=4, trace=True) as pool:
+            futures = [await pool.submit(item) for item in messages(35)]
+            for future in futures:
+                assert (await future).outcome is Outcome.DELIVERED
+        return pool
+
+    with ChaosServer(NO_FAULTS) as server:
+        pool = asyncio.run(main(server))
+    assert pool.connections_opened == math.ceil(35 / 10) == server.connections
+    # one trace per connection, each ending with a polite QUIT
+    assert len(pool.traces) == 4
+    for trace in pool.traces:
+        assert [(step.sent, step.state_after) for step in trace[-2:]] == [(b"QUIT\r\n", "quit"), (b"", "closed")]
+    sent = [b"".join(step.sent for step in trace).count(b"MAIL FROM:") for trace in pool.traces]
+    assert sent == [10, 10, 10, 5]
+
+
+@pytest.mark.parametrize("send_all", POOLS)
+def test_an_authentication_failure_stops_new_connections_and_fails_the_queue(send_all: SendAll) -> None:
+    with ChaosServer(NO_FAULTS, refuse_auth=True) as server:
+        results = by_key(send_all(server.host, server.port, messages(200), max_connections=4, username="u",
+                                  password="wrong", allow_insecure_auth=True, **FAST_RETRIES), 200)
+    assert all(result.outcome is Outcome.NOT_SENT for result in results)
+    assert all(isinstance(result.error, AuthenticationError) and result.error.code == 535 for result in results)
+    assert server.auth_attempts <= 4  # (no lockout storm: at most one try per connection slot)
+
+
+def test_closing_past_the_deadline_says_what_became_of_each_message() -> None:
+    """The server stores the first message and never answers: after the deadline, that message is
+    uncertain (its content left), the one pipelined behind it and the queued ones not sent."""
+
+    async def main(server: ChaosServer) -> list[SendResult]:
+        pool = AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1, batch=2)
+        futures = [await pool.submit(item) for item in messages(5)]
+        await asyncio.sleep(0.3)  # (the first batch is on the wire, its final reply never comes)
+        await pool.close(timeout=0.5)
+        return [future.result() for future in futures]
+
+    with ChaosServer(NO_FAULTS, stall_after_store=True) as server:
+        results = asyncio.run(main(server))
+    assert [r.outcome for r in results] == [Outcome.UNCERTAIN] + [Outcome.NOT_SENT] * 4
+    assert all(isinstance(r.error, PoolClosed) for r in results)
+
+
+def test_the_blocking_pool_closes_past_its_deadline_alike() -> None:
+    with ChaosServer(NO_FAULTS, stall_after_store=True) as server:
+        pool = SMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1, batch=2)
+        futures = [pool.submit(item) for item in messages(5)]
+        pool.close(timeout=0.5)
+        results = [future.result(timeout=5) for future in futures]
+    assert [r.outcome for r in results] == [Outcome.UNCERTAIN] + [Outcome.NOT_SENT] * 4
+    assert all(isinstance(r.error, PoolClosed) for r in results)
+
+
+class Reading:
+    """Items read lazily, counting how many were read."""
+
+    def __init__(self, count: int) -> None:
+        self.items = messages(count, recipients=1)
+        self.read = 0
+
+    def __iter__(self) -> Iterator[Item]:
+        for item in self.items:
+            self.read += 1
+            yield item
+
+
+def test_send_all_reads_no_further_ahead_than_max_pending() -> None:
+    """Backpressure: the items are read as results come, never more than ``max_pending`` ahead."""
+    source = Reading(300)
+
+    async def main(server: ChaosServer) -> list[int]:
+        ahead = []
+        async with AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_pending=20) as pool:
+            async for number, _ in enumerate_async(pool.send_all(source)):
+                ahead.append(source.read - (number + 1))
+        return ahead
+
+    with ChaosServer(NO_FAULTS) as server:
+        ahead = asyncio.run(main(server))
+    assert len(ahead) == 300 and max(ahead) <= 20
+
+
+def test_the_blocking_send_all_reads_no_further_ahead_than_max_pending() -> None:
+    source = Reading(300)
+    ahead = []
+    with ChaosServer(NO_FAULTS) as server, SMTPPool(server.host, server.port, local_hostname="client.test",
+                                                    max_pending=20) as pool:
+        for number, sent in enumerate(pool.send_all(source, key=lambda item: str(item[1][0]))):  # type: ignore[index]
+            ahead.append(source.read - (number + 1))
+            assert sent.key == sent.result.recipients[0]  # (a key of the caller's)
+    assert len(ahead) == 300 and max(ahead) <= 20
+
+
+async def enumerate_async(iterator: AsyncIterator[Sent]) -> AsyncIterator[tuple[int, Sent]]:
+    number = 0
+    async for item in iterator:
+        yield number, item
+        number += 1
+
+
+@pytest.mark.parametrize("send_all", POOLS)
+def test_a_server_that_is_down_costs_each_message_its_attempts_then_not_sent(send_all: SendAll) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]  # (closed below: nothing listens there while the pool tries)
+    results = by_key(send_all("127.0.0.1", port, messages(6), max_connections=2, attempts=3, backoff=0.01), 6)
+    assert all(r.outcome is Outcome.NOT_SENT and isinstance(r.error, SMTPConnectError) for r in results)
+
+
+def test_bad_arguments_raise_before_any_connection() -> None:
+    with pytest.raises(LocalProtocolError, match="max_connections"):
+        AsyncSMTPPool("127.0.0.1", max_connections=0)
+    with pytest.raises(LocalProtocolError, match="attempts"):
+        SMTPPool("127.0.0.1", attempts=0)
+    with pytest.raises(LocalProtocolError, match="max_rate"):
+        SMTPPool("127.0.0.1", max_rate=-1)
+    with pytest.raises(LocalProtocolError):
+        SMTPPool("127.0.0.1", port=0)  # (a connection keyword, checked by the client's own rules)
+    pool = SMTPPool("127.0.0.1", 9)  # nothing listens: nothing was tried
+    with pytest.raises(LocalProtocolError):
+        pool.submit(("sender@example.org", [], b"x"))  # no recipients
+    pool.close()
+    with pytest.raises(PoolClosed):
+        pool.submit(("sender@example.org", ["r@example.org"], b"x"))
+    assert pool.connections_opened == 0
