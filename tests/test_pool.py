@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 from chaos_server import ChaosServer, Faults
 
 from smtp_fsm import AsyncSMTPPool, AuthenticationError, LocalProtocolError, PoolClosed, SMTPConnectError, SMTPPool
-from smtp_fsm.pool.ledger import Sent
+from smtp_fsm.pool.ledger import Ledger, Sent
 from smtp_fsm.results import Outcome, SendResult
+from smtp_fsm.testing.esmtp import ESMTPServer
 from smtp_fsm.testing.servers import LocalSMTPServer
 
 Item = tuple[str, list[str], bytes]
@@ -62,7 +64,7 @@ def test_under_random_faults_nothing_is_lost_and_nothing_is_stored_twice(send_al
     """Cuts at any point, 421s, 451s to MAIL, RCPT and the content, 550s to some RCPTs, and cuts after
     storing a message but before its 250: every message gets one result, every recipient reported
     delivered was stored exactly once, an uncertain one at most once, any other never."""
-    count = 1500
+    count = 2000
     items = messages(count)
     with ChaosServer(Faults(), seed=22 + chunking, chunking=chunking) as server:
         results = by_key(send_all(server.host, server.port, items, max_connections=8, **FAST_RETRIES), count)
@@ -152,7 +154,10 @@ def test_closing_past_the_deadline_says_what_became_of_each_message() -> None:
     async def main(server: ChaosServer) -> list[SendResult]:
         pool = AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1, batch=2)
         futures = [await pool.submit(item) for item in messages(5)]
-        await asyncio.sleep(0.3)  # (the first batch is on the wire, its final reply never comes)
+        for _ in range(500):  # until the first message is stored (its final reply never comes); bounded
+            if server.stored:
+                break
+            await asyncio.sleep(0.01)
         await pool.close(timeout=0.5)
         return [future.result() for future in futures]
 
@@ -166,6 +171,10 @@ def test_the_blocking_pool_closes_past_its_deadline_alike() -> None:
     with ChaosServer(NO_FAULTS, stall_after_store=True) as server:
         pool = SMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1, batch=2)
         futures = [pool.submit(item) for item in messages(5)]
+        for _ in range(500):  # until the first message is stored (its final reply never comes); bounded
+            if server.stored:
+                break
+            time.sleep(0.01)
         pool.close(timeout=0.5)
         results = [future.result(timeout=5) for future in futures]
     assert [r.outcome for r in results] == [Outcome.UNCERTAIN] + [Outcome.NOT_SENT] * 4
@@ -220,11 +229,38 @@ async def enumerate_async(iterator: AsyncIterator[Sent]) -> AsyncIterator[tuple[
 
 
 @pytest.mark.parametrize("send_all", POOLS)
+def test_a_message_the_servers_limits_rule_out_fails_alone_and_the_batch_goes_on(send_all: SendAll) -> None:
+    """Over the server's SIZE, a message makes ``send_many`` refuse its whole batch before writing a byte:
+    each message then goes alone, and only that one ends ``not_sent`` with the error."""
+    items = messages(5, recipients=1)
+    items[2] = ("sender@example.org", ["big@example.org"], b"Subject: m2\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1100)
+    with ESMTPServer() as server:  # (SIZE 1000000)
+        results = by_key(send_all(server.host, server.port, items, max_connections=1, batch=8), 5)
+        stored = sorted(message.rcpts[0] for message in server.messages)
+    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2 + [Outcome.NOT_SENT] + [Outcome.DELIVERED] * 2
+    assert isinstance(results[2].error, LocalProtocolError) and "SIZE" in str(results[2].error)
+    assert stored == [f"RCPT TO:<r{n}.0@example.org>" for n in (0, 1, 3, 4)]  # each once, the big one never
+
+
+@pytest.mark.parametrize("send_all", POOLS)
 def test_a_server_that_is_down_costs_each_message_its_attempts_then_not_sent(send_all: SendAll) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]  # (closed below: nothing listens there while the pool tries)
     results = by_key(send_all("127.0.0.1", port, messages(6), max_connections=2, attempts=3, backoff=0.01), 6)
     assert all(r.outcome is Outcome.NOT_SENT and isinstance(r.error, SMTPConnectError) for r in results)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # (the bug, loud as meant)
+@pytest.mark.parametrize("send_all", POOLS)
+def test_a_bug_in_a_connection_loop_fails_every_message_instead_of_hanging(
+        send_all: SendAll, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> list[Any]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Ledger, "settle", broken)
+    with ChaosServer(NO_FAULTS) as server:
+        results = by_key(send_all(server.host, server.port, messages(50), max_connections=2), 50)
+    assert all(r.outcome in (Outcome.NOT_SENT, Outcome.UNCERTAIN) and "a bug" in str(r.error) for r in results)
 
 
 def test_bad_arguments_raise_before_any_connection() -> None:

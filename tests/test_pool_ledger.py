@@ -76,6 +76,19 @@ def test_a_5xx_is_final_at_once_a_4xx_sender_refusal_is_not() -> None:
     assert book.next_due() is not None  # the second waits for its backoff
 
 
+def test_a_4xx_to_mail_sends_the_message_again_whatever_its_rcpts_were_answered() -> None:
+    """After a refused MAIL the pipelined RCPTs get "503 need MAIL": those replies tell nothing of the
+    recipients, the sender's 451 decides."""
+    book = ledger()
+    book.add(job_for(("s@example.org", ["a@x.org", "b@x.org"], b"1"), 1))
+    job = take_one(book)
+    need_mail = Reply(503, ("5.5.1 need MAIL",))
+    refused = SendResult(job.sender, job.pending, refused={"a@x.org": need_mail, "b@x.org": need_mail},
+                         error=SenderRefused(LATER, "s@example.org"), outcome=Outcome.REFUSED)
+    assert book.settle([job], [refused], None, 0.0) == []
+    assert job.pending == ("a@x.org", "b@x.org") and job.result.refused == {"a@x.org": LATER, "b@x.org": LATER}
+
+
 def test_a_message_cut_off_before_its_content_moves_at_once_then_backs_off() -> None:
     book = ledger()
     book.add(job_for(("s@example.org", ["a@x.org"], b"1"), 1))
@@ -114,6 +127,28 @@ def test_a_refused_connect_waits_and_an_authentication_failure_ends_everything()
     assert len(failed) == 3 and book.outstanding == 0 and book.fatal is not None
     assert all(job.result.outcome is Outcome.NOT_SENT and isinstance(job.result.error, AuthenticationError)
                for job in failed)
+
+
+def test_a_batch_refused_locally_goes_again_one_by_one_at_no_cost() -> None:
+    book = ledger()
+    for n in range(3):
+        book.add(job_for(("s@example.org", [f"r{n}@x.org"], b"x"), n))
+    batch = book.take(0.0, 10)
+    too_big = LocalProtocolError("message is 2000000 octets; the server accepts at most 1000000 (SIZE, RFC 1870)")
+    assert book.refused_locally(batch, too_big) == []
+    alone = [book.take(0.0, 10) for _ in range(3)]
+    assert alone == [[job] for job in batch] and all(job.attempts == 1 for job in batch)
+    (finished,) = book.refused_locally(alone[1], too_big)
+    assert finished.result.outcome is Outcome.NOT_SENT and finished.result.error is too_big
+
+
+def test_a_sending_that_never_reported_back_is_uncertain() -> None:
+    book = ledger()
+    book.add(job_for(("s@example.org", ["a@x.org", "b@x.org"], b"x"), 1))
+    batch = book.take(0.0, 10)
+    (job,) = book.abandon(batch, ServerDisconnected("stopped"))
+    assert job.result.outcome is Outcome.UNCERTAIN and book.outstanding == 0
+    assert book.abandon(batch, ServerDisconnected("again")) == []  # (finished once)
 
 
 def test_the_backoff_doubles_up_to_its_ceiling_with_jitter() -> None:

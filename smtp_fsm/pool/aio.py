@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Hashable, Iterable
 from typing import Any
 
 from ..aio import AsyncSMTPClient
-from ..errors import PoolClosed, SMTPError
+from ..errors import LocalProtocolError, PoolClosed, SMTPError
 from ..results import SendResult
 from ..session import MessageItem
 from ..trace import TraceStep
@@ -169,6 +169,7 @@ class AsyncSMTPPool:
         sent = 0
         last_used = time.monotonic()
         failures = 0
+        sending: list[Job] = []  # a batch handed to send_many and not settled yet
         try:
             while True:
                 now = time.monotonic()
@@ -200,25 +201,47 @@ class AsyncSMTPPool:
                 if wait:
                     await asyncio.sleep(wait)
                 self._active.add(client)
+                sending = batch
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
                     results = await client.send_many([job.item for job in batch])
+                except LocalProtocolError as refused:  # (nothing was queued: the connection stands)
+                    sending = []
+                    self._refused_locally(batch, refused)
+                    continue
                 except SMTPError as exc:
                     cut = exc
                 finally:
                     self._active.discard(client)
                 self._resolve(ledger.settle(batch, results, cut, time.monotonic()))
+                sending = []
                 sent += len(batch)
                 last_used = time.monotonic()
                 if cut is not None:
                     self._keep_trace(client)
                     client.close()
                     client, sent = None, 0
+        except Exception as exc:  # a bug: fail loudly, never leave a caller waiting
+            broken = self._broken(exc)
+            self._resolve(ledger.abandon(sending, broken) + ledger.fail_all(broken))
+            sending = []
+            raise
         finally:
+            if sending:
+                self._resolve(ledger.abandon(sending, PoolClosed("the pool stopped this connection mid-send")))
             if client is not None:
                 self._keep_trace(client)
                 client.close()
+
+    def _broken(self, exc: Exception) -> SMTPError:
+        """A connection's loop failed on a bug: no new work is taken, what waits fails with this."""
+        error = SMTPError(f"the pool's connection loop failed: {exc!r}")
+        self._ledger.fatal = error
+        return error
+
+    def _refused_locally(self, batch: list[Job], error: LocalProtocolError) -> None:
+        self._resolve(self._ledger.refused_locally(batch, error))
 
     async def _wait(self, now: float, idle_until: float | None) -> None:
         """Until work comes, the next delayed message is due, or the connection has idled enough."""

@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import (
     AuthenticationError,
     LocalProtocolError,
+    SenderRefused,
     SMTPError,
     SMTPReplyError,
     TLSError,
@@ -87,6 +88,7 @@ class Job:
     pending: tuple[str, ...]  # the recipients the next sending goes to
     attempts: int = 0  # sendings so far (a reroute counts)
     done: bool = False
+    alone: bool = False  # goes in a batch of its own (a batch it was in was refused locally)
     waiter: Any = None  # the pool's future for this message
     item: MessageItem = field(init=False)
 
@@ -147,10 +149,12 @@ class Ledger:
             self.ready.appendleft(heapq.heappop(delayed)[2])  # (they waited longest)
         batch: list[Job] = []
         ready = self.ready
-        while ready and len(batch) < limit:
+        while ready and len(batch) < limit and not (batch and ready[0].alone):
             job = ready.popleft()
             job.attempts += 1
             batch.append(job)
+            if job.alone:
+                break
         return batch
 
     def next_due(self) -> float | None:
@@ -186,6 +190,29 @@ class Ledger:
             if self._record(job, not_sent, now, reroute=False):
                 finished.append(job)
         return finished
+
+    def refused_locally(self, batch: Sequence[Job], error: LocalProtocolError) -> list[Job]:
+        """``send_many`` refused the batch before anything was queued (a message the server's
+        capabilities rule out: over its SIZE, 8-bit without 8BITMIME, ...).  Alone, that message ends
+        ``not_sent`` with the error; in a batch, each goes again alone to find which (nothing was sent,
+        so it costs no attempt)."""
+        if len(batch) == 1:
+            (job,) = batch
+            self._finish(job, error, uncertain=())
+            return [job]
+        for job in reversed(batch):
+            job.attempts -= 1
+            job.alone = True
+            self.ready.appendleft(job)
+        return []
+
+    def abandon(self, batch: Sequence[Job], error: SMTPError) -> list[Job]:
+        """A sending that never reported back (its connection's task was cancelled, or failed on a bug):
+        each message ends ``uncertain``, the reading that never sends it twice."""
+        unfinished = [job for job in batch if not job.done]
+        for job in unfinished:
+            self._finish(job, error, uncertain=job.pending)
+        return unfinished
 
     def stop(self, error: SMTPError) -> list[Job]:
         """Closing past the deadline: what waits ends now, what is in flight ends with its sending."""
@@ -265,15 +292,26 @@ def merged_result(job: Job, result: SendResult) -> SendResult:
             merged.refused.pop(rcpt, None)
             merged.unfinished.pop(rcpt, None)
         merged.delivery.update(result.delivery)
-    for rcpt, reply in result.refused.items():
-        merged.refused[rcpt] = reply
-    if result.outcome is Outcome.REFUSED and isinstance(result.error, SMTPReplyError):
-        for rcpt in job.pending:  # refused as a whole (sender, data): each recipient has that reply
-            if rcpt not in result.refused:
-                merged.refused[rcpt] = result.error.reply
+    sender_refused = _sender_refusal(result)
+    if sender_refused is not None:
+        for rcpt in job.pending:  # (the RCPTs' replies, 503 "need MAIL" and the like, only follow from it)
+            merged.refused[rcpt] = sender_refused
+    else:
+        for rcpt, reply in result.refused.items():
+            merged.refused[rcpt] = reply
+        if result.outcome is Outcome.REFUSED and isinstance(result.error, SMTPReplyError):
+            for rcpt in job.pending:  # refused as a whole (the data): each recipient has that reply
+                if rcpt not in result.refused:
+                    merged.refused[rcpt] = result.error.reply
     if result.outcome is not Outcome.DELIVERED:
         merged.error = result.error
     return merged
+
+
+def _sender_refusal(result: SendResult) -> Reply | None:
+    """The reply that refused the sender, when that is what refused the message."""
+    error = result.error
+    return error.reply if result.outcome is Outcome.REFUSED and isinstance(error, SenderRefused) else None
 
 
 def _is_transient(reply: Reply | None) -> bool:
@@ -291,7 +329,10 @@ def _transient(pending: tuple[str, ...], result: SendResult) -> tuple[str, ...]:
         again = [rcpt for rcpt, reply in result.refused.items() if _is_transient(reply)]
         again += [rcpt for rcpt, fate in result.unfinished.items() if fate is Outcome.NOT_SENT]
         return tuple(rcpt for rcpt in pending if rcpt in again)
-    # refused: per recipient where it has its own refusal, else the message's (sender, data)
+    sender_refused = _sender_refusal(result)
+    if sender_refused is not None:  # the sender's reply decides for every recipient
+        return pending if _is_transient(sender_refused) else ()
+    # refused: per recipient where it has its own refusal, else the message's (the data)
     whole = result.error.reply if isinstance(result.error, SMTPReplyError) else None
     return tuple(rcpt for rcpt in pending
                  if _is_transient(result.refused.get(rcpt, whole)))
@@ -318,5 +359,8 @@ def fates(batch: Sequence[Job], error: SMTPError) -> list[SendResult]:
         elif id(job.item) in unsent:
             results.append(SendResult(job.sender, job.pending, error=error, outcome=Outcome.NOT_SENT))
         else:
-            results.append(next(completed))
+            # (every message's fate comes with the error; were one missing, uncertain is the safe
+            # reading: it is never sent again)
+            results.append(next(completed, None)
+                           or SendResult(job.sender, job.pending, error=error, outcome=Outcome.UNCERTAIN))
     return results

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from queue import SimpleQueue
 from typing import Any
 
-from ..errors import PoolClosed, SMTPError
+from ..errors import LocalProtocolError, PoolClosed, SMTPError
 from ..results import SendResult
 from ..session import MessageItem
 from ..sync import SMTPClient
@@ -150,6 +150,7 @@ class SMTPPool:
         sent = 0
         last_used = time.monotonic()
         failures = 0
+        sending: list[Job] = []  # a batch handed to send_many and not settled yet
         try:
             while True:
                 with self._lock:
@@ -184,17 +185,23 @@ class SMTPPool:
                 with self._lock:
                     wait = self._pace.delay(len(batch), time.monotonic())
                     self._active.add(client)
+                sending = batch
                 if wait:
                     time.sleep(wait)
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
                     results = client.send_many([job.item for job in batch])
+                except LocalProtocolError as refused:  # (nothing was queued: the connection stands)
+                    sending = []
+                    self._refused_locally(client, batch, refused)
+                    continue
                 except SMTPError as exc:
                     cut = exc
                 with self._lock:
                     self._active.discard(client)
                     finished = ledger.settle(batch, results, cut, time.monotonic())
+                sending = []
                 self._resolve(finished)
                 sent += len(batch)
                 last_used = time.monotonic()
@@ -202,10 +209,33 @@ class SMTPPool:
                     self._keep_trace(client)
                     client.close()
                     client, sent = None, 0
+        except Exception as exc:  # a bug: fail loudly, never leave a caller waiting
+            with self._lock:
+                broken = self._broken(exc)
+                failed = ledger.abandon(sending, broken) + ledger.fail_all(broken)
+            sending = []
+            self._resolve(failed)
+            raise
         finally:
+            if sending:
+                with self._lock:
+                    abandoned = ledger.abandon(sending, PoolClosed("the pool stopped this connection mid-send"))
+                self._resolve(abandoned)
             if client is not None:
                 self._keep_trace(client)
                 client.close()
+
+    def _broken(self, exc: Exception) -> SMTPError:
+        """A connection's loop failed on a bug: no new work is taken, what waits fails with this."""
+        error = SMTPError(f"the pool's connection loop failed: {exc!r}")
+        self._ledger.fatal = error
+        return error
+
+    def _refused_locally(self, client: SMTPClient, batch: list[Job], error: LocalProtocolError) -> None:
+        with self._lock:
+            self._active.discard(client)
+            finished = self._ledger.refused_locally(batch, error)
+        self._resolve(finished)
 
     def _wait(self, now: float, idle_until: float | None) -> None:
         """(With the lock held.)  Until work comes, the next delayed message is due, or the connection
