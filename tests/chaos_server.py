@@ -43,12 +43,16 @@ class ChaosServer:
     """``stored`` counts each (subject, recipient) stored; ``connections`` those accepted."""
 
     def __init__(self, faults: Faults | None = None, seed: int = 0, chunking: bool = False,
-                 refuse_auth: bool = False, stall_after_store: bool = False) -> None:
+                 refuse_auth: bool = False, stall_after_store: bool = False, greet_delay: float = 0.0,
+                 reply_delay: float = 0.0) -> None:
         self.faults = faults or Faults()
         self.rng = random.Random(seed)
         self.chunking = chunking
         self.refuse_auth = refuse_auth
         self.stall_after_store = stall_after_store  # store, then never answer (until the client leaves)
+        self.greet_delay = greet_delay  # seconds before the 220
+        self.reply_delay = reply_delay  # seconds between storing a message and its 250
+        self.mails = 0  # MAIL commands received
         self.stored: Counter[tuple[str, str]] = Counter()
         self.connections = 0
         self.auth_attempts = 0
@@ -98,6 +102,7 @@ class ChaosServer:
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         faults = self.faults
+        await asyncio.sleep(self.greet_delay)
         writer.write(b"220 chaos.test ESMTP\r\n")
         sender: bytes | None = None
         rcpts: list[str] = []
@@ -125,6 +130,7 @@ class ChaosServer:
                 else:
                     writer.write(b"235 2.7.0 ok\r\n")
             elif verb == b"MAIL":
+                self.mails += 1
                 if self._chance(faults.transient):
                     writer.write(b"451 4.3.0 chaos: try MAIL again later\r\n")
                 else:
@@ -198,6 +204,7 @@ class ChaosServer:
                 self.stored[(subject, rcpt)] += 1
         if self._chance(faults.cut_after_store):
             raise _Cut
+        await asyncio.sleep(self.reply_delay)
         if self.stall_after_store:
             await asyncio.sleep(_TIMEOUT * 3)  # (bounded: the session's own timeout ends it)
             raise _Cut

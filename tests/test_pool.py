@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -248,6 +250,86 @@ def test_a_server_that_is_down_costs_each_message_its_attempts_then_not_sent(sen
         port = listener.getsockname()[1]  # (closed below: nothing listens there while the pool tries)
     results = by_key(send_all("127.0.0.1", port, messages(6), max_connections=2, attempts=3, backoff=0.01), 6)
     assert all(r.outcome is Outcome.NOT_SENT and isinstance(r.error, SMTPConnectError) for r in results)
+
+
+def test_closing_ends_every_connection_once_the_last_message_is_done() -> None:
+    """Connections woken by close while a message is still in flight are woken again when it finishes."""
+    with ChaosServer(NO_FAULTS, reply_delay=0.3) as server:
+        pool = SMTPPool(server.host, server.port, local_hostname="client.test", max_connections=4)
+        future = pool.submit(messages(1)[0])
+        pool.close(timeout=10)
+        assert future.result(timeout=0).outcome is Outcome.DELIVERED
+        assert not [thread for thread in pool._threads if thread.is_alive()]
+
+
+def test_a_second_round_of_submissions_is_waited_for_at_close() -> None:
+    async def main(server: ChaosServer) -> list[SendResult]:
+        pool = AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_connections=2)
+        await (await pool.submit(messages(1)[0]))  # (the pool drained once)
+        futures = [await pool.submit(item) for item in messages(10)]
+        await pool.close(timeout=10)
+        return [future.result() for future in futures]
+
+    with ChaosServer(NO_FAULTS, reply_delay=0.02) as server:
+        assert [r.outcome for r in asyncio.run(main(server))] == [Outcome.DELIVERED] * 10
+
+
+def test_closing_while_a_connection_opens_sends_nothing_after() -> None:
+    """The greeting takes longer than the deadline: the message is not sent, then or later."""
+
+    async def main(server: ChaosServer) -> SendResult:
+        pool = AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1)
+        future = await pool.submit(messages(1)[0])
+        await asyncio.sleep(0.1)
+        await pool.close(timeout=0.3)
+        return future.result()
+
+    with ChaosServer(NO_FAULTS, greet_delay=2.0) as server:
+        result = asyncio.run(main(server))
+        assert result.outcome is Outcome.NOT_SENT and isinstance(result.error, PoolClosed)
+        pool = SMTPPool(server.host, server.port, local_hostname="client.test", max_connections=1)
+        future = pool.submit(messages(1)[0])
+        time.sleep(0.1)
+        pool.close(timeout=0.3)
+        result = future.result(timeout=10)  # (once the greeting came, the connection saw the pool stopped)
+        assert result.outcome is Outcome.NOT_SENT and isinstance(result.error, PoolClosed)
+        for thread in pool._threads:
+            thread.join(10)
+        assert server.mails == 0
+
+
+def test_a_submission_waiting_for_room_when_the_pool_closes_is_refused() -> None:
+    async def main(server: ChaosServer) -> tuple[SendResult, BaseException | None]:
+        pool = AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_pending=1)
+        first = await pool.submit(messages(1)[0])
+        second = asyncio.ensure_future(pool.submit(messages(2)[1]))
+        await asyncio.sleep(0.05)  # (the second waits for room)
+        await pool.close(timeout=10)
+        await asyncio.wait([second], timeout=5)
+        return first.result(), second.exception()
+
+    with ChaosServer(NO_FAULTS, reply_delay=0.2) as server:
+        first, refused = asyncio.run(main(server))
+    assert first.outcome is Outcome.DELIVERED and isinstance(refused, PoolClosed)
+
+
+def test_a_callback_that_submits_the_next_message_does_not_block_the_pool() -> None:
+    done: list[SendResult] = []
+    items = iter(messages(5, recipients=1))
+    finished = threading.Event()
+    with ChaosServer(NO_FAULTS) as server, SMTPPool(server.host, server.port, local_hostname="client.test",
+                                                    max_pending=1) as pool:
+        def chain(future: Future[SendResult]) -> None:
+            done.append(future.result())
+            item = next(items, None)
+            if item is None:
+                finished.set()
+            else:
+                pool.submit(item).add_done_callback(chain)
+
+        pool.submit(next(items)).add_done_callback(chain)
+        assert finished.wait(10)
+    assert [r.outcome for r in done] == [Outcome.DELIVERED] * 5
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # (the bug, loud as meant)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import ssl
 
 import pytest
 
 from smtp_fsm import AuthenticationError, LocalProtocolError, ServerDisconnected, SMTPConnectError
-from smtp_fsm.errors import DataRefused, SenderRefused
-from smtp_fsm.pool.ledger import Job, Ledger, RetryPolicy, job_for
+from smtp_fsm.errors import DataRefused, SenderRefused, SMTPReplyError, TLSError, TLSHandshakeTimeout, TLSUnavailable
+from smtp_fsm.pool.ledger import Job, Ledger, RetryPolicy, fatal, job_for
 from smtp_fsm.pool.pace import Pace
 from smtp_fsm.replies import Reply
 from smtp_fsm.results import Outcome, SendResult
@@ -149,6 +150,43 @@ def test_a_sending_that_never_reported_back_is_uncertain() -> None:
     (job,) = book.abandon(batch, ServerDisconnected("stopped"))
     assert job.result.outcome is Outcome.UNCERTAIN and book.outstanding == 0
     assert book.abandon(batch, ServerDisconnected("again")) == []  # (finished once)
+
+
+def test_out_of_attempts_a_message_resent_for_being_uncertain_stays_uncertain() -> None:
+    book = ledger(attempts=1, resend_uncertain=True)
+    book.add(job_for(("s@example.org", ["a@x.org"], b"1"), 1))
+    (job,) = book.take(0.0, 10)
+    cut = ServerDisconnected("cut")
+    cut.uncertain = (job.item,)
+    assert book.settle([job], None, cut, 0.0) == [job]
+    assert job.result.outcome is Outcome.UNCERTAIN  # (never "not_sent": it may have been delivered)
+
+
+def test_a_delivery_after_a_4xx_is_clean() -> None:
+    book = ledger()
+    book.add(job_for(("s@example.org", ["a@x.org"], b"1"), 1))
+    job = take_one(book)
+    refused = SendResult(job.sender, job.pending, error=SenderRefused(LATER, "s@example.org"), outcome=Outcome.REFUSED)
+    book.settle([job], [refused], None, 0.0)
+    due = book.next_due()
+    assert due is not None
+    (finished,) = book.settle([take_one(book, due)], [delivered(job, ["a@x.org"])], None, due)
+    assert finished.result.outcome is Outcome.DELIVERED and finished.result.error is None
+    assert finished.result.refused == {}
+
+
+def test_what_stops_the_pool_and_what_is_worth_another_connection() -> None:
+    assert fatal(AuthenticationError(Reply(535, ("5.7.8 bad credentials",))))
+    assert not fatal(AuthenticationError(Reply(454, ("4.7.0 try later",))))
+    assert fatal(TLSUnavailable(Reply(250, ("mx",)), "STARTTLS required"))
+    assert fatal(SMTPReplyError(Reply(554, ("5.7.1 go away",))))
+    assert not fatal(SMTPReplyError(Reply(421, ("4.3.2 busy",))))
+    assert not fatal(TLSHandshakeTimeout("handshake timed out"))
+    cut = TLSError("handshake cut")
+    assert not fatal(cut)
+    refused = TLSError("certificate refused")
+    refused.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
+    assert fatal(refused)
 
 
 def test_the_backoff_doubles_up_to_its_ceiling_with_jitter() -> None:

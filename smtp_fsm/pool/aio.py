@@ -17,7 +17,7 @@ from ..errors import LocalProtocolError, PoolClosed, SMTPError
 from ..results import SendResult
 from ..session import MessageItem
 from ..trace import TraceStep
-from .ledger import Job, Ledger, RetryPolicy, Sent, job_for
+from .ledger import Job, Ledger, RetryPolicy, Sent, connection_gone, job_for, refuse_probes
 from .pace import Pace
 from .settings import PoolSettings
 
@@ -37,6 +37,7 @@ class AsyncSMTPPool:
                                      max_connect_rate, max_pending, batch, retry)
         #: The connections' settings, checked now (a bad keyword raises here, before any connection).
         self.options = AsyncSMTPClient(host, port, **client_keywords).options
+        refuse_probes(self.options)
         self._ledger = Ledger(retry)
         self._pace = Pace(max_rate, "max_rate")
         self._connect_pace = Pace(max_connect_rate, "max_connect_rate")
@@ -46,6 +47,7 @@ class AsyncSMTPPool:
         self._room: asyncio.Semaphore | None = None
         self._drained: asyncio.Event | None = None
         self._closing = False
+        self._started = False
         #: With ``trace=True``: each closed connection's trace, in the order they closed.
         self.traces: list[list[TraceStep]] = []
         self.connections_opened = 0
@@ -96,7 +98,7 @@ class AsyncSMTPPool:
         """Wait up to ``timeout`` seconds for every submitted message, then stop what is left: a message
         whose content never left is ``not_sent``, one whose content left is ``uncertain``."""
         self._closing = True
-        if not self._tasks:
+        if not self._started:
             return
         self._wake()
         assert self._drained is not None
@@ -110,6 +112,8 @@ class AsyncSMTPPool:
                 client._interrupt()
             self._wake()
         tasks = list(self._tasks)
+        if not tasks:
+            return
         _, stuck = await asyncio.wait(tasks, timeout=max(timeout, 1.0))
         for task in stuck:  # (bounded: a connection the interrupt did not end)
             task.cancel()
@@ -122,22 +126,26 @@ class AsyncSMTPPool:
         if self._closing:
             raise PoolClosed("the pool is closed")
         self._start()
-        assert self._room is not None
+        assert self._room is not None and self._drained is not None
         await self._room.acquire()
+        if self._closing:  # (closed while this waited for room: the connections may be gone)
+            self._room.release()
+            raise PoolClosed("the pool is closed")
         future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         job.waiter = future
         ledger = self._ledger
+        ledger.add(job)
+        self._drained.clear()
         if ledger.fatal is not None:
-            ledger.add(job)
             self._resolve(ledger.fail_all(ledger.fatal))
         else:
-            ledger.add(job)
             self._wake()
         return future
 
     def _start(self) -> None:
-        if self._tasks:
+        if self._started:
             return
+        self._started = True
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._room = asyncio.Semaphore(self.settings.max_pending)
@@ -153,14 +161,13 @@ class AsyncSMTPPool:
     def _resolve(self, finished: list[Job]) -> None:
         assert self._room is not None and self._drained is not None
         for job in finished:
+            self._room.release()
             future = job.waiter
             if future is not None and not future.done():
                 future.set_result(job.result)
-            self._room.release()
         if self._ledger.outstanding == 0:
             self._drained.set()
-        else:
-            self._drained.clear()
+            self._wake()  # (connections waiting with nothing to do: closing, they may go)
 
     async def _connection(self) -> None:
         """One connection's life, again and again: wait for work, connect, send, retire when idle."""
@@ -169,7 +176,8 @@ class AsyncSMTPPool:
         sent = 0
         last_used = time.monotonic()
         failures = 0
-        sending: list[Job] = []  # a batch handed to send_many and not settled yet
+        held: list[Job] = []  # a batch taken and not settled: withdrawn, or abandoned once sending
+        sending = False
         try:
             while True:
                 now = time.monotonic()
@@ -188,10 +196,12 @@ class AsyncSMTPPool:
                         return
                     await self._wait(now, None if client is None else last_used + settings.idle_timeout)
                     continue
+                held = batch
                 if client is None:
                     try:
                         client = await self._connect()
                     except SMTPError as refused:
+                        held = []
                         self._resolve(ledger.connect_failed(batch, refused, time.monotonic()))
                         failures += 1
                         await asyncio.sleep(settings.retry.delay(failures + 1, ledger.rng))
@@ -200,22 +210,27 @@ class AsyncSMTPPool:
                 wait = self._pace.delay(len(batch), time.monotonic())
                 if wait:
                     await asyncio.sleep(wait)
+                if ledger.stopped is not None:  # (closed past its deadline while this connected)
+                    held = []
+                    self._resolve(ledger.withdraw(batch, ledger.stopped))
+                    continue
                 self._active.add(client)
-                sending = batch
+                sending = True
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
                     results = await client.send_many([job.item for job in batch])
-                except LocalProtocolError as refused:  # (nothing was queued: the connection stands)
-                    sending = []
-                    self._refused_locally(batch, refused)
-                    continue
+                except LocalProtocolError as refused:  # (nothing was queued)
+                    cut = self._refused_locally(client, batch, refused)
+                    if cut is None:
+                        held, sending = [], False
+                        continue
                 except SMTPError as exc:
                     cut = exc
                 finally:
                     self._active.discard(client)
                 self._resolve(ledger.settle(batch, results, cut, time.monotonic()))
-                sending = []
+                held, sending = [], False
                 sent += len(batch)
                 last_used = time.monotonic()
                 if cut is not None:
@@ -224,12 +239,13 @@ class AsyncSMTPPool:
                     client, sent = None, 0
         except Exception as exc:  # a bug: fail loudly, never leave a caller waiting
             broken = self._broken(exc)
-            self._resolve(ledger.abandon(sending, broken) + ledger.fail_all(broken))
-            sending = []
+            self._resolve(ledger.abandon(held, broken) + ledger.fail_all(broken))
+            held = []
             raise
         finally:
-            if sending:
-                self._resolve(ledger.abandon(sending, PoolClosed("the pool stopped this connection mid-send")))
+            if held:  # (cancelled: close gave up on this connection)
+                stopped = PoolClosed("the pool stopped this connection")
+                self._resolve(ledger.abandon(held, stopped) if sending else ledger.withdraw(held, stopped))
             if client is not None:
                 self._keep_trace(client)
                 client.close()
@@ -240,8 +256,14 @@ class AsyncSMTPPool:
         self._ledger.fatal = error
         return error
 
-    def _refused_locally(self, batch: list[Job], error: LocalProtocolError) -> None:
+    def _refused_locally(self, client: AsyncSMTPClient, batch: list[Job],
+                         error: LocalProtocolError) -> SMTPError | None:
+        """``send_many`` refused the batch before queueing it.  On a live connection a message is at fault
+        (the ledger finds which); on an ended one, the batch goes elsewhere as for a cut."""
+        if client._closed():
+            return connection_gone(batch, error)
         self._resolve(self._ledger.refused_locally(batch, error))
+        return None
 
     async def _wait(self, now: float, idle_until: float | None) -> None:
         """Until work comes, the next delayed message is due, or the connection has idled enough."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import ssl
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +34,12 @@ from ..errors import (
     SenderRefused,
     SMTPError,
     SMTPReplyError,
+    SMTPTimeout,
     TLSError,
     TLSUnavailable,
 )
 from ..message import envelope_from_headers
+from ..options import ClientOptions
 from ..replies import Reply
 from ..results import Outcome, SendResult
 from ..session import MessageItem, item_submission
@@ -111,15 +114,33 @@ def job_for(item: MessageItem, key: Hashable) -> Job:
     return Job(key, sender, source, SendResult(sender, submission.recipients), submission.recipients)
 
 
-#: A refusal of the connection itself that waiting does not mend: stop making connections.
-_FATAL = (AuthenticationError, TLSError, TLSUnavailable, LocalProtocolError)
-
-
 def fatal(error: SMTPError) -> bool:
-    """Whether a failed connect means no connection will do better (credentials, TLS, a 5xx greeting)."""
-    if isinstance(error, _FATAL):
+    """Whether a failed connect means no connection will do better: credentials refused for good
+    (535, 534, 538: not a 454), a certificate refused, STARTTLS required and not offered, a 5xx
+    greeting, a setting the server rules out.  A timeout or a handshake cut is worth another try."""
+    if isinstance(error, SMTPTimeout):
+        return False
+    if isinstance(error, TLSError):
+        return isinstance(error.__cause__, ssl.SSLCertVerificationError)
+    if isinstance(error, TLSUnavailable | LocalProtocolError):
         return True
+    if isinstance(error, AuthenticationError):  # (no usable mechanism carries EHLO's 250: fatal too)
+        return not error.reply.is_transient
     return isinstance(error, SMTPReplyError) and error.reply.is_permanent
+
+
+def refuse_probes(options: ClientOptions) -> None:
+    """A pool sends whole messages: ``quit_after`` (a probe that stops before the data) has no place."""
+    if options.session.quit_after is not None:
+        raise LocalProtocolError("quit_after has no place in a pool: it sends whole messages")
+
+
+def connection_gone(batch: Sequence[Job], cause: SMTPError) -> SMTPError:
+    """The error for a batch that found its connection ended before anything was queued: each message
+    unsent (so the ledger moves it to another connection)."""
+    error = SMTPError(f"the connection ended before the batch was queued: {cause}")
+    error.unsent = tuple(job.item for job in batch)
+    return error
 
 
 class Ledger:
@@ -196,15 +217,24 @@ class Ledger:
         capabilities rule out: over its SIZE, 8-bit without 8BITMIME, ...).  Alone, that message ends
         ``not_sent`` with the error; in a batch, each goes again alone to find which (nothing was sent,
         so it costs no attempt)."""
-        if len(batch) == 1:
-            (job,) = batch
-            self._finish(job, error, uncertain=())
-            return [job]
+        ending = self.stopped or self.fatal
+        if len(batch) == 1 or ending is not None:  # (no connection will take them again)
+            for job in batch:
+                self._finish(job, error if len(batch) == 1 else ending, uncertain=())
+            return list(batch)
         for job in reversed(batch):
             job.attempts -= 1
             job.alone = True
             self.ready.appendleft(job)
         return []
+
+    def withdraw(self, batch: Sequence[Job], error: SMTPError) -> list[Job]:
+        """A batch taken and not handed to ``send_many`` (the pool stopped during its connect):
+        nothing of it left, each message ends ``not_sent``."""
+        unfinished = [job for job in batch if not job.done]
+        for job in unfinished:
+            self._finish(job, error, uncertain=())
+        return unfinished
 
     def abandon(self, batch: Sequence[Job], error: SMTPError) -> list[Job]:
         """A sending that never reported back (its connection's task was cancelled, or failed on a bug):
@@ -221,7 +251,7 @@ class Ledger:
 
     def fail_all(self, error: SMTPError, batch: Sequence[Job] = ()) -> list[Job]:
         """Every message waiting (and ``batch``) ends now with ``error``, with what it had so far."""
-        jobs = [*batch, *self.ready, *(entry[2] for entry in self.delayed)]
+        jobs = [job for job in (*batch, *self.ready, *(entry[2] for entry in self.delayed)) if not job.done]
         self.ready.clear()
         self.delayed.clear()
         for job in jobs:
@@ -236,13 +266,12 @@ class Ledger:
         connection died under it, another takes it), after a backoff from then on."""
         merged = merged_result(job, result)
         again, uncertain = _transient(job.pending, result), _uncertain(job.pending, result)
-        if uncertain and self.policy.resend_uncertain:
-            again, uncertain = again + uncertain, ()
+        retry = again + uncertain if self.policy.resend_uncertain else again
         if result.reply is not None and result.outcome is Outcome.DELIVERED:
             merged.reply = result.reply
         last_error = result.error if self.stopped is None else self.stopped
-        if again and job.attempts < self.policy.attempts and self.stopped is None and self.fatal is None:
-            job.aim(again)
+        if retry and job.attempts < self.policy.attempts and self.stopped is None and self.fatal is None:
+            job.aim(retry)
             if reroute and job.attempts == 1 and result.outcome is Outcome.NOT_SENT and not result.refused:
                 self.ready.append(job)  # nothing left: on the next connection, at once
             else:
@@ -258,9 +287,12 @@ class Ledger:
         return True
 
     def _finish(self, job: Job, error: SMTPError | None, uncertain: Sequence[str]) -> None:
+        if job.done:
+            return  # (once)
         merged = job.result
         for rcpt in uncertain:
             merged.unfinished[rcpt] = Outcome.UNCERTAIN
+            merged.refused.pop(rcpt, None)  # (an earlier attempt's 4xx is not its last word)
         for rcpt in job.pending:
             if rcpt not in merged.accepted and rcpt not in merged.refused and rcpt not in merged.unfinished:
                 merged.unfinished[rcpt] = Outcome.NOT_SENT
@@ -278,6 +310,8 @@ class Ledger:
             merged.unfinished.clear()  # (``unfinished`` is for messages delivered to others first)
         if merged.outcome is not Outcome.DELIVERED or merged.unfinished:
             merged.error = error if error is not None else merged.error
+        else:
+            merged.error = None  # (delivered to everyone it could be: an earlier attempt's error is moot)
         job.done = True
         self.outstanding -= 1
 

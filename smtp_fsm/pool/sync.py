@@ -18,7 +18,7 @@ from ..results import SendResult
 from ..session import MessageItem
 from ..sync import SMTPClient
 from ..trace import TraceStep
-from .ledger import Job, Ledger, RetryPolicy, Sent, job_for
+from .ledger import Job, Ledger, RetryPolicy, Sent, connection_gone, job_for, refuse_probes
 from .pace import Pace
 from .settings import PoolSettings
 
@@ -38,6 +38,7 @@ class SMTPPool:
                                      max_connect_rate, max_pending, batch, retry)
         #: The connections' settings, checked now (a bad keyword raises here, before any connection).
         self.options = SMTPClient(host, port, **client_keywords).options
+        refuse_probes(self.options)
         self._ledger = Ledger(retry)
         self._pace = Pace(max_rate, "max_rate")
         self._connect_pace = Pace(max_connect_rate, "max_connect_rate")
@@ -103,8 +104,11 @@ class SMTPPool:
             self._resolve(finished)
             for client in active:
                 client._interrupt()
+        with self._lock:
+            self._wakeup.notify_all()
+        deadline = time.monotonic() + max(timeout, 1.0)  # (one deadline for all: each join takes its rest)
         for thread in self._threads:
-            thread.join(max(timeout, 1.0))
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
     # -- the connections ---------------------------------------------------------------
 
@@ -115,6 +119,9 @@ class SMTPPool:
         future: Future[SendResult] = Future()
         job.waiter = future
         with self._lock:
+            if self._closing:  # (closed while this waited for room: the connections may be gone)
+                self._room.release()
+                raise PoolClosed("the pool is closed")
             self._start()
             self._drained.clear()
             ledger = self._ledger
@@ -133,15 +140,18 @@ class SMTPPool:
             thread.start()
 
     def _resolve(self, finished: list[Job]) -> None:
+        if not finished:
+            return
+        with self._lock:  # (before the results: a callback may submit, and must find room)
+            for _ in finished:
+                self._room.release()
+            if self._ledger.outstanding == 0:
+                self._drained.set()
+                self._wakeup.notify_all()  # (connections waiting with nothing to do: closing, they may go)
         for job in finished:
             future = job.waiter
             if future is not None and not future.done():
                 future.set_result(job.result)
-            self._room.release()
-        if finished:
-            with self._lock:
-                if self._ledger.outstanding == 0:
-                    self._drained.set()
 
     def _connection(self) -> None:
         """One connection's life, again and again: wait for work, connect, send, retire when idle."""
@@ -150,7 +160,8 @@ class SMTPPool:
         sent = 0
         last_used = time.monotonic()
         failures = 0
-        sending: list[Job] = []  # a batch handed to send_many and not settled yet
+        held: list[Job] = []  # a batch taken and not settled: withdrawn, or abandoned once sending
+        sending = False
         try:
             while True:
                 with self._lock:
@@ -166,6 +177,7 @@ class SMTPPool:
                                 return
                             self._wait(now, None if client is None else last_used + settings.idle_timeout)
                             continue
+                    held = batch
                 if not batch:
                     assert client is not None
                     self._retire(client)
@@ -176,6 +188,7 @@ class SMTPPool:
                         client = self._connect()
                     except SMTPError as refused:
                         with self._lock:
+                            held = []
                             finished = ledger.connect_failed(batch, refused, time.monotonic())
                         self._resolve(finished)
                         failures += 1
@@ -184,24 +197,34 @@ class SMTPPool:
                     failures, sent = 0, 0
                 with self._lock:
                     wait = self._pace.delay(len(batch), time.monotonic())
-                    self._active.add(client)
-                sending = batch
                 if wait:
                     time.sleep(wait)
+                with self._lock:
+                    stopped = ledger.stopped
+                    if stopped is not None:  # (closed past its deadline while this connected)
+                        held = []
+                        finished = ledger.withdraw(batch, stopped)
+                    else:
+                        self._active.add(client)
+                        sending = True
+                if stopped is not None:
+                    self._resolve(finished)
+                    continue
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
                     results = client.send_many([job.item for job in batch])
-                except LocalProtocolError as refused:  # (nothing was queued: the connection stands)
-                    sending = []
-                    self._refused_locally(client, batch, refused)
-                    continue
+                except LocalProtocolError as refused:  # (nothing was queued)
+                    cut = self._refused_locally(client, batch, refused)
+                    if cut is None:
+                        held, sending = [], False
+                        continue
                 except SMTPError as exc:
                     cut = exc
                 with self._lock:
                     self._active.discard(client)
                     finished = ledger.settle(batch, results, cut, time.monotonic())
-                sending = []
+                    held, sending = [], False
                 self._resolve(finished)
                 sent += len(batch)
                 last_used = time.monotonic()
@@ -212,15 +235,16 @@ class SMTPPool:
         except Exception as exc:  # a bug: fail loudly, never leave a caller waiting
             with self._lock:
                 broken = self._broken(exc)
-                failed = ledger.abandon(sending, broken) + ledger.fail_all(broken)
-            sending = []
+                failed = ledger.abandon(held, broken) + ledger.fail_all(broken)
+            held = []
             self._resolve(failed)
             raise
         finally:
-            if sending:
+            if held:  # (a thread only leaves mid-batch on a bug, handled above; kept for safety)
+                stopped_here = PoolClosed("the pool stopped this connection")
                 with self._lock:
-                    abandoned = ledger.abandon(sending, PoolClosed("the pool stopped this connection mid-send"))
-                self._resolve(abandoned)
+                    ended = ledger.abandon(held, stopped_here) if sending else ledger.withdraw(held, stopped_here)
+                self._resolve(ended)
             if client is not None:
                 self._keep_trace(client)
                 client.close()
@@ -231,11 +255,16 @@ class SMTPPool:
         self._ledger.fatal = error
         return error
 
-    def _refused_locally(self, client: SMTPClient, batch: list[Job], error: LocalProtocolError) -> None:
+    def _refused_locally(self, client: SMTPClient, batch: list[Job], error: LocalProtocolError) -> SMTPError | None:
+        """``send_many`` refused the batch before queueing it.  On a live connection a message is at fault
+        (the ledger finds which); on an ended one, the batch goes elsewhere as for a cut."""
+        if client._closed():
+            return connection_gone(batch, error)
         with self._lock:
             self._active.discard(client)
             finished = self._ledger.refused_locally(batch, error)
         self._resolve(finished)
+        return None
 
     def _wait(self, now: float, idle_until: float | None) -> None:
         """(With the lock held.)  Until work comes, the next delayed message is due, or the connection
