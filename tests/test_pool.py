@@ -354,6 +354,8 @@ def test_bad_arguments_raise_before_any_connection() -> None:
         SMTPPool("127.0.0.1", max_rate=-1)
     with pytest.raises(LocalProtocolError):
         SMTPPool("127.0.0.1", port=0)  # (a connection keyword, checked by the client's own rules)
+    with pytest.raises(LocalProtocolError, match="quit_after"):
+        AsyncSMTPPool("127.0.0.1", quit_after="rcpt")
     pool = SMTPPool("127.0.0.1", 9)  # nothing listens: nothing was tried
     with pytest.raises(LocalProtocolError):
         pool.submit(("sender@example.org", [], b"x"))  # no recipients
