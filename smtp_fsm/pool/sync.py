@@ -11,48 +11,30 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from queue import SimpleQueue
-from typing import Any
 
 from ..errors import LocalProtocolError, PoolClosed, SMTPError
 from ..results import SendResult
 from ..session import MessageItem
 from ..sync import SMTPClient
-from ..trace import TraceStep
-from .ledger import Job, Ledger, RetryPolicy, Sent, connection_gone, job_for, refuse_probes
-from .pace import Pace
-from .settings import PoolSettings
+from .base import PoolBase
+from .connection import Connection, Idle, Open, Quit
+from .ledger import Job, Sent, job_for
 
 
-class SMTPPool:
+class SMTPPool(PoolBase[SMTPClient]):
     """Connections to one server on threads: ``pool.submit(item)`` gives a ``concurrent.futures.Future``
     of its ``SendResult``; ``for sent in pool.send_all(items)`` yields ``Sent(key, result)`` as
     messages finish.  The keywords after the pool's own are ``SMTPClient``'s."""
 
-    def __init__(self, host: str, port: int | None = None, *, max_connections: int = 4,
-                 max_messages_per_connection: int | None = None, idle_timeout: float = 30.0,
-                 max_rate: float | None = None, max_connect_rate: float | None = None, max_pending: int = 1000,
-                 batch: int = 32, attempts: int = 5, backoff: float = 1.0, max_backoff: float = 60.0,
-                 resend_uncertain: bool = False, **client_keywords: Any) -> None:
-        retry = RetryPolicy(attempts, backoff, max_backoff, resend_uncertain)
-        self.settings = PoolSettings(max_connections, max_messages_per_connection, idle_timeout, max_rate,
-                                     max_connect_rate, max_pending, batch, retry)
-        #: The connections' settings, checked now (a bad keyword raises here, before any connection).
-        self.options = SMTPClient(host, port, **client_keywords).options
-        refuse_probes(self.options)
-        self._ledger = Ledger(retry)
-        self._pace = Pace(max_rate, "max_rate")
-        self._connect_pace = Pace(max_connect_rate, "max_connect_rate")
+    client_class = SMTPClient
+
+    def _init_waits(self) -> None:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._room = threading.Semaphore(self.settings.max_pending)
         self._drained = threading.Event()
         self._drained.set()
         self._threads: list[threading.Thread] = []
-        self._active: set[SMTPClient] = set()
-        self._closing = False
-        #: With ``trace=True``: each closed connection's trace, in the order they closed.
-        self.traces: list[list[TraceStep]] = []
-        self.connections_opened = 0
 
     # -- the caller's side ---------------------------------------------------------------
 
@@ -154,131 +136,70 @@ class SMTPPool:
                 future.set_result(job.result)
 
     def _connection(self) -> None:
-        """One connection's life, again and again: wait for work, connect, send, retire when idle."""
-        ledger, settings = self._ledger, self.settings
-        client: SMTPClient | None = None
-        sent = 0
-        last_used = time.monotonic()
-        failures = 0
-        held: list[Job] = []  # a batch taken and not settled: withdrawn, or abandoned once sending
-        sending = False
+        """One connection's life, again and again (the decisions are ``Connection``'s, taken under the
+        lock; the waits, connects and sends happen outside it)."""
+        connection = Connection(self)
+        lock = self._lock
         try:
             while True:
-                with self._lock:
-                    now = time.monotonic()
-                    batch = ledger.take(now, settings.batch_for(sent)) if ledger.fatal is None else []
-                    if not batch:
-                        retire = client is not None and ((sent and not settings.batch_for(sent))
-                                                         or now - last_used >= settings.idle_timeout
-                                                         or ledger.fatal is not None
-                                                         or (self._closing and ledger.outstanding == 0))
-                        if not retire:
-                            if self._closing and ledger.outstanding == 0:
-                                return
-                            self._wait(now, None if client is None else last_used + settings.idle_timeout)
-                            continue
-                    held = batch
-                if not batch:
-                    assert client is not None
-                    self._retire(client)
-                    client, sent = None, 0
-                    continue
-                if client is None:
-                    try:
-                        client = self._connect()
-                    except SMTPError as refused:
-                        with self._lock:
-                            held = []
-                            finished = ledger.connect_failed(batch, refused, time.monotonic())
-                        self._resolve(finished)
-                        failures += 1
-                        time.sleep(settings.retry.delay(failures + 1, ledger.rng))
+                with lock:
+                    step = connection.next_step(time.monotonic())
+                    if step is None:
+                        return
+                    if isinstance(step, Idle):
+                        self._wakeup.wait(None if step.until is None else max(step.until - time.monotonic(), 0.0))
                         continue
-                    failures, sent = 0, 0
-                with self._lock:
-                    wait = self._pace.delay(len(batch), time.monotonic())
-                if wait:
-                    time.sleep(wait)
-                with self._lock:
-                    stopped = ledger.stopped
-                    if stopped is not None:  # (closed past its deadline while this connected)
-                        held = []
-                        finished = ledger.withdraw(batch, stopped)
-                    else:
-                        self._active.add(client)
-                        sending = True
-                if stopped is not None:
-                    self._resolve(finished)
+                if isinstance(step, Quit):
+                    self._retire(step.client)
+                    continue
+                if isinstance(step, Open):
+                    time.sleep(step.delay)
+                    try:
+                        client = self._new_client().connect()
+                    except SMTPError as refused:
+                        with lock:
+                            finished, pause = connection.open_failed(refused, time.monotonic())
+                        self._resolve(finished)
+                        time.sleep(pause)
+                        continue
+                    with lock:
+                        step = connection.opened(client, time.monotonic())
+                if step.delay:
+                    time.sleep(step.delay)
+                with lock:
+                    withdrawn = connection.sending()
+                if withdrawn is not None:
+                    self._resolve(withdrawn)
                     continue
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
-                    results = client.send_many([job.item for job in batch])
+                    results = step.client.send_many(step.items)
                 except LocalProtocolError as refused:  # (nothing was queued)
-                    cut = self._refused_locally(client, batch, refused)
+                    with lock:
+                        finished, cut = connection.refused_locally(refused)
                     if cut is None:
-                        held, sending = [], False
+                        self._resolve(finished)
                         continue
                 except SMTPError as exc:
                     cut = exc
-                with self._lock:
-                    self._active.discard(client)
-                    finished = ledger.settle(batch, results, cut, time.monotonic())
-                    held, sending = [], False
+                with lock:
+                    finished = connection.sent(results, cut, time.monotonic())
+                    dropped = connection.dropped() if cut is not None else None
                 self._resolve(finished)
-                sent += len(batch)
-                last_used = time.monotonic()
-                if cut is not None:
-                    self._keep_trace(client)
-                    client.close()
-                    client, sent = None, 0
+                if dropped is not None:
+                    self._drop(dropped)
         except Exception as exc:  # a bug: fail loudly, never leave a caller waiting
-            with self._lock:
-                broken = self._broken(exc)
-                failed = ledger.abandon(held, broken) + ledger.fail_all(broken)
-            held = []
-            self._resolve(failed)
+            with lock:
+                finished = connection.broken(exc)
+            self._resolve(finished)
             raise
         finally:
-            if held:  # (a thread only leaves mid-batch on a bug, handled above; kept for safety)
-                stopped_here = PoolClosed("the pool stopped this connection")
-                with self._lock:
-                    ended = ledger.abandon(held, stopped_here) if sending else ledger.withdraw(held, stopped_here)
-                self._resolve(ended)
-            if client is not None:
-                self._keep_trace(client)
-                client.close()
-
-    def _broken(self, exc: Exception) -> SMTPError:
-        """A connection's loop failed on a bug: no new work is taken, what waits fails with this."""
-        error = SMTPError(f"the pool's connection loop failed: {exc!r}")
-        self._ledger.fatal = error
-        return error
-
-    def _refused_locally(self, client: SMTPClient, batch: list[Job], error: LocalProtocolError) -> SMTPError | None:
-        """``send_many`` refused the batch before queueing it.  On a live connection a message is at fault
-        (the ledger finds which); on an ended one, the batch goes elsewhere as for a cut."""
-        if client._closed():
-            return connection_gone(batch, error)
-        with self._lock:
-            self._active.discard(client)
-            finished = self._ledger.refused_locally(batch, error)
-        self._resolve(finished)
-        return None
-
-    def _wait(self, now: float, idle_until: float | None) -> None:
-        """(With the lock held.)  Until work comes, the next delayed message is due, or the connection
-        has idled enough."""
-        until = [moment for moment in (self._ledger.next_due(), idle_until) if moment is not None]
-        self._wakeup.wait(max(min(until) - now, 0.0) if until else None)
-
-    def _connect(self) -> SMTPClient:
-        with self._lock:
-            wait = self._connect_pace.delay(1, time.monotonic())
-            self.connections_opened += 1
-        if wait:
-            time.sleep(wait)
-        return SMTPClient.from_options(self.options).connect()
+            with lock:
+                ended = list(connection.ended())  # (a thread only leaves mid-batch on a bug; for safety)
+            self._resolve(ended)
+            if connection.client is not None:
+                self._drop(connection.client)
 
     def _retire(self, client: SMTPClient) -> None:
         """A polite QUIT (max_messages_per_connection reached, idle, or closing)."""
@@ -287,8 +208,3 @@ class SMTPPool:
         except SMTPError:
             client.close()
         self._keep_trace(client)
-
-    def _keep_trace(self, client: SMTPClient) -> None:
-        if self.options.session.trace:
-            with self._lock:
-                self.traces.append(client.trace)
