@@ -92,16 +92,19 @@ def test_run_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert "| fsm-many |" in out and "| smtplib |" in out and "failed" not in out
 
 
-def test_window_and_pool_benchmarks_print_their_tables(capsys: pytest.CaptureFixture[str]) -> None:
-    """bench/window.py and bench/pool.py, tiny: every client delivers (they exit otherwise)."""
+def test_window_pool_and_concurrency_benchmarks_print_their_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/window.py, pool.py and concurrency.py, tiny: every client delivers (they exit otherwise)."""
     require_tool("smtp-sink", sinks.POSTFIX_HINT)
     require_tool("smtp-source", sinks.POSTFIX_HINT)
-    import pool  # (bench/ scripts)
+    import concurrency  # (bench/ scripts)
+    import pool
     import window
 
     window.main(["--messages", "20", "--reps", "1"])
     pool.main(["--messages", "20", "--reps", "1", "--connections", "2"])
+    concurrency.main(["--messages", "20", "--reps", "1", "--connections", "1", "5"])
     printed = capsys.readouterr().out
     for row in ("send_many, bdat_window=16", "smtp-source (DATA) to smtp-sink", "AsyncSMTPPool, N=2",
-                "SMTPPool, N=2", "aiosmtplib, N=2", "smtp-source -s N, N=2"):
+                "SMTPPool, N=2", "aiosmtplib, N=2", "smtp-source -s N, N=2", "1", "5"):
         assert f"| {row} |" in printed, row
+    assert "CPU per message, 5 connections / 1:" in printed
