@@ -44,12 +44,12 @@ from .extensions import Capabilities
 from .options import SessionOptions
 from .protocol import outcomes
 from .protocol import table as protocol
-from .protocol.rules import auth_command, mechanism_for, reply_of, source_of, uses_chunking
+from .protocol.rules import auth_command, joins_window, mechanism_for, reply_of, source_of, uses_chunking
 from .protocol.runtime import MACHINE
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
 from .trace import TraceStep, hide_credentials
-from .transaction import Pending, Submission, Transaction, Work, build_transaction, same_envelope
+from .transaction import Pending, Submission, Transaction, Work, build_transaction
 
 log = logging.getLogger("smtp_fsm")
 
@@ -257,16 +257,12 @@ class SessionModel:
     def next_work_is_mail(self) -> bool:
         return bool(self._work) and self._work[0].kind == "mail"
 
-    def next_joins_window(self) -> bool:
-        """The next queued work is a message that may go behind the last one in flight: one whose
-        MAIL command says the same (but for SIZE).  A server that keeps a MAIL open after refusing
-        its BDAT (Exim, when no recipient was accepted) takes the next message's RCPTs and content
-        into it: harmless with the same sender and parameters, a wrong envelope with others."""
+    def next_queued_tx(self) -> Transaction | None:
         work = self._work
-        if not work or work[0].kind != "mail" or work[0].tx is None:
-            return False
-        last = self.ahead[-1] if self.ahead else self.tx
-        return last is None or same_envelope(last.mail_line, work[0].tx.mail_line)
+        return work[0].tx if work and work[0].kind == "mail" else None
+
+    def last_in_flight(self) -> Transaction | None:
+        return self.ahead[-1] if self.ahead else self.tx
 
     # -- internals: replies ------------------------------------------------------
 
@@ -508,10 +504,10 @@ class SessionModel:
             send(b"DATA\r\n", Pending("DATA", _TRIGGERS["DATA"], tx))
 
     def fill_window(self, ev: EventData) -> None:
-        """Send the next queued messages behind this one while the window has room (nothing after a
-        refusal in it: the RSET comes first)."""
+        """Send the next queued messages behind this one while they may join the window (the rules'
+        ``joins_window``: nothing after a refusal in it, the RSET comes first)."""
         work, ahead = self._work, self.ahead
-        while len(ahead) + 1 < self.window_limit and not self.rset_due and self.next_joins_window():
+        while joins_window(self):
             tx = work.popleft().tx
             assert tx is not None
             tx.start_round(tx.result.recipients)

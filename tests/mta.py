@@ -20,7 +20,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +229,3 @@ def parse_exim_bp(out: str) -> list[Queued]:
             sender = line.rsplit("<", 1)[1].rstrip(">")
     return queued
 
-
-#: name -> the context manager that starts it, for parametrised tests.
-MTAS: Mapping[str, object] = {"postfix": private_postfix, "exim": private_exim}

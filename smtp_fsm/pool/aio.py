@@ -1,8 +1,8 @@
 """``AsyncSMTPPool``: up to ``max_connections`` ``AsyncSMTPClient`` connections sending what is submitted.
 
-Each connection is one task looping: take a batch from the ledger, connect if need be, ``send_many``
-it (pipelined, a BDAT window where the server allows), hand back what became of each message.  The
-decisions (what goes again, when, what is final) are the ledger's; here are only the waits.
+Each connection is one task running a ``Connection``'s steps: wait, connect, ``send_many`` a batch
+(pipelined, a BDAT window where the server allows), QUIT.  The decisions are ``Connection``'s and
+the ledger's; here are only the waits.
 """
 
 from __future__ import annotations
@@ -187,14 +187,15 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                         continue
                 except SMTPError as exc:
                     cut = exc
-                self._resolve(connection.sent(results, cut, time.monotonic()))
-                if cut is not None and (dropped := connection.dropped()) is not None:
+                finished, dropped = connection.sent(results, cut, time.monotonic())
+                self._resolve(finished)
+                if dropped is not None:
                     self._drop(dropped)
         except Exception as exc:  # a bug: fail loudly, never leave a caller waiting
             self._resolve(connection.broken(exc))
             raise
         finally:
-            self._resolve(list(connection.ended()))  # (cancelled: close gave up on this connection)
+            self._resolve(connection.ended())  # (cancelled: close gave up on this connection)
             if connection.client is not None:
                 self._drop(connection.client)
 

@@ -1,14 +1,14 @@
-"""What both pools share: their keywords, checked once, and the connection loop's decisions that do
-not wait on anything (``PoolBase``).  Each pool adds only its waits: asyncio's or threads'."""
+"""What both pools share (``PoolBase``): their keywords, checked once, the ledger and the rates, and
+what becomes of a client at its end.  Each pool adds only its waits: asyncio's or threads'."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from ..errors import SMTPError
+from ..errors import LocalProtocolError, SMTPError
 from ..options import ClientOptions
 from ..trace import TraceStep
-from .ledger import Ledger, RetryPolicy, refuse_probes
+from .ledger import Ledger, RetryPolicy
 from .pace import Pace
 from .settings import PoolSettings
 
@@ -35,7 +35,8 @@ class PoolBase(Generic[ClientT]):
                                      max_connect_rate, max_pending, batch, retry)
         #: The connections' settings, checked now (a bad keyword raises here, before any connection).
         self.options: ClientOptions = self.client_class(host, port, **client_keywords).options
-        refuse_probes(self.options)
+        if self.options.session.quit_after is not None:  # (a probe stops before the data)
+            raise LocalProtocolError("quit_after has no place in a pool: it sends whole messages")
         self._ledger = Ledger(retry)
         self._pace = Pace(max_rate, "max_rate")
         self._connect_pace = Pace(max_connect_rate, "max_connect_rate")
@@ -49,13 +50,6 @@ class PoolBase(Generic[ClientT]):
     def _init_waits(self) -> None:
         """The pool's own synchronisation (asyncio's or threads')."""
         raise NotImplementedError
-
-    def _retire_now(self, sent: int, idle_for: float) -> bool:
-        """With nothing to send: whether a connection says QUIT now (its quota sent, idle long enough,
-        no connection to be made any more, or the pool closing with nothing left)."""
-        ledger = self._ledger
-        return bool((sent and not self.settings.batch_for(sent)) or idle_for >= self.settings.idle_timeout
-                    or ledger.fatal is not None or (self._closing and ledger.outstanding == 0))
 
     def _new_client(self) -> ClientT:
         client: ClientT = self.client_class.from_options(self.options)

@@ -1,9 +1,10 @@
 """One pooled connection's decisions, sans-IO: what to do next, and what each outcome means.
 
 Both pools run the same loop around a ``Connection``: ask ``next_step``, do what it says (wait,
-connect, send, QUIT) with their own waits, and report back (``opened``, ``open_failed``, ``sent``,
-``refused_locally``).  Every report returns the messages it finished, for the pool to resolve outside
-any lock; the decisions themselves are the ledger's.  (The blocking pool calls these with its lock
+connect, send, QUIT) with their own waits, and report back (``opened``, ``open_failed``,
+``sending``, ``sent``, ``refused_locally``; ``broken`` and ``ended`` when the loop fails or stops).
+Every report returns the messages it finished, for the pool to resolve outside any lock; what
+becomes of each message is the ledger's decision.  (The blocking pool calls these with its lock
 held, the asyncio pool between awaits: either way one caller at a time.)
 """
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ..errors import LocalProtocolError, PoolClosed, SMTPError
 from ..results import SendResult
 from ..session import MessageItem
-from .ledger import Job, connection_gone
+from .ledger import Job
 
 if TYPE_CHECKING:
     from .._driver import DriverBase
@@ -59,6 +60,14 @@ class Send:
 Step = Idle | Quit | Open | Send
 
 
+def connection_gone(batch: Sequence[Job], cause: SMTPError) -> SMTPError:
+    """The error for a batch that found its connection ended before anything was queued: each message
+    unsent (so the ledger moves it to another connection)."""
+    error = SMTPError(f"the connection ended before the batch was queued: {cause}")
+    error.unsent = tuple(job.item for job in batch)
+    return error
+
+
 class Connection(Generic[ClientT]):
     """The state of one pooled connection: its client, what it sent, the batch it holds."""
 
@@ -78,7 +87,7 @@ class Connection(Generic[ClientT]):
         batch = ledger.take(now, settings.batch_for(self.messages)) if ledger.fatal is None else []
         if not batch:
             client = self.client
-            if client is not None and pool._retire_now(self.messages, now - self.last_used):
+            if client is not None and self._retire_now(now):
                 self.client, self.messages = None, 0
                 return Quit(client)
             if pool._closing and ledger.outstanding == 0:
@@ -92,6 +101,15 @@ class Connection(Generic[ClientT]):
             pool.connections_opened += 1
             return Open(pool._connect_pace.delay(1, now))
         return self._send(self.client, now)
+
+    def _retire_now(self, now: float) -> bool:
+        """With nothing to send: whether the client says QUIT now (its quota sent, idle long enough, no
+        connection to be made any more, or the pool closing with nothing left)."""
+        pool = self.pool
+        ledger, settings = pool._ledger, pool.settings
+        return bool((self.messages and not settings.batch_for(self.messages))
+                    or now - self.last_used >= settings.idle_timeout
+                    or ledger.fatal is not None or (pool._closing and ledger.outstanding == 0))
 
     def opened(self, client: ClientT, now: float) -> Send:
         self.client, self.messages, self.failures, self.last_used = client, 0, 0, now
@@ -120,20 +138,20 @@ class Connection(Generic[ClientT]):
         self.pool._active.add(self.client)  # (close past its deadline interrupts it)
         return None
 
-    def sent(self, results: list[SendResult] | None, cut: SMTPError | None, now: float) -> list[Job]:
-        """``send_many`` returned ``results``, or was cut short by ``cut`` (then the client is done for:
-        ``dropped`` hands it over to be closed)."""
-        if self.client is not None:
-            self.pool._active.discard(self.client)
+    def sent(self, results: list[SendResult] | None, cut: SMTPError | None,
+             now: float) -> tuple[list[Job], ClientT | None]:
+        """``send_many`` returned ``results``, or was cut short by ``cut``: the messages finished, and
+        after a cut the client, no longer this connection's (the pool closes it)."""
+        client = self.client
+        if client is not None:
+            self.pool._active.discard(client)
         finished = self.pool._ledger.settle(self.held, results, cut, now)
         self.messages += len(self.held)
         self.held, self.in_flight, self.last_used = [], False, now
-        return finished
-
-    def dropped(self) -> ClientT | None:
-        """The client after a cut, no longer this connection's (the pool closes it)."""
-        client, self.client, self.messages = self.client, None, 0
-        return client
+        if cut is None:
+            return finished, None
+        self.client, self.messages = None, 0
+        return finished, client
 
     def refused_locally(self, error: LocalProtocolError) -> tuple[list[Job], SMTPError | None]:
         """``send_many`` refused the batch before queueing it.  On a live client a message is at fault
@@ -156,7 +174,7 @@ class Connection(Generic[ClientT]):
         self.held = []
         return finished
 
-    def ended(self) -> Sequence[Job]:
+    def ended(self) -> list[Job]:
         """The loop ends (cancelled by a close that gave up on it): the batch it held ends too."""
         held, self.held = self.held, []
         if not held:

@@ -7,8 +7,9 @@ takes a batch (``take``), sends it with ``send_many`` and hands back what became
 * delivered recipients are done, never sent to again;
 * a recipient whose last reply was 4xx (at MAIL, RCPT or the end of the data) goes again after a
   backoff, alone with the others so answered: bounded exponential, with jitter;
-* a message none of whose content left (a connection that died first, a refused connect) goes
-  again at once, on whichever connection takes it next;
+* a message none of whose content left (its connection died first) goes again at once the first
+  time, on whichever connection takes it next, after a backoff from then on (and after a refused
+  connect);
 * a message whose content left without a final reply is ``uncertain`` and final, unless the
   caller opted into resending those;
 * 5xx is final at once; every sending (a reroute too) counts against ``attempts``.
@@ -38,8 +39,6 @@ from ..errors import (
     TLSError,
     TLSUnavailable,
 )
-from ..message import envelope_from_headers
-from ..options import ClientOptions
 from ..replies import Reply
 from ..results import Outcome, SendResult
 from ..session import MessageItem, item_submission
@@ -106,12 +105,8 @@ class Job:
 def job_for(item: MessageItem, key: Hashable) -> Job:
     """A job for a ``send_many`` item, checked now (a bad address raises here, before anything is queued)."""
     submission = item_submission(item)
-    if isinstance(item, Message):
-        sender, _ = envelope_from_headers(item)
-        source: bytes | str | Message = item
-    else:
-        sender, _, source = item
-    return Job(key, sender, source, SendResult(sender, submission.recipients), submission.recipients)
+    sender = submission.sender
+    return Job(key, sender, submission.source, SendResult(sender, submission.recipients), submission.recipients)
 
 
 def fatal(error: SMTPError) -> bool:
@@ -127,20 +122,6 @@ def fatal(error: SMTPError) -> bool:
     if isinstance(error, AuthenticationError):  # (no usable mechanism carries EHLO's 250: fatal too)
         return not error.reply.is_transient
     return isinstance(error, SMTPReplyError) and error.reply.is_permanent
-
-
-def refuse_probes(options: ClientOptions) -> None:
-    """A pool sends whole messages: ``quit_after`` (a probe that stops before the data) has no place."""
-    if options.session.quit_after is not None:
-        raise LocalProtocolError("quit_after has no place in a pool: it sends whole messages")
-
-
-def connection_gone(batch: Sequence[Job], cause: SMTPError) -> SMTPError:
-    """The error for a batch that found its connection ended before anything was queued: each message
-    unsent (so the ledger moves it to another connection)."""
-    error = SMTPError(f"the connection ended before the batch was queued: {cause}")
-    error.unsent = tuple(job.item for job in batch)
-    return error
 
 
 class Ledger:

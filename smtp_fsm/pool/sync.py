@@ -184,8 +184,7 @@ class SMTPPool(PoolBase[SMTPClient]):
                 except SMTPError as exc:
                     cut = exc
                 with lock:
-                    finished = connection.sent(results, cut, time.monotonic())
-                    dropped = connection.dropped() if cut is not None else None
+                    finished, dropped = connection.sent(results, cut, time.monotonic())
                 self._resolve(finished)
                 if dropped is not None:
                     self._drop(dropped)
@@ -196,7 +195,7 @@ class SMTPPool(PoolBase[SMTPClient]):
             raise
         finally:
             with lock:
-                ended = list(connection.ended())  # (a thread only leaves mid-batch on a bug; for safety)
+                ended = connection.ended()  # (a thread only leaves mid-batch on a bug; for safety)
             self._resolve(ended)
             if connection.client is not None:
                 self._drop(connection.client)

@@ -22,7 +22,7 @@ from transitions import EventData
 from ..auth import MAX_AUTH_COMMAND, Credentials, Mechanism, choose_mechanism
 from ..extensions import Capabilities
 from ..replies import Reply
-from ..transaction import Pending, Transaction
+from ..transaction import Pending, Transaction, same_envelope
 
 #: The window's fallbacks are logged here (INFO): the session goes on, one message at a time.
 log = logging.getLogger("smtp_fsm")
@@ -98,7 +98,11 @@ class SessionView(Protocol):
 
     def next_work_is_mail(self) -> bool: ...
 
-    def next_joins_window(self) -> bool: ...
+    def next_queued_tx(self) -> Transaction | None:
+        """The next queued work's transaction when it is a message, built already; else None."""
+
+    def last_in_flight(self) -> Transaction | None:
+        """The message sent last and not answered yet (the window's last, or ``tx``)."""
 
 
 class TransactionView(Protocol):
@@ -350,13 +354,25 @@ def window_behind(ev: EventData) -> bool:
     return bool(_session(ev).ahead)
 
 
+def joins_window(s: SessionView) -> bool:
+    """The window has room (and no refusal in it) for the next queued message, one whose MAIL says
+    the same as the last one's in flight but for SIZE.  A server that keeps a MAIL open after refusing
+    its BDAT (Exim, when no recipient was accepted) takes the next message's RCPTs and content into
+    it: harmless with the same sender and parameters, a wrong envelope with others."""
+    if s.rset_due or len(s.ahead) + 1 >= s.window_limit:
+        return False
+    follower = s.next_queued_tx()
+    if follower is None:
+        return False
+    last = s.last_in_flight()
+    return last is None or same_envelope(last.mail_line, follower.mail_line)
+
+
 def window_room(ev: EventData) -> bool:
-    """A BDAT window is in flight and has room for the next queued message (and no refusal in it),
-    whose MAIL says the same as the last one's but for SIZE (SessionModel.next_joins_window)."""
+    """A BDAT window is in flight and the next queued message may join it (``joins_window``)."""
     s = _session(ev)
     tx = s.tx
-    return (tx is not None and tx.grouped and not s.rset_due and len(s.ahead) + 1 < s.window_limit
-            and s.next_joins_window())
+    return tx is not None and tx.grouped and joins_window(s)
 
 
 def resend_due(ev: EventData) -> bool:
