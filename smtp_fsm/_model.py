@@ -45,7 +45,7 @@ from .options import SessionOptions
 from .protocol import outcomes
 from .protocol import table as protocol
 from .protocol.rules import auth_command, joins_window, mechanism_for, reply_of, source_of, uses_chunking
-from .protocol.runtime import MACHINE
+from .protocol.runtime import MACHINE, RECORDED
 from .replies import Reply, ReplyParser
 from .results import Outcome, SendResult
 from .trace import TraceStep, hide_credentials
@@ -60,12 +60,13 @@ _AWAITED = {"GREETING": "greeting", "MAIL": "MAIL FROM", "RCPT": "RCPT TO", "END
 _MACHINE_EVENTS = MACHINE.events
 _TRIGGERS = protocol.REPLY_TRIGGERS
 _RECORDERS = protocol.RECORDERS
-_RECORDED_ROWS = protocol.RECORDED_ROWS
+_RECORDED_ROWS = RECORDED  # (protocol.runtime: taken without a trigger)
 _REPLY_TRIGGER = protocol.reply_trigger
 _ENDED, _READY, _SILENT = protocol.FINAL_STATES, protocol.READY, protocol.SILENT_STATES
 _WORK_TRIGGERS = protocol.WORK_TRIGGERS
 _FINAL, _DELIVERY = _TRIGGERS["END"], protocol.DELIVERY_REPLY
 _CONTENT, _BEGIN_MAIL = protocol.CONTENT, protocol.WORK_TRIGGERS["mail"]
+_MAIL_REPLY, _RCPT_REPLY, _DATA_REPLY = _TRIGGERS["MAIL"], _TRIGGERS["RCPT"], _TRIGGERS["DATA"]
 
 
 class SessionModel:
@@ -288,8 +289,10 @@ class SessionModel:
         row = None if recorded is None else recorded.get(self.state)
         if row is None:
             self._fire(trigger, reply)
+        elif row.actions:
+            row.take(self, reply)  # (a pipelined message's final reply: its result)
         else:
-            self.row = row  # a trace names the row that declares this reply recorded
+            self.row = row.index  # a trace names the row that declares this reply recorded
 
     def _fire(self, trigger: str, reply: Reply | None, error: SMTPError | None = None) -> None:
         try:
@@ -491,17 +494,32 @@ class SessionModel:
         tx = self._sending
         assert tx is not None
         tx.grouped = tx.chunked
-        send = self._send
-        send(tx.mail_line, Pending("MAIL", _TRIGGERS["MAIL"], tx))
-        rcpt_trigger = _TRIGGERS["RCPT"]
-        for rcpt in tx.recipients_round:
-            send(tx.rcpt_lines[rcpt], Pending("RCPT", rcpt_trigger, tx, rcpt))
-        tx.rcpts_sent = len(tx.recipients_round)
+        recipients, lines = tx.recipients_round, tx.rcpt_lines
+        tx.rcpts_sent = len(recipients)
+        if self.trace is None and not self._debug:
+            # (per message: _send's work done here for the whole group; a trace or the debug log
+            # sees each command go through _send)
+            out, inflight = self._out, self._inflight
+            first = len(inflight)
+            out.append(tx.mail_line)
+            inflight.append(Pending("MAIL", _MAIL_REPLY, tx))
+            for rcpt in recipients:
+                out.append(lines[rcpt])
+                inflight.append(Pending("RCPT", _RCPT_REPLY, tx, rcpt))
+            if not tx.chunked:
+                out.append(b"DATA\r\n")
+                inflight.append(Pending("DATA", _DATA_REPLY, tx))
+            self._unwritten += len(inflight) - first
+        else:
+            send = self._send
+            send(tx.mail_line, Pending("MAIL", _MAIL_REPLY, tx))
+            for rcpt in recipients:
+                send(lines[rcpt], Pending("RCPT", _RCPT_REPLY, tx, rcpt))
+            if not tx.chunked:
+                send(b"DATA\r\n", Pending("DATA", _DATA_REPLY, tx))
         if tx.chunked:
             while tx.chunks_left:
                 self._send_chunk(tx)
-        else:
-            send(b"DATA\r\n", Pending("DATA", _TRIGGERS["DATA"], tx))
 
     def fill_window(self, ev: EventData) -> None:
         """Send the next queued messages behind this one while they may join the window (the rules'

@@ -149,7 +149,7 @@ def _rule_rows(trigger: str) -> tuple[tuple[table.TransitionSpec, ...], str]:
 #: Where a lab step goes when the reply is a refusal.
 _REFUSED_TO = (table.QUIT, table.RSET, table.HELO)
 #: Conditions of options and extensions the lab does not use: their rows are not the lab's refusals.
-_NOT_THE_LAB = ("quit_after", "lmtp", "chunk", "tls_required", "pipeline", "next_in_flight", "retry_deferred",
+_NOT_THE_LAB = ("quit_after", "lmtp", "chunk", "tls_required", "pipeline", "retry_deferred",
                 "window", "rset_due", "resend_due")
 
 

@@ -149,15 +149,15 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunked: bool,
     dsn = sub.notify is not None or sub.ret is not None or sub.envid is not None
     if dsn and caps is not None and not caps.dsn:
         raise LocalProtocolError("DSN options given but the server does not offer DSN (RFC 3461)")
-    rcpt_extra = option_params(sub.rcpt_options)
+    rcpt_extra = option_params(sub.rcpt_options) if sub.rcpt_options else None
     for rcpt in sub.recipients:
         wire, utf8 = encode_address(rcpt, smtputf8=smtputf8)
         needs_utf8 = needs_utf8 or utf8
-        notify = notify_for(sub.notify, rcpt)
+        notify = None if sub.notify is None else notify_for(sub.notify, rcpt)
         if notify is None and not rcpt_extra:
-            rcpt_lines[rcpt] = rcpt_to(wire)
+            rcpt_lines[rcpt] = rcpt_to(wire)  # (the common case: a plain RCPT TO, cached)
             continue
-        params: dict[str, str | None] = dict(rcpt_extra)
+        params: dict[str, str | None] = dict(rcpt_extra or {})
         if notify is not None:
             params["NOTIFY"] = notify
             params["ORCPT"] = "rfc822;" + xtext(rcpt)
@@ -168,17 +168,19 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunked: bool,
     else:
         payload = sub.prepared or payload_from_bytes(sub.source)
         sub.prepared = payload
-    params = dict(option_params(sub.mail_options))
+    params = option_params(sub.mail_options) if sub.mail_options else {}
     if caps is not None:
-        payload = payload.for_server(caps.eightbitmime, caps.smtputf8)
-        limit = caps.max_size
-        if limit is not None and payload.size > limit:
-            raise LocalProtocolError(
-                f"message is {payload.size} octets; the server accepts at most {limit} (SIZE, RFC 1870)"
-            )
+        eightbitmime = caps.eightbitmime
+        if payload.eight_bit or payload.utf8_headers:  # (only those may need re-encoding for this server)
+            payload = payload.for_server(eightbitmime, smtputf8)
         if caps.size:
+            limit = caps.max_size
+            if limit is not None and payload.size > limit:
+                raise LocalProtocolError(
+                    f"message is {payload.size} octets; the server accepts at most {limit} (SIZE, RFC 1870)"
+                )
             params["SIZE"] = str(payload.size)
-        if payload.eight_bit and caps.eightbitmime:
+        if payload.eight_bit and eightbitmime:
             params["BODY"] = "8BITMIME"
         if needs_utf8 or payload.utf8_headers:
             params["SMTPUTF8"] = None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_fsm import ClientSession
+from smtp_fsm import ClientSession, MessageSent
 from smtp_fsm._model import SessionModel
 from smtp_fsm.protocol import table
 from smtp_fsm.protocol.runtime import MACHINE
@@ -37,9 +37,11 @@ def test_every_action_and_condition_exists() -> None:
         for action in row.after:
             assert callable(getattr(SessionModel, action)), action
         assert all(callable(condition) for condition in row.conditions)
-    # and a recorded row does nothing: no action, no condition, no state change
+    # and a recorded row decides nothing: no condition, no state change; it sends nothing either (the
+    # one with an action reports a pipelined message's result)
     recorded = [row for row in table.TRANSITIONS if row.recorded]
-    assert recorded and all(row.dest is None and not row.after and not row.conditions for row in recorded)
+    assert recorded and all(row.dest is None and not row.conditions for row in recorded)
+    assert {action for row in recorded for action in row.after} == {"finish_transaction"}
 
 
 def test_rows_know_their_index_and_the_runtime_rows_carry_it() -> None:
@@ -90,24 +92,39 @@ def test_only_the_protocol_package_and_the_parser_judge_reply_codes() -> None:
     assert _code_readers(package / "protocol" / "rules.py")
 
 
-def test_a_pipelined_message_costs_two_triggers_and_a_chunked_one_one() -> None:
-    for keyword, expected in (("PIPELINING", 2), ("CHUNKING", 1)):
+@pytest.mark.parametrize("together", [False, True], ids=["split", "together"])
+def test_a_pipelined_message_costs_one_trigger_and_a_chunked_one_one(together: bool) -> None:
+    """Each message's 354 decides; a final reply with the next message in flight is recorded (its row
+    reports the result, as soon as it is read); only the last message's final reply fires a trigger."""
+    count = 5
+    for keyword in ("PIPELINING", "CHUNKING"):
         session = ClientSession(local_hostname="client.example", trace=True)
         session.receive_data(b"220 mx\r\n")
         session.data_to_send()
         session.receive_data(f"250-mx\r\n250-PIPELINING\r\n250 {keyword}\r\n".encode())
-        session.send_many([("a@example.org", ["b@example.org"], b"hi\r\n")] * 3)
+        tickets = session.send_many([("a@example.org", ["b@example.org"], b"hi\r\n")] * count)
         session.data_to_send()
-        answers = (b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 queued\r\n") if keyword == "PIPELINING" else (
-            b"250 ok\r\n250 ok\r\n250 queued\r\n",)
-        for _ in range(3):
-            for answer in answers:
-                session.receive_data(answer)
-                session.data_to_send()
+        group, final = ((b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 queued %d\r\n") if keyword == "PIPELINING"
+                        else (b"250 ok\r\n250 ok\r\n", b"250 queued %d\r\n"))
+        reads = [group] + [final % k + (group if k + 1 < count else b"") for k in range(count)]
+        if not together:  # the final reply and the next group's replies in reads of their own
+            reads = [line + b"\r\n" for read in reads for line in read.split(b"\r\n")[:-1]]
+        reported = []
+        for read in reads:
+            session.receive_data(read)
+            session.data_to_send()
+            while isinstance(event := session.next_event(), MessageSent):
+                reported.append((event.ticket, event.result.reply))
+            if read.startswith(b"250 queued"):
+                # the result is out on the read that carried its final reply, not one read later
+                last_reply = reported[-1][1]
+                assert last_reply is not None and last_reply.to_bytes() == read.split(b"\r\n")[0] + b"\r\n"
+        assert [ticket for ticket, _ in reported] == tickets
         assert session.trace is not None and session.state == "ready"
         fired = [table.TRANSITIONS[row] for step in session.trace[2:] for row in step.rows or ()]
         fired = [row for row in fired if not row.recorded and row.trigger not in table.WORK_TRIGGERS.values()]
-        assert len(fired) == 3 * expected, [row.trigger for row in fired]
+        expected = count + 1 if keyword == "PIPELINING" else count
+        assert len(fired) == expected, (keyword, [row.trigger for row in fired])
 
 
 def test_sessions_are_not_registered_with_the_shared_machine() -> None:

@@ -344,11 +344,6 @@ def chunk_refused(ev: EventData) -> bool:
     return tx.chunked and tx.chunk_failed
 
 
-def next_in_flight(ev: EventData) -> bool:
-    """The next message's commands went out with this one's content (pipelined)."""
-    return _session(ev).next_tx is not None
-
-
 def window_behind(ev: EventData) -> bool:
     """A BDAT window: messages sent after this one are in flight still (their replies come next)."""
     return bool(_session(ev).ahead)

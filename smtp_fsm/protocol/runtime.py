@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from transitions import EventData, Machine, MachineError
+from transitions import EventData, Machine, MachineError, State
 from transitions.core import Event, Transition
 
 from .table import INITIAL, STATE_NAMES, TRANSITIONS
@@ -124,4 +124,39 @@ def build_machine() -> SessionMachine:
     return machine
 
 
+class RecordedRow:
+    """A row that only records a reply (no condition, no state change): taken without a trigger.
+
+    Firing its trigger would only find this one row; taking it directly skips the event's look-ups,
+    which matter because a pipelined message's final reply is such a row (table.py).  ``actions``
+    and ``index`` are the row's, read by the session before it calls ``take``.
+    """
+
+    __slots__ = ("actions", "event", "index", "row", "state")
+
+    def __init__(self, row: TableTransition, state: State, event: Event) -> None:
+        self.row, self.state, self.event = row, state, event
+        self.actions, self.index = row.actions, row.row
+
+    def take(self, model: Any, reply: Any) -> None:
+        """Note the row on the model and run its actions with the event data a trigger gives them."""
+        event_data = EventData(self.state, self.event, self.event.machine, model, (reply, None), {})
+        event_data.transition = self.row
+        self.row.execute(event_data)
+
+
+def recorded_rows(machine: SessionMachine) -> dict[str, dict[str, RecordedRow]]:
+    """trigger -> {state: the row of a reply only recorded in that state}."""
+    rows: dict[str, dict[str, RecordedRow]] = {}
+    for spec in TRANSITIONS:
+        if spec.recorded:
+            event = machine.events[spec.trigger]
+            built = next(row for row in event.transitions[spec.source]
+                         if isinstance(row, TableTransition) and row.row == spec.index)
+            rows.setdefault(spec.trigger, {})[spec.source] = RecordedRow(built, machine.states[spec.source], event)
+    return rows
+
+
 MACHINE = build_machine()
+#: trigger -> {state: its recorded row}: the session takes these rows without firing the trigger.
+RECORDED = recorded_rows(MACHINE)

@@ -29,9 +29,14 @@ MAIL and RCPT then arrive in ``data`` and are only recorded -- rows marked
 ``recorded``, drawn dashed -- and DATA's reply decides with all of them
 known.  With CHUNKING the last BDAT plays DATA's part and the state is
 ``content``.  LMTP (RFC 2033 §4.2) answers the data once per accepted
-recipient: all but the last reply are recorded, the last one decides.  That
-keeps a pipelined message at two triggers (DATA's 354, the final reply) and
-a chunked one at one: triggers, not table look-ups, set the engine's cost.
+recipient: all but the last reply are recorded, the last one decides.  When
+another message is queued, its MAIL, RCPT and DATA go out with this one's
+content and the state stays ``data``: this message's final reply arrives
+there and is recorded too -- its row reports the result, but decides
+nothing, since the next message is in flight whatever it says -- and the
+next 354 decides.  So a stream of pipelined messages costs one trigger per
+message (the last one's final reply is the only other), and a chunked one
+one: triggers, not table look-ups, set the engine's cost.
 
 Rules across every state (``SESSION_RULES``), applied by the session before
 a reply's own trigger: a 421 ends the session (``server_shutdown``, RFC 5321
@@ -74,7 +79,6 @@ from .rules import (
     ehlo_unsupported,
     last_chunk_next,
     lmtp,
-    next_in_flight,
     nobody_accepted,
     otherwise,
     pipeline_next,
@@ -130,8 +134,10 @@ class TransitionSpec:
     conditions: tuple[Condition, ...] = ()
     after: tuple[str, ...] = ()
     label: str = ""
-    #: A reply only noted on its message (its command went out before the one that decides);
-    #: the engine never fires it, a trace records it, the diagram draws it dashed.
+    #: A reply only noted on its message (its command went out before the one that decides): no
+    #: condition, no state change; the engine takes it without a trigger (running its actions, if
+    #: any: a pipelined message's final reply reports its result), a trace records it, the diagram
+    #: draws it dashed.
     recorded: bool = False
     index: int = -1  # the row's position in TRANSITIONS (traces record it)
 
@@ -189,7 +195,8 @@ STATES: tuple[StateSpec, ...] = (
     StateSpec(READY, "session open; no transaction in progress", "RFC 5321 §3.3", WORK),
     StateSpec(MAIL, "MAIL FROM sent; waiting for its reply", "RFC 5321 §4.1.1.2", TRANSACTION),
     StateSpec(RCPT, "RCPT TO sent; waiting for its reply (once per recipient)", "RFC 5321 §4.1.1.3", TRANSACTION),
-    StateSpec(DATA, "DATA sent (pipelined: with MAIL and RCPT); waiting for 354", "RFC 5321 §4.1.1.4, RFC 2920",
+    StateSpec(DATA, "DATA sent (pipelined: with MAIL and RCPT); waiting for 354",
+              "RFC 5321 §4.1.1.4, RFC 2920",
               TRANSACTION),
     StateSpec(BDAT, "a BDAT chunk sent; waiting for its reply", "RFC 3030 §2", TRANSACTION),
     StateSpec(CONTENT, "the content sent ('.' after 354, or BDAT LAST); waiting for the final reply",
@@ -294,8 +301,8 @@ def _t(trigger: str, source: str, dest: str | None, conditions: Sequence[Conditi
     return TransitionSpec(trigger, source, dest, tuple(conditions), tuple(after), label)
 
 
-def _recorded(trigger: str, source: str, label: str) -> TransitionSpec:
-    return TransitionSpec(trigger, source, None, label=label, recorded=True)
+def _recorded(trigger: str, source: str, label: str, after: Sequence[str] = ()) -> TransitionSpec:
+    return TransitionSpec(trigger, source, None, after=tuple(after), label=label, recorded=True)
 
 
 def _session_open(trigger: str, source: str, code: Condition, label: str) -> list[TransitionSpec]:
@@ -331,13 +338,13 @@ def _round(trigger: str, source: str, conditions: Sequence[Condition], start: st
     ]
 
 
-def _content(conditions: Sequence[Condition], after: Sequence[str], label: str) -> list[TransitionSpec]:
+def _content(conditions: Sequence[Condition], after: Sequence[str], dest: str, label: str) -> list[TransitionSpec]:
     """The rows after a 354 that send the content: LMTP awaits a reply per accepted recipient."""
     return [
         # lmtp first: for SMTP the row is ruled out by one cheap test
-        _t("data_reply", DATA, CONTENT, [lmtp, *conditions], ["send_content_lmtp", *after],
+        _t("data_reply", DATA, dest, [lmtp, *conditions], ["send_content_lmtp", *after],
            f"{label}, LMTP: a reply per recipient"),
-        _t("data_reply", DATA, CONTENT, conditions, ["send_content", *after], label),
+        _t("data_reply", DATA, dest, conditions, ["send_content", *after], label),
     ]
 
 
@@ -416,16 +423,19 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _recorded("rcpt_reply", CONTENT, "a RCPT's reply (BDAT), recorded"),
     _recorded("chunk_reply", CONTENT, "a chunk's reply, recorded"),
     _recorded(DELIVERY_REPLY, CONTENT, "LMTP: a recipient's delivery reply, recorded"),
-    # DATA's reply decides, with every RCPT's reply known
-    *_content([start_data, recipients_accepted, pipeline_next], ["take_next_message", "send_group"],
+    # DATA's reply decides, with every RCPT's reply known.  With the next message queued its group
+    # goes out behind the content and the state stays DATA: the final reply of this message is then
+    # recorded, and reported, as it comes (it decides nothing: the next message is in flight whatever
+    # it says), so one trigger -- the next 354 -- is all a pipelined message costs.
+    *_content([start_data, recipients_accepted, pipeline_next], ["take_next_message", "send_group"], DATA,
               "354, next message queued"),
-    *_content([start_data, recipients_accepted], [], "354"),
+    _recorded("final_reply", DATA, "the previous message's final reply: its result", ["finish_transaction"]),
+    _recorded(DELIVERY_REPLY, DATA, "LMTP: the previous message's delivery reply, recorded"),
+    *_content([start_data, recipients_accepted], [], CONTENT, "354"),
     _t("data_reply", DATA, DATA_ABORT, [start_data], ["send_lone_dot"], "354, nobody accepted"),
     _t("data_reply", DATA, RSET, [], ["send_rset"], "DATA refused"),
     _t("final_reply", DATA_ABORT, RSET, [], ["send_rset"], "any"),
-    # the final reply.  The rows exclude each other (the next message is pipelined only when
-    # no 452 retry is due, and never with BDAT), and every case has one: the common ones go first.
-    _t("final_reply", CONTENT, DATA, [next_in_flight], ["finish_transaction"], "final, next message in flight"),
+    # the final reply.  The rows exclude each other, and every case has one: the common ones go first.
     # A BDAT window (PIPELINING and CHUNKING): the messages sent behind this one answer next.  One
     # refused for the order of the commands goes again after an RSET; a refusal may leave the server's
     # transaction open, so the window stops filling and ends with an RSET.
@@ -468,18 +478,6 @@ _ROWS: tuple[TransitionSpec, ...] = (
 
 TRANSITIONS: tuple[TransitionSpec, ...] = tuple(replace(row, index=index) for index, row in enumerate(_ROWS))
 TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(t.trigger for t in TRANSITIONS))
-
-
-def _recorded_rows() -> dict[str, dict[str, int]]:
-    rows: dict[str, dict[str, int]] = {}
-    for row in TRANSITIONS:
-        if row.recorded:
-            rows.setdefault(row.trigger, {})[row.source] = row.index
-    return rows
-
-
-#: trigger -> {state: the row of a reply that is only recorded in that state}.
-RECORDED_ROWS = _recorded_rows()
 
 
 def edges() -> set[tuple[str, str, str]]:
