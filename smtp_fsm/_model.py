@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -228,7 +228,7 @@ class SessionModel:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
 
     def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None,
-              checked: bool = False, start: bool = True) -> int:
+              checked: bool = False) -> int:
         if not checked:
             self.check_open()
         self._quit_queued = kind == "quit"
@@ -237,9 +237,25 @@ class SessionModel:
         if tx is not None:
             tx.ticket = work.ticket
         self._work.append(work)
-        if start:
-            self.start_work()
+        self.start_work()
         return work.ticket
+
+    def queue_messages(self, submissions: Sequence[Submission]) -> list[int]:
+        """Queue messages, each checked before any is queued (one invalid raises and queues nothing);
+        the work starts once all are queued (a BDAT window takes as many as it may at once)."""
+        self.check_open()
+        prepare = self.prepare
+        prepared = [prepare(submission) for submission in submissions]
+        self._quit_queued = False
+        first = self._tickets + 1
+        self._tickets += len(prepared)
+        work = self._work
+        for ticket, (submission, tx) in enumerate(prepared, first):
+            if tx is not None:
+                tx.ticket = ticket
+            work.append(Work("mail", ticket, submission, tx))
+        self.start_work()
+        return list(range(first, self._tickets + 1))
 
     def start_work(self) -> None:
         """Send what is queued if it can go now: from ``ready``, or behind the messages of a BDAT window

@@ -302,12 +302,7 @@ def item_submission(item: MessageItem) -> Submission:
 
 def queue_messages(session: ClientSession, submissions: Sequence[Submission]) -> list[int]:
     """Queue messages, each checked before any is queued (one invalid raises and queues nothing)."""
-    model = session._model
-    model.check_open()
-    prepared = [model.prepare(submission) for submission in submissions]
-    tickets = [model.queue("mail", submission, tx, checked=True, start=False) for submission, tx in prepared]
-    model.start_work()  # once all are queued: a BDAT window takes as many as it may at once
-    return tickets
+    return session._model.queue_messages(submissions)
 
 
 def _local_error(reason: BaseException, state: str) -> SMTPError:
