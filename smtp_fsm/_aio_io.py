@@ -120,6 +120,24 @@ class Link(asyncio.Protocol):
         if self.ended and session.state not in FINAL_STATES:
             session.receive_data(b"")
 
+    def write_now(self, data: bytes) -> bool:
+        """Hand ``data`` to an open transport that is not paused, without a coroutine (the common
+        case, once per message); False: nothing was written, ``write`` is the way.  Once written,
+        ``drained`` waits if the write filled the transport's buffer (``paused``)."""
+        transport = self.transport
+        if self.paused is not None or transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+    def take_chunks(self) -> bytes:
+        """What arrived and was not read yet (``b""`` when nothing did: then ``read`` waits)."""
+        chunks = self.chunks
+        if not chunks:
+            return b""
+        self.chunks = []
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
     async def write(self, data: bytes, session: ClientSession, deadline: ReplyDeadline) -> None:
         """Write ``data``; wait while the transport's buffer is full, bounded by progress (``deadline``)."""
         transport = self.transport
@@ -130,7 +148,12 @@ class Link(asyncio.Protocol):
             self.take_buffered(session)
             return
         transport.write(data)
-        if self.paused is not None:
+        await self.drained(deadline)
+
+    async def drained(self, deadline: ReplyDeadline) -> None:
+        """Wait while the transport's buffer is full, bounded by progress (``deadline``)."""
+        transport = self.transport
+        if self.paused is not None and transport is not None:
             deadline.draining, deadline.unwritten = transport.get_write_buffer_size, transport.get_write_buffer_size()
             try:
                 await self.paused
@@ -160,9 +183,7 @@ class Link(asyncio.Protocol):
             finally:
                 self.waiter = None
         if self.chunks:
-            data = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-            self.chunks = []
-            return data
+            return self.take_chunks()
         if isinstance(self.error, ssl.SSLError):
             raise self.error
         return b""
