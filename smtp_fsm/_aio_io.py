@@ -35,11 +35,17 @@ class Link(asyncio.Protocol):
         self.paused: asyncio.Future[None] | None = None
         #: Whether the kernel holds bytes that the loop has not read yet (one system call).
         self.readable: Readable | None = None
+        #: While the pump waits: takes what arrives in the transport's callback and carries the
+        #: exchange on (returns True), so the waiting task is woken only when it has to act.
+        self.pilot: Callable[[bytes], bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        pilot = self.pilot
+        if pilot is not None and not self.chunks and pilot(data):
+            return
         self.chunks.append(data)
         self._wake()
 
@@ -174,14 +180,23 @@ class Link(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    async def read(self) -> bytes:
-        """What arrived since the last read (waits for something); ``b""`` at the end."""
+    async def wait(self) -> None:
+        """Until something arrived, the end, or a wake-up (the pilot's)."""
         if not self.chunks and not self.ended:
             self.waiter = asyncio.get_running_loop().create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+
+    def wake(self) -> None:
+        """Wake the task waiting in ``wait`` (the pilot stopped: the task has to act)."""
+        self._wake()
+
+    async def read(self) -> bytes:
+        """What arrived since the last read (waits for something); ``b""`` at the end."""
+        while not self.chunks and not self.ended:
+            await self.wait()
         if self.chunks:
             return self.take_chunks()
         if isinstance(self.error, ssl.SSLError):

@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, Generic
 
 from ._aio_io import Link, ReplyDeadline
-from ._driver import GO_ON, Batch, DriverBase, Until, Waited, install_api, single_result
+from ._driver import GO_ON, Batch, DriverBase, GoOn, Until, Waited, install_api, single_result
 from .errors import SMTPError
-from .events import NEED_DATA, StartTLS
+from .events import NEED_DATA, SessionEvent, StartTLS
 from .replies import Reply
 from .results import SendResult
-from .session import replies_read
+from .session import ClientSession, replies_read
 
 
 class AsyncSMTPClient(DriverBase[Coroutine[Any, Any, SendResult], Coroutine[Any, Any, list[SendResult]],
@@ -92,9 +92,11 @@ class AsyncSMTPClient(DriverBase[Coroutine[Any, Any, SendResult], Coroutine[Any,
         assert link is not None  # every caller required the connection first
         session = self.session
         deadline = ReplyDeadline(self._reply_timeout, self.timeout, replies_read(session))
+        pilot = Autopilot(session, until, deadline, link)
         try:
             while True:
-                out = session.data_to_send()
+                out = pilot.unwritten or session.data_to_send()
+                pilot.unwritten = b""
                 if out:
                     # (no coroutine for the common write: it costs a microsecond per message)
                     if not link.write_now(out):
@@ -104,13 +106,33 @@ class AsyncSMTPClient(DriverBase[Coroutine[Any, Any, SendResult], Coroutine[Any,
                     # The reply's deadline counts from the end of the write (RFC 5321 §4.5.3.2),
                     # as in the blocking driver; what is awaited may have changed (data_timeout).
                     deadline.restart()
-                event = session.next_event()
+                elif link.paused is not None:  # (the pilot's last write filled the transport's buffer)
+                    await link.drained(deadline)
+                    deadline.restart()
+                if (done := pilot.done) is not GO_ON:
+                    return done  # (what ``until`` returned for the call's last event)
+                if pilot.error is not None:
+                    raise pilot.error
+                event = pilot.event or session.next_event()
+                pilot.event = None
                 if event is NEED_DATA:
                     deadline.replies_read(replies_read(session))
-                    try:
-                        session.receive_data(link.take_chunks() or await link.read())
-                    except ssl.SSLError as exc:
-                        raise self._abandon(self._read_failed(exc)) from exc
+                    data = link.take_chunks()
+                    if data:
+                        session.receive_data(data)
+                    elif not link.ended:
+                        # Wait; meanwhile the transport's callback feeds the engine and writes what
+                        # it answers (the pilot): this task wakes when it has something to do.
+                        link.pilot = pilot
+                        try:
+                            await link.wait()
+                        finally:
+                            link.pilot = None
+                    else:
+                        try:
+                            session.receive_data(await link.read())
+                        except ssl.SSLError as exc:
+                            raise self._abandon(self._read_failed(exc)) from exc
                 elif isinstance(event, StartTLS):
                     deadline.suspended = True  # a timed-out handshake is TLSHandshakeTimeout, as in sync
                     try:
@@ -142,3 +164,57 @@ class AsyncSMTPClient(DriverBase[Coroutine[Any, Any, SendResult], Coroutine[Any,
 
 
 install_api(AsyncSMTPClient, awaited=True)
+
+
+class Autopilot(Generic[Waited]):
+    """The pump's work for the common case, done in the transport's callback while the task waits.
+
+    Per reply the pump would wake its task (a future, a task step, one more pass of the event
+    loop); for a stream of messages nearly every reply only needs the engine fed, its answer
+    written and a ``MessageSent`` handed to ``until``.  The pilot does that in ``data_received``
+    and stops -- leaving what it could not do to the task, and waking it -- at anything else: the
+    call's end, an error, a StartTLS, a write the transport could not take at once.
+    """
+
+    def __init__(self, session: ClientSession, until: Until[Waited], deadline: ReplyDeadline, link: Link) -> None:
+        self.session, self.until, self.deadline, self.link = session, until, deadline, link
+        self.done: Waited | GoOn = GO_ON  # what ``until`` returned for the call's last event
+        self.event: SessionEvent | None = None  # an event the task handles (StartTLS)
+        self.error: Exception | None = None  # raised by the engine (or a bug), re-raised by the task
+        self.unwritten = b""  # output the transport could not take at once (closing, paused)
+
+    def __call__(self, data: bytes) -> bool:
+        """Take ``data``; False when the task must (the link then keeps the bytes and wakes it)."""
+        link, session, deadline = self.link, self.session, self.deadline
+        if link.paused is not None:
+            return False
+        try:
+            session.receive_data(data)
+            while True:
+                out = session.data_to_send()
+                if out:
+                    if not link.write_now(out):
+                        self.unwritten = out
+                        return self._stop()
+                    deadline.restart()
+                    if link.paused is not None:
+                        return self._stop()  # the task waits for the drain
+                event = session.next_event()
+                if event is NEED_DATA:
+                    deadline.replies_read(replies_read(session))
+                    return True
+                if isinstance(event, StartTLS):
+                    self.event = event
+                    return self._stop()
+                done = self.until(event)
+                if done is not GO_ON:
+                    self.done = done
+                    return self._stop()
+        except Exception as exc:  # (an SMTPError from next_event, or a bug: the task raises it)
+            self.error = exc
+            return self._stop()
+
+    def _stop(self) -> bool:
+        self.link.pilot = None
+        self.link.wake()
+        return True

@@ -76,6 +76,37 @@ def test_send_many_pipelined_against_pipelining_aiosmtpd(kind: str, smtp_server_
     assert sum(1 for step in trace if b"body\r\n.\r\nMAIL FROM:" in step.sent) == 4
 
 
+def test_asyncio_send_many_is_carried_by_the_transport_callback(smtp_server_factory: object,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the task waits, the link's pilot feeds the engine and writes its answers: a stream of
+    pipelined messages wakes the task a few times, not once per message, and every message arrives."""
+    from smtp_fsm._aio_io import Link
+
+    server = smtp_server_factory(pipelining=True)  # type: ignore[operator]
+    waits = 0
+    original = Link.wait
+
+    async def counted(self: Link) -> None:
+        nonlocal waits
+        waits += 1
+        await original(self)
+
+    monkeypatch.setattr(Link, "wait", counted)
+    count = 40
+    items = [("a@example.test", [f"r{n}@example.test"], f"Subject: c{n}\n\nbody {n}\n") for n in range(count)]
+
+    async def scenario() -> list[smtp_fsm.SendResult]:
+        async with smtp_fsm.AsyncSMTPClient(server.host, server.port, timeout=10) as client:
+            before = waits
+            results = await client.send_many(items)
+            assert waits - before <= 3, waits - before  # (without the pilot: about two per message)
+            return results
+
+    results = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [r.ok for r in results] == [True] * count
+    assert [m.message["Subject"] for m in server.messages] == [f"c{n}" for n in range(count)]
+
+
 @both
 def test_recipient_refused_while_another_accepted(kind: str) -> None:
     handler = RecordingHandler(refuse={"nobody@example.test": "550 5.1.1 no such user"})
