@@ -8,7 +8,8 @@ count the round trips from the server's side: a server write that carries
 a transaction reply is one round trip the client waited for.
 
 Run directly, this module *is* the Python sink (``python bench/sinks.py
-pysink --port P``; ``pysink-bdat``: the same offering CHUNKING) or the aiosmtpd sink
+pysink --port P``; ``pysink-bdat``: the same offering CHUNKING; ``pysink-tls``: the same
+behind implicit TLS, ``--cert`` and ``--key`` PEM files) or the aiosmtpd sink
 (``... aiosmtpd --port P``).
 """
 
@@ -19,6 +20,7 @@ import os
 import queue
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -119,13 +121,15 @@ def _pump_lines(stream: Any, lines: queue.Queue[str]) -> None:
         lines.put(raw.decode("utf-8", "replace").strip())
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 10.0) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 10.0,
+                    tls: ssl.SSLContext | None = None) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited early with status {proc.returncode}")
         try:
-            with socket.create_connection((HOST, port), timeout=0.5) as probe:
+            with socket.create_connection((HOST, port), timeout=0.5) as plain:
+                probe = tls.wrap_socket(plain, server_hostname=HOST) if tls is not None else plain
                 probe.recv(512)  # the greeting: the server really is serving
                 probe.sendall(b"QUIT\r\n")
                 probe.recv(512)
@@ -135,9 +139,10 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 1
     raise RuntimeError(f"server on port {port} did not start within {seconds} s")
 
 
-def start(kind: str, *, pinned: bool, cpu: int = 0) -> Server:
-    """Start ``smtp-sink``, ``pysink``, ``pysink-bdat`` (the Python sink offering CHUNKING) or ``aiosmtpd``
-    on a free port and wait until it greets."""
+def start(kind: str, *, pinned: bool, cpu: int = 0, tls: tuple[str, str, ssl.SSLContext] | None = None) -> Server:
+    """Start ``smtp-sink``, ``pysink``, ``pysink-bdat`` (the Python sink offering CHUNKING), ``pysink-tls``
+    (behind implicit TLS: ``tls`` gives the certificate and key files, and a client context that trusts
+    them) or ``aiosmtpd`` on a free port and wait until it greets."""
     port = free_port()
     if kind == "smtp-sink":
         tool = find_tool(SMTP_SINK)
@@ -148,6 +153,10 @@ def start(kind: str, *, pinned: bool, cpu: int = 0) -> Server:
         argv = ["timeout", str(int(MAX_SERVER_SECONDS)), tool, "-u", "nobody", "-t", "30", f"{HOST}:{port}", "256"]
     elif kind in ("pysink", "pysink-bdat", "aiosmtpd"):
         argv = [sys.executable, os.path.abspath(__file__), kind, "--port", str(port)]
+    elif kind == "pysink-tls":
+        if tls is None:
+            raise ValueError("pysink-tls needs tls=(certificate file, key file, client context)")
+        argv = [sys.executable, os.path.abspath(__file__), kind, "--port", str(port), "--cert", tls[0], "--key", tls[1]]
     else:
         raise ValueError(f"unknown server {kind!r}")
     proc = subprocess.Popen(pin_prefix(pinned, cpu) + argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -156,7 +165,7 @@ def start(kind: str, *, pinned: bool, cpu: int = 0) -> Server:
     assert proc.stdout is not None
     threading.Thread(target=_pump_lines, args=(proc.stdout, server.lines), daemon=True).start()
     try:
-        _wait_listening(port, proc)
+        _wait_listening(port, proc, tls=tls[2] if tls is not None else None)
     except BaseException:
         server.stop()
         raise
@@ -274,7 +283,7 @@ def _serve_pysink(conn: socket.socket, chunking: bool = False) -> None:
           flush=True)
 
 
-def run_pysink(port: int, seconds: float, chunking: bool = False) -> None:
+def run_pysink(port: int, seconds: float, chunking: bool = False, tls: ssl.SSLContext | None = None) -> None:
     deadline = time.monotonic() + seconds
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -286,6 +295,13 @@ def run_pysink(port: int, seconds: float, chunking: bool = False) -> None:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
+            if tls is not None:
+                try:
+                    conn.settimeout(IDLE_SECONDS)
+                    conn = tls.wrap_socket(conn, server_side=True)
+                except OSError:
+                    conn.close()
+                    continue
             _serve_pysink(conn, chunking)  # one connection at a time: the benchmark runs one client at a time
 
 
@@ -332,11 +348,17 @@ def run_aiosmtpd(port: int, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("kind", choices=("pysink", "pysink-bdat", "aiosmtpd"))
+    parser.add_argument("kind", choices=("pysink", "pysink-bdat", "pysink-tls", "aiosmtpd"))
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=MAX_SERVER_SECONDS)
+    parser.add_argument("--cert", help="pysink-tls: the certificate chain (PEM)")
+    parser.add_argument("--key", help="pysink-tls: its private key (PEM)")
     args = parser.parse_args(argv)
-    if args.kind in ("pysink", "pysink-bdat"):
+    if args.kind == "pysink-tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.cert, args.key)
+        run_pysink(args.port, args.seconds, tls=context)
+    elif args.kind in ("pysink", "pysink-bdat"):
         run_pysink(args.port, args.seconds, chunking=args.kind == "pysink-bdat")
     else:
         run_aiosmtpd(args.port, args.seconds)

@@ -108,3 +108,14 @@ def test_window_pool_and_concurrency_benchmarks_print_their_tables(capsys: pytes
                 "SMTPPool, N=2", "aiosmtplib, N=2", "smtp-source -s N, N=2", "1", "5"):
         assert f"| {row} |" in printed, row
     assert "CPU per message, 5 connections / 1:" in printed
+
+
+def test_tls_benchmark_sends_over_implicit_tls_and_plain(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/tls.py, tiny: both clients deliver to the Python sink plain and behind TLS (it exits otherwise)."""
+    import tls  # (bench/ script)
+
+    tls.main(["--messages", "3", "--reps", "1"])
+    printed = capsys.readouterr().out
+    for row in ("smtp_fsm send_many, plain", "smtplib sendmail, plain", "smtp_fsm send_many, TLS",
+                "smtplib sendmail, TLS"):
+        assert f"| {row} |" in printed, row
