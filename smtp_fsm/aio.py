@@ -178,6 +178,10 @@ class Autopilot(Generic[Waited]):
 
     def __init__(self, session: ClientSession, until: Until[Waited], deadline: ReplyDeadline, link: Link) -> None:
         self.session, self.until, self.deadline, self.link = session, until, deadline, link
+        # A cancelled call writes nothing more: its task may run only in the loop's next turn, after
+        # this turn's callbacks (asyncio.wait_for's cancel): count the cancellations pending now.
+        self.task = asyncio.current_task()
+        self.cancels = self.task.cancelling() if self.task is not None else 0
         self.done: Waited | GoOn = GO_ON  # what ``until`` returned for the call's last event
         self.event: SessionEvent | None = None  # an event the task handles (StartTLS)
         self.error: Exception | None = None  # raised by the engine (or a bug), re-raised by the task
@@ -186,8 +190,8 @@ class Autopilot(Generic[Waited]):
     def __call__(self, data: bytes) -> bool:
         """Take ``data``; False when the task must (the link then keeps the bytes and wakes it)."""
         link, session, deadline = self.link, self.session, self.deadline
-        if link.paused is not None:
-            return False
+        if link.paused is not None or (self.task is not None and self.task.cancelling() > self.cancels):
+            return False  # (the task takes the bytes: it drains, or it was cancelled and closes)
         try:
             session.receive_data(data)
             while True:
@@ -215,6 +219,8 @@ class Autopilot(Generic[Waited]):
             return self._stop()
 
     def _stop(self) -> bool:
+        # (a reply that came restarts the deadline before the task wakes, as the task's own read does)
+        self.deadline.replies_read(replies_read(self.session))
         self.link.pilot = None
         self.link.wake()
         return True

@@ -252,6 +252,50 @@ def test_asyncio_cancel_closes_the_connection() -> None:
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
+def test_asyncio_call_cancelled_before_its_task_runs_writes_nothing_more() -> None:
+    """A cancel that lands in the same turn as the 354 (asyncio.wait_for's outer task cancels the call
+    from a callback, its task runs a turn later): the content is never written, so the message the
+    caller saw cancelled is not delivered behind its back."""
+    got: list[bytes] = []
+    cancel: list[asyncio.Task[smtp_fsm.SendResult]] = []
+
+    class CancelsAt354(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+            self.buf, self.data_mode = b"", False
+            self.transport.write(b"220 hi\r\n")
+
+        def data_received(self, data: bytes) -> None:
+            if self.data_mode:
+                got.append(data)
+                return
+            self.buf += data
+            while b"\r\n" in self.buf:
+                line, self.buf = self.buf.split(b"\r\n", 1)
+                if line.upper().startswith(b"DATA"):
+                    self.data_mode = True
+                    asyncio.get_running_loop().call_soon(cancel[0].cancel)
+                    self.transport.write(b"354 go\r\n")
+                else:
+                    self.transport.write(b"250 ok\r\n")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(CancelsAt354, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = smtp_fsm.AsyncSMTPClient("127.0.0.1", port, timeout=5, pipelining=False)
+        await client.connect()
+        cancel.append(asyncio.create_task(client.sendmail("a@example.test", ["b@example.test"], b"body\r\n")))
+        with pytest.raises(asyncio.CancelledError):
+            await cancel[0]
+        await asyncio.sleep(0.2)  # what the client wrote has arrived
+        assert b"".join(got) == b""
+        client.close()
+        server.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
 class _ShutsDownDuringContent(threading.Thread):
     """Accepts one message, then answers the next DATA with 354, reads a little, says 421 and closes."""
 
