@@ -344,6 +344,12 @@ def chunk_refused(ev: EventData) -> bool:
     return tx.chunked and tx.chunk_failed
 
 
+def window_clear(ev: EventData) -> bool:
+    """No BDAT window in flight behind this message, and no RSET due after a refusal in one."""
+    s = _session(ev)
+    return not s.ahead and not s.rset_due
+
+
 def window_behind(ev: EventData) -> bool:
     """A BDAT window: messages sent after this one are in flight still (their replies come next)."""
     return bool(_session(ev).ahead)

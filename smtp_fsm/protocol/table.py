@@ -108,6 +108,7 @@ from .rules import (
     tls_required_missing,
     transaction_over,
     window_behind,
+    window_clear,
     window_reset,
     window_room,
 )
@@ -435,7 +436,9 @@ _ROWS: tuple[TransitionSpec, ...] = (
     _t("data_reply", DATA, DATA_ABORT, [start_data], ["send_lone_dot"], "354, nobody accepted"),
     _t("data_reply", DATA, RSET, [], ["send_rset"], "DATA refused"),
     _t("final_reply", DATA_ABORT, RSET, [], ["send_rset"], "any"),
-    # the final reply.  The rows exclude each other, and every case has one: the common ones go first.
+    # the final reply.  The rows exclude each other, and every case has one: the common ones go first
+    # (a message on its own, then the BDAT window's cases).
+    _t("final_reply", CONTENT, READY, [window_clear, transaction_over], ["finish_transaction"], "final"),
     # A BDAT window (PIPELINING and CHUNKING): the messages sent behind this one answer next.  One
     # refused for the order of the commands goes again after an RSET; a refusal may leave the server's
     # transaction open, so the window stops filling and ends with an RSET.
@@ -451,7 +454,6 @@ _ROWS: tuple[TransitionSpec, ...] = (
        "final, refused for the order: RSET, send again"),
     _t("final_reply", CONTENT, RSET, [rset_due], ["finish_transaction", "send_rset"],
        "final, after a refusal in flight: RSET"),
-    _t("final_reply", CONTENT, READY, [transaction_over], ["finish_transaction"], "final"),
     _t("final_reply", CONTENT, RSET, [chunk_refused], ["send_rset"], "BDAT refused"),
     *_round("final_reply", CONTENT, [retry_deferred], "start_retry", "final, 452 recipients left"),
     _t("rset_reply", RSET, READY, [positive, window_reset], ["window_reset_done"], "250, after a refusal in flight"),
