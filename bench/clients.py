@@ -267,6 +267,24 @@ def run_smtp_source(tool: str, port: int, n: int, body_length: int, prefix: list
                    error="" if ok else f"exit {proc.returncode}: {err[:200]}")
 
 
+def bench_parser(doc: str | None, messages: int) -> argparse.ArgumentParser:
+    """The options every comparison script shares: ``--messages``, ``--reps``, ``--pinned``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--messages", type=int, default=messages)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--pinned", action="store_true", help="sink on CPU 0, clients on CPU 1 (taskset)")
+    return parser
+
+
+def run_script_child(script: str, args: list[str], prefix: list[str]) -> dict[str, float]:
+    """Run a bench/ ``script`` in a fresh process (``prefix``: e.g. ``taskset -c 1``) with ``args``,
+    bounded in time; what it prints is one JSON object (its measurements)."""
+    argv = [*prefix, sys.executable, os.path.abspath(script), *args]
+    done = subprocess.run(argv, capture_output=True, timeout=CLIENT_SECONDS, check=True)
+    result: dict[str, float] = json.loads(done.stdout)
+    return result
+
+
 def run_client(client: str, port: int, n: int, body_length: int, *, prefix: list[str], count: bool = False,
                smtp_source: str | None = None) -> Outcome:
     """Run one client against ``port`` in a fresh process; ``prefix`` is e.g. ``taskset -c 0``."""

@@ -65,10 +65,7 @@ def run_child(port: int, n: int, connections: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--pinned", action="store_true", help="sink on CPU 0, client on CPU 1 (taskset)")
+    parser = clients.bench_parser(__doc__, 20000)
     parser.add_argument("--connections", type=int, nargs="*", default=list(CONNECTIONS))
     parser.add_argument("--child", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

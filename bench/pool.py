@@ -20,7 +20,6 @@ import os
 import resource
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -101,11 +100,8 @@ def run_child(kind: str, port: int, n: int, connections: int) -> dict[str, float
 
 
 def run_kind(kind: str, port: int, n: int, connections: int, prefix: list[str]) -> dict[str, float]:
-    argv = [*prefix, sys.executable, os.path.abspath(__file__), "--child", kind, "--port", str(port),
-            "--messages", str(n), "--connections", str(connections)]
-    done = subprocess.run(argv, capture_output=True, timeout=clients.CLIENT_SECONDS, check=True)
-    result: dict[str, float] = json.loads(done.stdout)
-    return result
+    return clients.run_script_child(__file__, ["--child", kind, "--port", str(port), "--messages", str(n),
+                                               "--connections", str(connections)], prefix)
 
 
 def run_smtp_source(tool: str, port: int, n: int, connections: int, prefix: list[str]) -> dict[str, float]:
@@ -122,10 +118,7 @@ def run_smtp_source(tool: str, port: int, n: int, connections: int, prefix: list
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--pinned", action="store_true", help="sink on CPU 0, clients on CPU 1 (taskset)")
+    parser = clients.bench_parser(__doc__, 20000)
     parser.add_argument("--connections", type=int, nargs="*", default=list(CONNECTIONS))
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

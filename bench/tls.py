@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,20 +61,12 @@ def run_child(client: str, port: int, messages: int, cafile: str | None) -> dict
 
 
 def run_client(client: str, port: int, messages: int, cafile: str | None, prefix: list[str]) -> dict[str, float]:
-    argv = [*prefix, sys.executable, os.path.abspath(__file__), "--child", str(port), "--client", client,
-            "--messages", str(messages)]
-    if cafile:
-        argv += ["--cafile", cafile]
-    done = subprocess.run(argv, capture_output=True, timeout=clients.CLIENT_SECONDS, check=True)
-    result: dict[str, float] = json.loads(done.stdout)
-    return result
+    args = ["--child", str(port), "--client", client, "--messages", str(messages)]
+    return clients.run_script_child(__file__, args + (["--cafile", cafile] if cafile else []), prefix)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--messages", type=int, default=200)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--pinned", action="store_true", help="sink on CPU 0, clients on CPU 1 (taskset)")
+    parser = clients.bench_parser(__doc__, 200)
     parser.add_argument("--child", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--client", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--cafile", help=argparse.SUPPRESS)

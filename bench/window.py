@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import clients  # bench/ is a directory of scripts, not a package
@@ -43,18 +40,12 @@ def run_child(port: int, messages: int, window: int) -> dict[str, float]:
 
 
 def run_window(port: int, messages: int, window: int, prefix: list[str]) -> dict[str, float]:
-    argv = [*prefix, sys.executable, os.path.abspath(__file__), "--child", str(port), "--messages", str(messages),
-            "--window", str(window)]
-    done = subprocess.run(argv, capture_output=True, timeout=clients.CLIENT_SECONDS, check=True)
-    result: dict[str, float] = json.loads(done.stdout)
-    return result
+    return clients.run_script_child(__file__, ["--child", str(port), "--messages", str(messages),
+                                               "--window", str(window)], prefix)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--pinned", action="store_true", help="sink on CPU 0, clients on CPU 1 (taskset)")
+    parser = clients.bench_parser(__doc__, 2000)
     parser.add_argument("--child", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--window", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
