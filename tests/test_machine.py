@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_fsm import ClientSession, MessageSent
+from smtp_fsm import NEED_DATA, ClientSession, MessageSent, SessionReady
 from smtp_fsm._model import SessionModel
 from smtp_fsm.protocol import table
 from smtp_fsm.protocol.runtime import MACHINE
@@ -180,3 +180,32 @@ def test_every_row_into_an_end_state_hands_out_the_closed_event() -> None:
     into_end = [row for row in table.TRANSITIONS if row.dest in table.FINAL_STATES]
     assert into_end and all(set(row.after) & ending for row in into_end)
     assert not [row for row in table.TRANSITIONS if row.source in table.FINAL_STATES]
+
+
+def test_lmtp_pipelined_delivery_replies_of_one_message_arrive_behind_the_next_group() -> None:
+    """LMTP (RFC 2033 §4.2): the per-recipient replies to a message's data come in ``data`` when the next
+    message's group went out behind it; they are recorded there, and the last reports the result."""
+    session = ClientSession(local_hostname="client.example", lmtp=True)
+    session.receive_data(b"220 lmtp\r\n")
+    session.data_to_send()
+    session.receive_data(b"250-lmtp\r\n250 PIPELINING\r\n")
+    assert isinstance(session.next_event(), SessionReady)
+    first, second = session.send_many([("a@example.org", ["b@example.org", "c@example.org"], b"one\r\n"),
+                                       ("a@example.org", ["d@example.org"], b"two\r\n")])
+    session.data_to_send()
+    session.receive_data(b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+    assert session.data_to_send().startswith(b"one\r\n.\r\nMAIL FROM:<a@example.org>")
+    assert session.state == "data"  # the second message's group is in flight behind the content
+    session.receive_data(b"250 2.0.0 b delivered\r\n")
+    assert session.next_event() is NEED_DATA  # one recipient's reply: recorded, nothing decided yet
+    session.receive_data(b"552 5.2.2 c over quota\r\n")
+    event = session.next_event()
+    assert isinstance(event, MessageSent) and event.ticket == first and event.result.ok
+    assert list(event.result.accepted) == ["b@example.org"]
+    assert event.result.refused["c@example.org"].code == 552
+    session.receive_data(b"250 ok\r\n250 ok\r\n354 go\r\n")
+    session.data_to_send()
+    session.receive_data(b"250 2.0.0 d delivered\r\n")
+    event = session.next_event()
+    assert isinstance(event, MessageSent) and event.ticket == second and event.result.ok
+    assert session.state == "ready"
