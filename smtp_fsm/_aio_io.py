@@ -47,17 +47,17 @@ class Link(asyncio.Protocol):
         if pilot is not None and not self.chunks and pilot(data):
             return
         self.chunks.append(data)
-        self._wake()
+        self.wake()
 
     def eof_received(self) -> bool:
         self.ended = True
-        self._wake()
+        self.wake()
         return False  # let the transport close
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ended = True
         self.error = exc
-        self._wake()
+        self.wake()
         if self.paused is not None and not self.paused.done():
             self.paused.set_result(None)
 
@@ -69,7 +69,8 @@ class Link(asyncio.Protocol):
             self.paused.set_result(None)
         self.paused = None
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake the task waiting in ``wait`` (bytes came, the end, or the pilot stopped)."""
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
@@ -188,10 +189,6 @@ class Link(asyncio.Protocol):
                 await self.waiter
             finally:
                 self.waiter = None
-
-    def wake(self) -> None:
-        """Wake the task waiting in ``wait`` (the pilot stopped: the task has to act)."""
-        self._wake()
 
     async def read(self) -> bytes:
         """What arrived since the last read (waits for something); ``b""`` at the end."""

@@ -227,18 +227,14 @@ class SessionModel:
         if self.state in _ENDED or self.state == protocol.QUIT or self._quit_queued:
             raise LocalProtocolError(f"session is {self.state} or closing; no more work can be queued")
 
-    def queue(self, kind: str, submission: Submission | None = None, tx: Transaction | None = None,
-              checked: bool = False) -> int:
-        if not checked:
-            self.check_open()
+    def queue(self, kind: str) -> int:
+        """Queue a command (``noop``, ``rset``, ``quit``); messages go through ``queue_messages``."""
+        self.check_open()
         self._quit_queued = kind == "quit"
         self._tickets += 1
-        work = Work(kind, self._tickets, submission, tx)
-        if tx is not None:
-            tx.ticket = work.ticket
-        self._work.append(work)
+        self._work.append(Work(kind, self._tickets))
         self.start_work()
-        return work.ticket
+        return self._tickets
 
     def queue_messages(self, submissions: Sequence[Submission]) -> list[int]:
         """Queue messages, each checked before any is queued (one invalid raises and queues nothing);
@@ -372,6 +368,17 @@ class SessionModel:
         if self._debug:
             sasl = pending is not None and pending.verb == "AUTH" and not data.startswith(b"AUTH ")
             log.debug("C: %s", hide_credentials(data[:200], sasl).decode("utf-8", "replace").rstrip())
+
+    def _send_commands(self, commands: list[bytes], pendings: list[Pending]) -> None:
+        """``_send`` for each command of a group, in one go when neither a trace nor the debug log
+        needs to see them one by one (a message's group: this runs per message)."""
+        if self.trace is not None or self._debug:
+            for data, pending in zip(commands, pendings, strict=True):
+                self._send(data, pending)
+            return
+        self._out.extend(commands)
+        self._inflight.extend(pendings)
+        self._unwritten += len(pendings)
 
     def _command(self, verb: str, argument: str = "", tx: Transaction | None = None, rcpt: str | None = None) -> None:
         self._send(command_line(verb, argument), Pending(verb, _TRIGGERS[verb], tx, rcpt))
@@ -512,27 +519,14 @@ class SessionModel:
         tx.grouped = tx.chunked
         recipients, lines = tx.recipients_round, tx.rcpt_lines
         tx.rcpts_sent = len(recipients)
-        if self.trace is None and not self._debug:
-            # (per message: _send's work done here for the whole group; a trace or the debug log
-            # sees each command go through _send)
-            out, inflight = self._out, self._inflight
-            first = len(inflight)
-            out.append(tx.mail_line)
-            inflight.append(Pending("MAIL", _MAIL_REPLY, tx))
-            for rcpt in recipients:
-                out.append(lines[rcpt])
-                inflight.append(Pending("RCPT", _RCPT_REPLY, tx, rcpt))
-            if not tx.chunked:
-                out.append(b"DATA\r\n")
-                inflight.append(Pending("DATA", _DATA_REPLY, tx))
-            self._unwritten += len(inflight) - first
-        else:
-            send = self._send
-            send(tx.mail_line, Pending("MAIL", _MAIL_REPLY, tx))
-            for rcpt in recipients:
-                send(lines[rcpt], Pending("RCPT", _RCPT_REPLY, tx, rcpt))
-            if not tx.chunked:
-                send(b"DATA\r\n", Pending("DATA", _DATA_REPLY, tx))
+        commands, pendings = [tx.mail_line], [Pending("MAIL", _MAIL_REPLY, tx)]
+        for rcpt in recipients:
+            commands.append(lines[rcpt])
+            pendings.append(Pending("RCPT", _RCPT_REPLY, tx, rcpt))
+        if not tx.chunked:
+            commands.append(b"DATA\r\n")
+            pendings.append(Pending("DATA", _DATA_REPLY, tx))
+        self._send_commands(commands, pendings)
         if tx.chunked:
             while tx.chunks_left:
                 self._send_chunk(tx)

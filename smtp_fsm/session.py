@@ -225,9 +225,7 @@ class ClientSession:
         nothing invalid is queued.  Recipients given twice are sent once.
         """
         submission = submission_of(from_addr, to_addrs, msg, mail_options, rcpt_options, notify, ret, envid)
-        model = self._model
-        model.check_open()
-        return model.queue("mail", *model.prepare(submission), checked=True)
+        return self._model.queue_messages([submission])[0]
 
     def send_message(
         self,
