@@ -212,12 +212,13 @@ class ReplyDeadline:
     not cut, a stalled one is.
     """
 
-    def __init__(self, limit: Callable[[], float], timeout: float, seen: int) -> None:
+    def __init__(self, limit: Callable[[], float], timeout: float, seen: int, shortest: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.seen = seen  # complete replies read when the deadline was last restarted
         self.suspended = False  # while a TLS handshake runs (it has its own timeout)
         self.task = asyncio.current_task()
         self.limit = limit  # the timeout for the reply awaited now (data_timeout for the final one)
+        self.shortest = shortest  # the least ``limit`` can say
         self.timeout = timeout
         self.progress = self.loop.time()
         self.expired = False
@@ -249,7 +250,10 @@ class ReplyDeadline:
     def check(self) -> None:
         """Bring the timer forward when the reply awaited now has a shorter limit than it was
         armed for (a reply after the final one, or a data_timeout below timeout); a longer one
-        needs nothing: the timer re-arms when it fires."""
+        needs nothing: the timer re-arms when it fires.  (Once the timer is as near as any limit
+        could bring it, which is nearly always, this asks nothing of the engine.)"""
+        if self.progress + self.shortest >= self.due:
+            return
         due = self.progress + self.limit()
         if due < self.due:
             self.handle.cancel()

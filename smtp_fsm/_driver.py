@@ -111,16 +111,21 @@ class Batch:
     """Messages to queue: the items as given (what ``error.unsent`` hands back) and, for one message,
     its send options.  They are checked when queued (``submissions``), after the driver made sure the
     connection still stands: a dead connection is reported before a caller's mistake, as a live one
-    would take it."""
+    would take it.  ``prepared``: the items' submissions, checked already (the pools check each
+    message once, when it is submitted)."""
 
-    __slots__ = ("items", "options")
+    __slots__ = ("items", "options", "prepared")
 
-    def __init__(self, items: list[SendItem], options: SendArguments | None = None) -> None:
+    def __init__(self, items: list[SendItem], options: SendArguments | None = None,
+                 prepared: list[Submission] | None = None) -> None:
         self.items = items
         self.options = options
+        self.prepared = prepared
 
     def submissions(self) -> list[Submission]:
         """The messages checked (syntax; the capabilities when the session queues them)."""
+        if self.prepared is not None:
+            return self.prepared
         if self.options is None:
             return [item_submission(item) for item in self.items]
         (item,) = self.items

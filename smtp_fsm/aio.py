@@ -91,7 +91,8 @@ class AsyncSMTPClient(DriverBase[Coroutine[Any, Any, SendResult], Coroutine[Any,
         link = self._link
         assert link is not None  # every caller required the connection first
         session = self.session
-        deadline = ReplyDeadline(self._reply_timeout, self.timeout, replies_read(session))
+        deadline = ReplyDeadline(self._reply_timeout, self.timeout, replies_read(session),
+                                 min(self.timeout, self.data_timeout))
         pilot = Autopilot(session, until, deadline, link)
         try:
             while True:

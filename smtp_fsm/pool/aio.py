@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Iterable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
 
 from ..aio import AsyncSMTPClient
 from ..errors import LocalProtocolError, PoolClosed, SMTPError
@@ -28,7 +29,7 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
     client_class = AsyncSMTPClient
     # made on first use, in the caller's event loop
     _wakeup: asyncio.Event
-    _room: asyncio.Semaphore
+    _room: Room
     _drained: asyncio.Event
 
     def _init_waits(self) -> None:
@@ -47,35 +48,32 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
         """Queue one message (a ``send_many`` item); waits while ``max_pending`` are unfinished.  A bad
         item raises ``LocalProtocolError`` at once."""
         job = job_for(item, key)
-        return await self._submit(job)
+        job.waiter = future = asyncio.get_running_loop().create_future()
+        await self._submit(job)
+        return future
 
     async def send_all(self, items: Iterable[MessageItem], *,
                        key: Callable[[MessageItem], Hashable] | None = None) -> AsyncIterator[Sent]:
         """Send every item, yielding ``Sent(key, result)`` as each finishes (``key``: the item's index
         unless a function gives one).  At most ``max_pending`` items are read ahead of the results."""
-        done: asyncio.Queue[Sent] = asyncio.Queue()
+        inbox = _Inbox()
+        finished = inbox.finished
         outstanding = 0
-
-        def finished(future: asyncio.Future[SendResult]) -> None:
-            done.put_nowait(Sent(keys.pop(future), future.result()))
-
-        keys: dict[asyncio.Future[SendResult], Hashable] = {}
         limit = self.settings.max_pending
         for index, item in enumerate(items):
             while outstanding >= limit:  # results not yet taken count too: memory stays bounded
                 outstanding -= 1
-                yield await done.get()
-            job_key = key(item) if key is not None else index
-            future = await self._submit(job_for(item, job_key))
-            keys[future] = job_key
-            future.add_done_callback(finished)
+                yield await inbox.get()
+            job = job_for(item, key(item) if key is not None else index)
+            job.inbox = inbox
+            await self._submit(job)
             outstanding += 1
-            while not done.empty():
+            while finished:
                 outstanding -= 1
-                yield done.get_nowait()
+                yield finished.popleft()
         while outstanding:
             outstanding -= 1
-            yield await done.get()
+            yield await inbox.get()
 
     async def close(self, timeout: float = 30.0) -> None:
         """Wait up to ``timeout`` seconds for every submitted message, then stop what is left: a message
@@ -104,16 +102,16 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
 
     # -- the connections ---------------------------------------------------------------
 
-    async def _submit(self, job: Job) -> asyncio.Future[SendResult]:
+    async def _submit(self, job: Job) -> None:
         if self._closing:
             raise PoolClosed("the pool is closed")
         self._start()
-        await self._room.acquire()
+        waiting = self._room.acquire()
+        if waiting is not None:
+            await waiting
         if self._closing:  # (closed while this waited for room: the connections may be gone)
             self._room.release()
             raise PoolClosed("the pool is closed")
-        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
-        job.waiter = future
         ledger = self._ledger
         ledger.add(job)
         self._drained.clear()
@@ -121,7 +119,6 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
             self._resolve(ledger.fail_all(ledger.fatal))
         else:
             self._wake()
-        return future
 
     def _start(self) -> None:
         if self._started:
@@ -129,7 +126,7 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
         self._started = True
         self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
-        self._room = asyncio.Semaphore(self.settings.max_pending)
+        self._room = Room(self.settings.max_pending)
         for number in range(self.settings.max_connections):
             task = asyncio.get_running_loop().create_task(self._connection(), name=f"smtp-pool-{number}")
             self._tasks.add(task)
@@ -140,8 +137,12 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
             self._wakeup.set()
 
     def _resolve(self, finished: list[Job]) -> None:
+        room = self._room
         for job in finished:
-            self._room.release()
+            room.release()
+            if job.inbox is not None:
+                job.inbox.put(Sent(job.key, job.result))
+                continue
             future = job.waiter
             if future is not None and not future.done():
                 future.set_result(job.result)
@@ -179,7 +180,7 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
-                    results = await step.client.send_many(step.items)
+                    results = await step.client._send_many(step.batch)
                 except LocalProtocolError as refused:  # (nothing was queued)
                     finished, cut = connection.refused_locally(refused)
                     if cut is None:
@@ -215,3 +216,69 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
         except SMTPError:
             client.close()
         self._keep_trace(client)
+
+
+class _Inbox:
+    """``send_all``'s finished messages: the pool appends, ``send_all`` takes (waking it only when it
+    waits, not once per message as a future each would)."""
+
+    __slots__ = ("finished", "waiter")
+
+    def __init__(self) -> None:
+        self.finished: deque[Sent] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def put(self, sent: Sent) -> None:
+        self.finished.append(sent)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Sent:
+        while not self.finished:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.finished.popleft()
+
+
+class Room:
+    """How many more messages may be submitted (``max_pending``): a semaphore whose ``acquire`` costs
+    no coroutine while there is room (asyncio's, 3.11, scans its waiters on every call), first come
+    first served when there is none."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def acquire(self) -> Awaitable[None] | None:
+        """None when taken at once; else await what it returns (FIFO)."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return None
+        return self._wait()
+
+    async def _wait(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # (handed a place just as it was cancelled: pass it on)
+            elif waiter in self.waiters:  # (release skips and drops a cancelled waiter itself)
+                self.waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        """A place is free: the first waiter takes it, else it waits for the next ``acquire``."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from .._driver import Batch
 from ..errors import LocalProtocolError, PoolClosed, SMTPError
 from ..results import SendResult
-from ..session import MessageItem
 from .ledger import Job
 
 if TYPE_CHECKING:
@@ -49,11 +49,11 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Hand ``items`` to ``client.send_many`` after ``delay`` seconds (the message rate); first ask
-    ``sending()`` whether the pool still wants them sent."""
+    """Send ``batch`` on ``client`` (``send_many``) after ``delay`` seconds (the message rate); first
+    ask ``sending()`` whether the pool still wants it sent."""
 
     client: Any
-    items: list[MessageItem]
+    batch: Batch  # the items, with their submissions checked when they were submitted
     delay: float
 
 
@@ -116,7 +116,9 @@ class Connection(Generic[ClientT]):
         return self._send(client, now)
 
     def _send(self, client: ClientT, now: float) -> Send:
-        return Send(client, [job.item for job in self.held], self.pool._pace.delay(len(self.held), now))
+        held = self.held
+        batch = Batch([job.item for job in held], prepared=[job.submission for job in held])
+        return Send(client, batch, self.pool._pace.delay(len(held), now))
 
     def open_failed(self, error: SMTPError, now: float) -> tuple[list[Job], float]:
         """The connect failed: the batch goes back (or fails, if nothing will do better); the seconds to

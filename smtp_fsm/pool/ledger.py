@@ -25,9 +25,9 @@ import random
 import ssl
 from collections import deque
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import Message
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import (
     AuthenticationError,
@@ -42,8 +42,9 @@ from ..errors import (
 from ..replies import Reply
 from ..results import Outcome, SendResult
 from ..session import MessageItem, item_submission
+from ..transaction import Submission
 
-__all__ = ["Job", "Ledger", "RetryPolicy", "Sent"]
+__all__ = ["Inbox", "Job", "Ledger", "RetryPolicy", "Sent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,34 +80,51 @@ class RetryPolicy:
         return ceiling * (0.5 + rng.random() / 2)
 
 
+class Inbox(Protocol):
+    """Where ``send_all`` collects its finished messages (one for the whole call, not a future each)."""
+
+    def put(self, sent: Sent) -> None: ...
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     """One submitted message and what it came to so far."""
 
     key: Hashable
-    sender: str
-    source: bytes | str | Message
+    submission: Submission  # checked once, at submission; aimed again at what a retry sends to
     result: SendResult  # merged over the attempts; final when ``done``
-    pending: tuple[str, ...]  # the recipients the next sending goes to
     attempts: int = 0  # sendings so far (a reroute counts)
     done: bool = False
     alone: bool = False  # goes in a batch of its own (a batch it was in was refused locally)
-    waiter: Any = None  # the pool's future for this message
-    item: MessageItem = field(init=False)
+    waiter: Any = None  # the pool's future for this message (``submit``) ...
+    inbox: Inbox | None = None  # ... or the ``send_all`` it came from
+    item: MessageItem = field(init=False)  # what the driver hands back in ``unsent`` and ``uncertain``
 
     def __post_init__(self) -> None:
         self.item = (self.sender, self.pending, self.source)
 
+    @property
+    def sender(self) -> str:
+        return self.submission.sender
+
+    @property
+    def source(self) -> bytes | str | Message:
+        return self.submission.source
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """The recipients the next sending goes to."""
+        return self.submission.recipients
+
     def aim(self, recipients: tuple[str, ...]) -> None:
-        self.pending = recipients
+        self.submission = replace(self.submission, recipients=recipients)
         self.item = (self.sender, recipients, self.source)
 
 
 def job_for(item: MessageItem, key: Hashable) -> Job:
     """A job for a ``send_many`` item, checked now (a bad address raises here, before anything is queued)."""
     submission = item_submission(item)
-    sender = submission.sender
-    return Job(key, sender, submission.source, SendResult(sender, submission.recipients), submission.recipients)
+    return Job(key, submission, SendResult(submission.sender, submission.recipients))
 
 
 def fatal(error: SMTPError) -> bool:
@@ -245,6 +263,12 @@ class Ledger:
         """Merge one sending's result into the job; schedule what goes again.  True when finished.
         A message none of whose content left goes again at once the first time (``reroute``: its
         connection died under it, another takes it), after a backoff from then on."""
+        if (job.attempts == 1 and result.outcome is Outcome.DELIVERED and result.error is None
+                and not result.refused and not result.unfinished):
+            job.result = result  # (delivered to every recipient at the first go: nothing to merge)
+            job.done = True
+            self.outstanding -= 1
+            return True
         merged = merged_result(job, result)
         again, uncertain = _transient(job.pending, result), _uncertain(job.pending, result)
         retry = again + uncertain if self.policy.resend_uncertain else again

@@ -47,7 +47,11 @@ class SMTPPool(PoolBase[SMTPClient]):
     def submit(self, item: MessageItem, *, key: Hashable = None) -> Future[SendResult]:
         """Queue one message (a ``send_many`` item); blocks while ``max_pending`` are unfinished.  A bad
         item raises ``LocalProtocolError`` at once."""
-        return self._submit(job_for(item, key))
+        job = job_for(item, key)
+        future: Future[SendResult] = Future()
+        job.waiter = future
+        self._submit(job)
+        return future
 
     def send_all(self, items: Iterable[MessageItem], *,
                  key: Callable[[MessageItem], Hashable] | None = None) -> Iterator[Sent]:
@@ -60,9 +64,9 @@ class SMTPPool(PoolBase[SMTPClient]):
             while outstanding >= limit:  # results not yet taken count too: memory stays bounded
                 outstanding -= 1
                 yield done.get()
-            job_key = key(item) if key is not None else index
-            future = self._submit(job_for(item, job_key))
-            future.add_done_callback(lambda f, k=job_key: done.put(Sent(k, f.result())))  # type: ignore[misc]
+            job = job_for(item, key(item) if key is not None else index)
+            job.inbox = done
+            self._submit(job)
             outstanding += 1
             while not done.empty():
                 outstanding -= 1
@@ -94,12 +98,10 @@ class SMTPPool(PoolBase[SMTPClient]):
 
     # -- the connections ---------------------------------------------------------------
 
-    def _submit(self, job: Job) -> Future[SendResult]:
+    def _submit(self, job: Job) -> None:
         if self._closing:
             raise PoolClosed("the pool is closed")
         self._room.acquire()
-        future: Future[SendResult] = Future()
-        job.waiter = future
         with self._lock:
             if self._closing:  # (closed while this waited for room: the connections may be gone)
                 self._room.release()
@@ -111,7 +113,6 @@ class SMTPPool(PoolBase[SMTPClient]):
             failed = ledger.fail_all(ledger.fatal) if ledger.fatal is not None else []
             self._wakeup.notify()
         self._resolve(failed)
-        return future
 
     def _start(self) -> None:
         if self._threads:
@@ -131,6 +132,9 @@ class SMTPPool(PoolBase[SMTPClient]):
                 self._drained.set()
                 self._wakeup.notify_all()  # (connections waiting with nothing to do: closing, they may go)
         for job in finished:
+            if job.inbox is not None:
+                job.inbox.put(Sent(job.key, job.result))
+                continue
             future = job.waiter
             if future is not None and not future.done():
                 future.set_result(job.result)
@@ -174,7 +178,7 @@ class SMTPPool(PoolBase[SMTPClient]):
                 results: list[SendResult] | None = None
                 cut: SMTPError | None = None
                 try:
-                    results = step.client.send_many(step.items)
+                    results = step.client._send_many(step.batch)
                 except LocalProtocolError as refused:  # (nothing was queued)
                     with lock:
                         finished, cut = connection.refused_locally(refused)
