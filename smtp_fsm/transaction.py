@@ -79,9 +79,11 @@ class Transaction:
         self.round_ok = False
         self.sender_ok = True
         self.accepted_count = 0
-        self.accepted_round = []
+        if self.accepted_round:  # (new ones only when used: a first round finds them fresh)
+            self.accepted_round = []
         self.rcpt_outstanding = len(recipients)
-        self.deferred = {}
+        if self.deferred:
+            self.deferred = {}
         self.chunk_failed = False
         self.data_reply = None
         self.rcpts_sent = 0

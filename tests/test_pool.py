@@ -15,6 +15,7 @@ import pytest
 from chaos_server import ChaosServer, Faults
 
 from smtp_fsm import AsyncSMTPPool, AuthenticationError, LocalProtocolError, PoolClosed, SMTPConnectError, SMTPPool
+from smtp_fsm.pool.aio import Room
 from smtp_fsm.pool.ledger import Ledger, Sent
 from smtp_fsm.results import Outcome, SendResult
 from smtp_fsm.testing.esmtp import ESMTPServer
@@ -311,6 +312,36 @@ def test_a_submission_waiting_for_room_when_the_pool_closes_is_refused() -> None
     with ChaosServer(NO_FAULTS, reply_delay=0.2) as server:
         first, refused = asyncio.run(main(server))
     assert first.outcome is Outcome.DELIVERED and isinstance(refused, PoolClosed)
+
+
+def test_the_room_hands_places_in_order_and_a_cancelled_waiter_loses_none() -> None:
+    """``max_pending``'s counter: first come first served; a waiter cancelled while it waits leaves the
+    queue, one cancelled just after it was handed a place passes the place on."""
+    async def main() -> tuple[list[str], int, bool]:
+        room = Room(1)
+        assert room.acquire() is None  # (room at once: nothing to await)
+        order: list[str] = []
+
+        async def wait(name: str) -> None:
+            waiting = room.acquire()
+            assert waiting is not None
+            await waiting
+            order.append(name)
+
+        a, b, c, d = (asyncio.ensure_future(wait(name)) for name in "abcd")
+        await asyncio.sleep(0)
+        b.cancel()  # cancelled while waiting
+        await asyncio.sleep(0)
+        room.release()  # -> a
+        await asyncio.sleep(0)
+        room.release()  # -> c (b left) ...
+        c.cancel()  # ... cancelled before it ran: it passes the place to d
+        await asyncio.wait([a, b, c, d], timeout=5)
+        room.release()  # d's place back: nobody waits
+        return order, room.free, b.cancelled() and c.cancelled()
+
+    order, free, cancelled = asyncio.run(main())
+    assert order == ["a", "d"] and free == 1 and cancelled
 
 
 def test_a_callback_that_submits_the_next_message_does_not_block_the_pool() -> None:

@@ -25,8 +25,7 @@ import random
 import ssl
 from collections import deque
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field, replace
-from email.message import Message
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ..errors import (
@@ -86,30 +85,36 @@ class Inbox(Protocol):
     def put(self, sent: Sent) -> None: ...
 
 
-@dataclass(eq=False, slots=True)
 class Job:
     """One submitted message and what it came to so far."""
 
-    key: Hashable
-    submission: Submission  # checked once, at submission; aimed again at what a retry sends to
-    result: SendResult  # merged over the attempts; final when ``done``
-    attempts: int = 0  # sendings so far (a reroute counts)
-    done: bool = False
-    alone: bool = False  # goes in a batch of its own (a batch it was in was refused locally)
-    waiter: Any = None  # the pool's future for this message (``submit``) ...
-    inbox: Inbox | None = None  # ... or the ``send_all`` it came from
-    item: MessageItem = field(init=False)  # what the driver hands back in ``unsent`` and ``uncertain``
+    __slots__ = ("alone", "attempts", "done", "inbox", "item", "key", "merged", "recipients", "submission", "waiter")
 
-    def __post_init__(self) -> None:
-        self.item = (self.sender, self.pending, self.source)
+    def __init__(self, key: Hashable, submission: Submission) -> None:
+        self.key = key
+        #: Checked once, when submitted; aimed again at what a retry sends to.
+        self.submission = submission
+        self.recipients = submission.recipients  # as submitted: the result's
+        #: What the driver hands back in ``unsent`` and ``uncertain`` (matched by identity).
+        self.item: MessageItem = (submission.sender, submission.recipients, submission.source)
+        self.merged: SendResult | None = None  # made when a sending needs merging (most never do)
+        self.attempts = 0  # sendings so far (a reroute counts)
+        self.done = False
+        self.alone = False  # goes in a batch of its own (a batch it was in was refused locally)
+        self.waiter: Any = None  # the pool's future for this message (``submit``) ...
+        self.inbox: Inbox | None = None  # ... or the ``send_all`` it came from
+
+    @property
+    def result(self) -> SendResult:
+        """What the message came to, merged over its sendings; final once ``done``."""
+        merged = self.merged
+        if merged is None:
+            merged = self.merged = SendResult(self.submission.sender, self.recipients)
+        return merged
 
     @property
     def sender(self) -> str:
         return self.submission.sender
-
-    @property
-    def source(self) -> bytes | str | Message:
-        return self.submission.source
 
     @property
     def pending(self) -> tuple[str, ...]:
@@ -117,14 +122,13 @@ class Job:
         return self.submission.recipients
 
     def aim(self, recipients: tuple[str, ...]) -> None:
-        self.submission = replace(self.submission, recipients=recipients)
-        self.item = (self.sender, recipients, self.source)
+        submission = self.submission = replace(self.submission, recipients=recipients)
+        self.item = (submission.sender, recipients, submission.source)
 
 
 def job_for(item: MessageItem, key: Hashable) -> Job:
     """A job for a ``send_many`` item, checked now (a bad address raises here, before anything is queued)."""
-    submission = item_submission(item)
-    return Job(key, submission, SendResult(submission.sender, submission.recipients))
+    return Job(key, item_submission(item))
 
 
 def fatal(error: SMTPError) -> bool:
@@ -265,7 +269,7 @@ class Ledger:
         connection died under it, another takes it), after a backoff from then on."""
         if (job.attempts == 1 and result.outcome is Outcome.DELIVERED and result.error is None
                 and not result.refused and not result.unfinished):
-            job.result = result  # (delivered to every recipient at the first go: nothing to merge)
+            job.merged = result  # (delivered to every recipient at the first go: nothing to merge)
             job.done = True
             self.outstanding -= 1
             return True
