@@ -5,11 +5,14 @@ Each client runs in its own process and sends ``--messages`` 1 KiB messages over
 Postfix's ``smtp-source -s N -d`` (N sessions, each kept open), and aiosmtplib with N concurrent
 clients each sending its share.  Reported: msgs/s, client CPU µs per message and the client's peak
 memory (``ru_maxrss``), medians of ``--reps`` runs with the range; clients alternate, sink on CPU 0,
-clients on CPU 1 with ``--pinned``.  Peak memory includes the interpreter (about 20 MiB); run with
+clients on CPU 1 with ``--pinned``; with ``--same-cpu``, sink and client both on CPU 0, as bench/run.py
+pins them (then the sink's work per message counts against the client's throughput too: fewer
+round trips per message cost the sink less).  Peak memory includes the interpreter (about 20 MiB); run with
 ``--messages`` 2000 and 20000 to see it flat in the number of messages (smtp-source's is not
 shown).  Every run is bounded in time (clients.CLIENT_SECONDS).
 
     cd bench && ../.venv/bin/python pool.py --messages 20000 --reps 3 --pinned
+    cd bench && ../.venv/bin/python pool.py --messages 20000 --reps 3 --same-cpu
 """
 
 from __future__ import annotations
@@ -120,6 +123,7 @@ def run_smtp_source(tool: str, port: int, n: int, connections: int, prefix: list
 def main(argv: list[str] | None = None) -> None:
     parser = clients.bench_parser(__doc__, 20000)
     parser.add_argument("--connections", type=int, nargs="*", default=list(CONNECTIONS))
+    parser.add_argument("--same-cpu", action="store_true", help="sink and clients on CPU 0 (as bench/run.py pins)")
     parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -127,13 +131,14 @@ def main(argv: list[str] | None = None) -> None:
         (connections,) = args.connections
         print(json.dumps(run_child(args.child, args.port, args.messages, connections)))
         return
-    prefix = sinks.pin_prefix(args.pinned, 1)
+    pinned = args.pinned or args.same_cpu
+    prefix = sinks.pin_prefix(pinned, 0 if args.same_cpu else 1)
     source = sinks.find_tool("smtp-source")
     rows: dict[str, dict[str, list[float]]] = {}
     n = args.messages
     for _ in range(args.reps):
         for connections in args.connections:
-            with sinks.start("smtp-sink", pinned=args.pinned, cpu=0) as server:
+            with sinks.start("smtp-sink", pinned=pinned, cpu=0) as server:
                 runs = {f"{kind}, N={connections}": run_kind(kind, server.port, n, connections, prefix)
                         for kind in KINDS}
                 if source is not None:
@@ -152,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
             return "-"
         return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
-    print(f"{n} messages of 1 KiB to smtp-sink, {args.reps} reps, {'pinned' if args.pinned else 'unpinned'}; "
+    placing = "sink and clients on CPU 0" if args.same_cpu else "pinned" if args.pinned else "unpinned"
+    print(f"{n} messages of 1 KiB to smtp-sink, {args.reps} reps, {placing}; "
           f"median (range)\n")
     print("| client | msgs/s | client CPU µs/msg | peak memory MiB |")
     print("|---|---|---|---|")
