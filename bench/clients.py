@@ -98,11 +98,18 @@ def install_counting() -> None:
 
 # --- the clients -------------------------------------------------------------------
 
+def distinct_items(message: bytes, n: int, recipients: str | list[str] = RECIPIENT) -> list[tuple[str, Any, bytes]]:
+    """``n`` send_many items, each with its own copy of ``message``: send_many prepares a content
+    shared by consecutive items once (one message to many envelopes), and these benchmarks measure
+    distinct messages, as smtplib and aiosmtplib are measured."""
+    return [(SENDER, recipients, bytes(bytearray(message))) for _ in range(n)]
+
+
 def run_fsm_many(port: int, n: int, message: bytes, pipelining: bool = True) -> int:
     from smtp_fsm.sync import SMTPClient
 
     with SMTPClient(HOST, port, local_hostname=HELO_NAME, timeout=30, pipelining=pipelining) as client:
-        results = client.send_many([(SENDER, RECIPIENT, message)] * n)
+        results = client.send_many(distinct_items(message, n))
     return sum(result.ok for result in results)
 
 
@@ -125,7 +132,7 @@ def run_fsm_async(port: int, n: int, message: bytes) -> int:
 
     async def main() -> int:
         async with AsyncSMTPClient(HOST, port, local_hostname=HELO_NAME, timeout=30) as client:
-            results = await client.send_many([(SENDER, RECIPIENT, message)] * n)
+            results = await client.send_many(distinct_items(message, n))
         return sum(result.ok for result in results)
 
     return asyncio.run(main())
@@ -138,7 +145,7 @@ def run_fsm_engine(port: int, n: int, message: bytes) -> int:
     sock = socket.create_connection((HOST, port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     session = ClientSession(local_hostname=HELO_NAME, loopback=True)
-    session.send_many([(SENDER, RECIPIENT, message)] * n)
+    session.send_many(distinct_items(message, n))
     session.quit()
     delivered = 0
     try:

@@ -52,7 +52,7 @@ def run_child(port: int, n: int, connections: int) -> dict[str, float]:
         per_connection = (rss_kib() - before) / connections
 
         async def send(client: AsyncSMTPClient, share: int) -> int:
-            results = await client.send_many([(clients.SENDER, [clients.RECIPIENT], message)] * share)
+            results = await client.send_many(clients.distinct_items(message, share, [clients.RECIPIENT]))
             await client.quit()
             return sum(result.ok for result in results)
 

@@ -35,9 +35,10 @@ KINDS = ("AsyncSMTPPool", "SMTPPool", "aiosmtplib")
 
 
 def items(n: int) -> Iterator[tuple[str, list[str], bytes]]:
+    """Each message its own bytes, made as it is read (as clients.distinct_items, in bounded memory)."""
     message = clients.build_message(BODY)
     for _ in range(n):
-        yield clients.SENDER, [clients.RECIPIENT], message
+        yield clients.SENDER, [clients.RECIPIENT], bytes(bytearray(message))
 
 
 def send_async_pool(port: int, n: int, connections: int) -> int:

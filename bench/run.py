@@ -258,7 +258,9 @@ def render_engine(engine: dict[str, Any]) -> str:
         "### Engine alone (no I/O, pinned)", "",
         f"- pipelined send_many, 1 recipient, {engine['body'] + clients.SMTP_SOURCE_HEADER_BYTES} octets: "
         f"**{engine['us_per_message']:.1f} µs/message** (min {engine['us_min']:.1f}, max {engine['us_max']:.1f}); "
-        f"queueing (send_many) {engine['us_queue']:.1f} µs, replies and triggers {engine['us_replies']:.1f} µs",
+        f"queueing (send_many) {engine['us_queue']:.1f} µs, replies and triggers {engine['us_replies']:.1f} µs "
+        f"(each message its own bytes; one bytes object for all, prepared once: "
+        f"{engine.get('us_per_message_shared', float('nan')):.1f} µs/message)",
         f"- same at 100 KiB: {engine.get('us_per_message_100k', float('nan')):,.1f} µs/message",
         f"- memory: {memory['bytes_per_fresh_engine'] / 1024:.2f} KiB per fresh engine, "
         f"{memory['bytes_per_idle_engine'] / 1024:.2f} KiB per idle engine after EHLO "

@@ -43,7 +43,7 @@ def run_child(client: str, port: int, messages: int, cafile: str | None) -> dict
         with SMTPClient(sinks.HOST, port, timeout=60, local_hostname=clients.HELO_NAME, tls=tls,
                         tls_context=context) as fsm:
             usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-            results = fsm.send_many([(clients.SENDER, [clients.RECIPIENT], message)] * messages)
+            results = fsm.send_many(clients.distinct_items(message, messages, [clients.RECIPIENT]))
             wall, usage = time.perf_counter() - wall0, resource.getrusage(resource.RUSAGE_SELF)
         delivered = sum(result.ok for result in results)
     else:

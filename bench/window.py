@@ -30,7 +30,7 @@ def run_child(port: int, messages: int, window: int) -> dict[str, float]:
     from smtp_fsm import SMTPClient
 
     message = clients.build_message(BODY)
-    items = [(clients.SENDER, [clients.RECIPIENT], message)] * messages
+    items = clients.distinct_items(message, messages, [clients.RECIPIENT])
     with SMTPClient(sinks.HOST, port, timeout=60, local_hostname=clients.HELO_NAME, bdat_window=window) as client:
         usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         results = client.send_many(items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from lab import LAB_MESSAGE
@@ -423,3 +424,33 @@ def test_the_error_is_raised_once_then_the_same_closed_for_good() -> None:
     closed = h.session.next_event()
     assert isinstance(closed, Closed) and closed.error is info.value and closed.reply is None
     assert all(h.session.next_event() is closed for _ in range(3))
+
+
+def test_one_content_to_many_envelopes_is_prepared_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """send_many items sharing one bytes object (one message, each recipient its own envelope): the
+    content is normalised and checked once; a different object, even equal, is prepared on its own."""
+    import smtp_fsm.transaction
+
+    prepared: list[bytes | str] = []
+    real = smtp_fsm.transaction.payload_from_bytes
+
+    def counting(data: bytes | str) -> Any:
+        prepared.append(data)
+        return real(data)
+
+    monkeypatch.setattr(smtp_fsm.transaction, "payload_from_bytes", counting)
+    shared = b"Subject: news\nFrom: a@x.org\n\n.dot first\nbye"  # (bare LFs and a dot: normalised, stuffed)
+    other = bytes(bytearray(shared))
+    h = ready("PIPELINING")
+    tickets = h.session.send_many([("a@x.org", [f"r{n}@y.org"], shared) for n in range(3)]
+                                  + [("a@x.org", "s@y.org", other)])
+    assert prepared == [shared, other]
+    wire = h.pending().sent
+    results = {}
+    for n in range(len(tickets)):
+        step = h.feed((QUEUED if n else b"") + OK + OK + GO)  # (the previous message's final reply first)
+        assert step.sent.startswith(b"Subject: news\r\nFrom: a@x.org\r\n\r\n..dot first\r\nbye\r\n.\r\n")
+        wire += step.sent
+        results.update(step.results)
+    results.update(h.feed(QUEUED).results)
+    assert all(results[ticket].ok for ticket in tickets) and wire.count(b"\r\n..dot first\r\n") == 4
