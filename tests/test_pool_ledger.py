@@ -11,6 +11,7 @@ from smtp_fsm import AuthenticationError, LocalProtocolError, ServerDisconnected
 from smtp_fsm.errors import DataRefused, SenderRefused, SMTPReplyError, TLSError, TLSHandshakeTimeout, TLSUnavailable
 from smtp_fsm.pool.ledger import Job, Ledger, RetryPolicy, fatal, job_for
 from smtp_fsm.pool.pace import Pace
+from smtp_fsm.pool.settings import PoolSettings
 from smtp_fsm.replies import Reply
 from smtp_fsm.results import Outcome, SendResult
 
@@ -206,3 +207,14 @@ def test_a_rate_is_kept_on_average_with_a_bounded_burst() -> None:
     assert Pace(None, "max_rate").delay(10**6, 0.0) == 0.0
     with pytest.raises(LocalProtocolError, match="max_rate"):
         Pace(0, "max_rate")
+
+
+def test_a_batch_leaves_half_the_pending_messages_ready_for_the_next() -> None:
+    """``batch`` is at most max_pending / (2 x max_connections): while every connection sends one batch,
+    each finds its next ready (a connection idling until the caller submits more cost a third of the
+    throughput); max_messages_per_connection still caps it."""
+    assert PoolSettings(max_connections=4, max_pending=1000, batch=32).batch_for(0) == 32
+    assert PoolSettings(max_connections=16, max_pending=1000, batch=64).batch_for(0) == 31
+    assert PoolSettings(max_connections=64, max_pending=100, batch=32).batch_for(0) == 1
+    capped = PoolSettings(max_connections=16, max_pending=1000, batch=64, max_messages_per_connection=40)
+    assert [capped.batch_for(sent) for sent in (0, 31, 40)] == [31, 9, 0]
