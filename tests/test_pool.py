@@ -224,6 +224,39 @@ def test_the_blocking_send_all_reads_no_further_ahead_than_max_pending() -> None
     assert len(ahead) == 300 and max(ahead) <= 20
 
 
+@pytest.mark.parametrize("pool_class", [AsyncSMTPPool, SMTPPool], ids=["async", "threads"])
+def test_a_message_submitted_wakes_one_waiting_connection_not_all(
+        pool_class: type[AsyncSMTPPool] | type[SMTPPool], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages submitted one at a time (a queue worker's trickle) to 8 connections: each wakes one
+    connection, which takes it; the other seven sleep on (woken for every message, they cost more
+    CPU than the message itself did)."""
+    from smtp_fsm.pool.connection import Connection
+
+    steps = []
+    real = Connection.next_step
+
+    def counted(self: Connection[Any], now: float) -> Any:
+        steps.append(now)
+        return real(self, now)
+
+    monkeypatch.setattr(Connection, "next_step", counted)
+    items = messages(40, recipients=1)
+
+    async def trickle_async(server: ChaosServer) -> list[SendResult]:
+        async with AsyncSMTPPool(server.host, server.port, local_hostname="client.test", max_connections=8) as pool:
+            return [await (await pool.submit(item)) for item in items]
+
+    def trickle_threads(server: ChaosServer) -> list[SendResult]:
+        with SMTPPool(server.host, server.port, local_hostname="client.test", max_connections=8) as pool:
+            return [pool.submit(item).result(timeout=10) for item in items]
+
+    with ChaosServer(NO_FAULTS) as server:
+        results = asyncio.run(trickle_async(server)) if pool_class is AsyncSMTPPool else trickle_threads(server)
+    assert [result.outcome for result in results] == [Outcome.DELIVERED] * 40
+    # Per message: the woken connection takes it, then finds nothing; each of the 8 starts and ends once.
+    assert len(steps) <= 3 * len(items) + 3 * 8, len(steps)
+
+
 async def enumerate_async(iterator: AsyncIterator[Sent]) -> AsyncIterator[tuple[int, Sent]]:
     number = 0
     async for item in iterator:

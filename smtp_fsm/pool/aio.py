@@ -28,13 +28,15 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
 
     client_class = AsyncSMTPClient
     # made on first use, in the caller's event loop
-    _wakeup: asyncio.Event
     _room: Room
     _drained: asyncio.Event
 
     def _init_waits(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        #: The connections waiting for work, the last to wait last: a submission wakes one (the
+        #: warmest), not all of them; the one it woke wakes the next if work is left over.
+        self._idlers: list[asyncio.Future[None]] = []
 
     # -- the caller's side ---------------------------------------------------------------
 
@@ -81,7 +83,7 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
         self._closing = True
         if not self._started:
             return
-        self._wake()
+        self._wake(everyone=True)
         try:
             async with asyncio.timeout(timeout):
                 await self._drained.wait()
@@ -90,7 +92,7 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
             self._resolve(self._ledger.stop(error))
             for client in list(self._active):
                 client._interrupt()
-            self._wake()
+            self._wake(everyone=True)
         tasks = list(self._tasks)
         if not tasks:
             return
@@ -124,7 +126,6 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
         if self._started:
             return
         self._started = True
-        self._wakeup = asyncio.Event()
         self._drained = asyncio.Event()
         self._room = Room(self.settings.max_pending)
         for number in range(self.settings.max_connections):
@@ -132,9 +133,15 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _wake(self) -> None:
-        if self._started:
-            self._wakeup.set()
+    def _wake(self, everyone: bool = False) -> None:
+        """Wake a connection waiting for work (``everyone``: all of them, to see the pool close)."""
+        idlers = self._idlers
+        while idlers:
+            waiter = idlers.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                if not everyone:
+                    return
 
     def _resolve(self, finished: list[Job]) -> None:
         room = self._room
@@ -148,7 +155,8 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                 future.set_result(job.result)
         if self._ledger.outstanding == 0:
             self._drained.set()
-            self._wake()  # (connections waiting with nothing to do: closing, they may go)
+            if self._closing:
+                self._wake(everyone=True)  # (connections waiting with nothing to do may go)
 
     async def _connection(self) -> None:
         """One connection's life, again and again (the decisions are ``Connection``'s)."""
@@ -158,6 +166,8 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                 if isinstance(step, Idle):
                     await self._idle(step.until)
                     continue
+                if self._ledger.ready:
+                    self._wake()  # (more than this connection took: the next waiting one takes it)
                 if isinstance(step, Quit):
                     await self._retire(step.client)
                     continue
@@ -202,12 +212,16 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
 
     async def _idle(self, until: float | None) -> None:
         """Until work comes, or ``until``: the next delayed message is due, or the connection idled enough."""
-        self._wakeup.clear()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idlers.append(waiter)
         try:
             async with asyncio.timeout(None if until is None else max(until - time.monotonic(), 0.0)):
-                await self._wakeup.wait()
+                await waiter
         except TimeoutError:
             pass
+        finally:
+            if waiter in self._idlers:  # (timed out, or cancelled: not woken)
+                self._idlers.remove(waiter)
 
     async def _retire(self, client: AsyncSMTPClient) -> None:
         """A polite QUIT (max_messages_per_connection reached, or idle)."""

@@ -130,7 +130,8 @@ class SMTPPool(PoolBase[SMTPClient]):
                 self._room.release()
             if self._ledger.outstanding == 0:
                 self._drained.set()
-                self._wakeup.notify_all()  # (connections waiting with nothing to do: closing, they may go)
+                if self._closing:
+                    self._wakeup.notify_all()  # (connections waiting with nothing to do may go)
         for job in finished:
             if job.inbox is not None:
                 job.inbox.put(Sent(job.key, job.result))
