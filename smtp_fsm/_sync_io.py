@@ -28,6 +28,10 @@ _WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 #: Bounds on the reads that take in what a leaving server said: it is small (a 421 and the close).
 _GOODBYE_READS = 64
+#: How far past its deadline a read may end rather than lower the socket's timeout for it: setting
+#: a timeout costs two fcntl calls, and the deadline of a command's reply, counted from the end of
+#: the write, is always a little nearer than the whole timeout the socket holds.
+_TIMEOUT_SLACK = 0.01
 
 
 def _open_socket(host: str, port: int, timeout: float, family: socket.AddressFamily,
@@ -83,8 +87,8 @@ class SocketLink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError
-            if remaining < self.read_timeout:
-                # Lowered only when a reply spans several reads.
+            if remaining < self.read_timeout - _TIMEOUT_SLACK:
+                # Lowered only when a reply spans several reads (or its deadline is shorter).
                 self.read_timeout = remaining
                 sock.settimeout(remaining)
             try:
