@@ -16,10 +16,13 @@ import random
 import re
 import threading
 from collections import Counter
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"
 _TIMEOUT = 10.0
+#: Seconds a message to a ``slow`` recipient waits for its 250.
+SLOW_REPLY = 2.0
 _SUBJECT = re.compile(rb"^Subject: (.*?)\r$", re.MULTILINE)
 _ADDRESS = re.compile(rb"<([^>]*)>")
 
@@ -44,7 +47,8 @@ class ChaosServer:
 
     def __init__(self, faults: Faults | None = None, seed: int = 0, chunking: bool = False,
                  refuse_auth: bool = False, stall_after_store: bool = False, greet_delay: float = 0.0,
-                 reply_delay: float = 0.0) -> None:
+                 reply_delay: float = 0.0, later: Collection[str] = (), slow: Collection[str] = (),
+                 greetings: Mapping[int, tuple[float, bytes]] = {}) -> None:
         self.faults = faults or Faults()
         self.rng = random.Random(seed)
         self.chunking = chunking
@@ -52,6 +56,11 @@ class ChaosServer:
         self.stall_after_store = stall_after_store  # store, then never answer (until the client leaves)
         self.greet_delay = greet_delay  # seconds before the 220
         self.reply_delay = reply_delay  # seconds between storing a message and its 250
+        # Scripted, beside the random faults: ``later`` recipients get a 451 at their first RCPT; a
+        # message to a ``slow`` one waits SLOW_REPLY seconds for its 250; the connection numbered n
+        # (from 1) is greeted ``greetings[n] = (seconds, line)`` instead, and closed if it is no 220.
+        self.later, self.slow, self.greetings = set(later), set(slow), dict(greetings)
+        self.open_now = 0  # connections open now
         self.mails = 0  # MAIL commands received
         self.stored: Counter[tuple[str, str]] = Counter()
         self.connections = 0
@@ -92,18 +101,25 @@ class ChaosServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.open_now += 1
         try:
             async with asyncio.timeout(_TIMEOUT * 6):
-                await self._session(reader, writer)
+                greeting = self.greetings.get(self.connections, (self.greet_delay, b"220 chaos.test ESMTP\r\n"))
+                await self._session(reader, writer, *greeting)
         except (_Cut, OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            self.open_now -= 1
             writer.transport.abort()
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float,
+                       greeting: bytes) -> None:
         faults = self.faults
-        await asyncio.sleep(self.greet_delay)
-        writer.write(b"220 chaos.test ESMTP\r\n")
+        await asyncio.sleep(delay)
+        writer.write(greeting)
+        if not greeting.startswith(b"220"):
+            await writer.drain()
+            return
         sender: bytes | None = None
         rcpts: list[str] = []
         while True:
@@ -139,7 +155,7 @@ class ChaosServer:
             elif verb == b"RCPT":
                 if sender is None:
                     writer.write(b"503 5.5.1 need MAIL\r\n")
-                elif self._chance(faults.transient):
+                elif self._chance(faults.transient) or self._first_time_later(line):
                     writer.write(b"451 4.3.0 chaos: try this recipient later\r\n")
                 elif self._chance(faults.permanent_rcpt):
                     writer.write(b"550 5.1.1 chaos: no such user\r\n")
@@ -180,6 +196,14 @@ class ChaosServer:
             if not reader._buffer:  # type: ignore[attr-defined]  # answer a pipelined group in one write
                 await writer.drain()
 
+    def _first_time_later(self, line: bytes) -> bool:
+        match = _ADDRESS.search(line)
+        rcpt = match.group(1).decode() if match else ""
+        if rcpt in self.later:
+            self.later.discard(rcpt)  # (once)
+            return True
+        return False
+
     @staticmethod
     async def _read_data(reader: asyncio.StreamReader) -> bytes:
         lines: list[bytes] = []
@@ -204,7 +228,7 @@ class ChaosServer:
                 self.stored[(subject, rcpt)] += 1
         if self._chance(faults.cut_after_store):
             raise _Cut
-        await asyncio.sleep(self.reply_delay)
+        await asyncio.sleep(SLOW_REPLY if self.slow.intersection(rcpts) else self.reply_delay)
         if self.stall_after_store:
             await asyncio.sleep(_TIMEOUT * 3)  # (bounded: the session's own timeout ends it)
             raise _Cut

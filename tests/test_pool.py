@@ -257,6 +257,79 @@ def test_a_message_submitted_wakes_one_waiting_connection_not_all(
     assert len(steps) <= 3 * len(items) + 3 * 8, len(steps)
 
 
+@pytest.mark.parametrize("pool_class", [AsyncSMTPPool, SMTPPool], ids=["async", "threads"])
+def test_a_retry_goes_when_due_though_the_connection_that_waited_for_it_took_other_work(
+        pool_class: type[AsyncSMTPPool] | type[SMTPPool]) -> None:
+    """A 451 schedules a retry; a new message then wakes a waiting connection -- perhaps the one that
+    was waiting for the retry's time, and now sends the new message, slowly.  Another waiting
+    connection takes the retry when it falls due: it is delivered before the slow message is."""
+    retry = ("sender@example.org", ["retry@example.org"], b"Subject: m0\r\n\r\nretried\r\n")
+    slow = ("sender@example.org", ["slow@example.org"], b"Subject: m1\r\n\r\nslow\r\n")
+    keywords: dict[str, Any] = {"local_hostname": "client.test", "max_connections": 2, "backoff": 0.2,
+                                "max_backoff": 0.2, "timeout": 10}
+
+    async def in_order_async(server: ChaosServer) -> list[str]:
+        async with AsyncSMTPPool(server.host, server.port, **keywords) as pool:
+            first = await pool.submit(retry, key="retry")
+            await asyncio.sleep(0.1)  # (its 451 is in: the retry is due 0.1-0.2 s from now)
+            second = await pool.submit(slow, key="slow")
+            order = []
+            for done in asyncio.as_completed([first, second]):
+                order.append((await done).recipients[0])
+            return order
+
+    def in_order_threads(server: ChaosServer) -> list[str]:
+        with SMTPPool(server.host, server.port, **keywords) as pool:
+            order: list[str] = []
+            first = pool.submit(retry)
+            first.add_done_callback(lambda f: order.append(f.result().recipients[0]))
+            time.sleep(0.1)
+            second = pool.submit(slow)
+            second.add_done_callback(lambda f: order.append(f.result().recipients[0]))
+            second.result(timeout=10)
+            first.result(timeout=10)
+            return order
+
+    with ChaosServer(NO_FAULTS, later={"retry@example.org"}, slow={"slow@example.org"}) as server:
+        order = asyncio.run(in_order_async(server)) if pool_class is AsyncSMTPPool else in_order_threads(server)
+        assert server.stored[("m0", "retry@example.org")] == 1
+    assert order == ["retry@example.org", "slow@example.org"]
+
+
+@pytest.mark.parametrize("pool_class", [AsyncSMTPPool, SMTPPool], ids=["async", "threads"])
+def test_after_a_fatal_refusal_an_idle_connection_says_quit_at_once(
+        pool_class: type[AsyncSMTPPool] | type[SMTPPool]) -> None:
+    """The second connection's greeting is a 554 (fatal: no connection will do better) while the first
+    connection idles after its message: that one says QUIT then, not when idle_timeout runs out."""
+    items = messages(2, recipients=1)
+    keywords: dict[str, Any] = {"local_hostname": "client.test", "max_connections": 2, "batch": 1,
+                                "max_pending": 2, "idle_timeout": 60, "timeout": 10}
+
+    async def outcomes_async(server: ChaosServer) -> tuple[list[Outcome], int]:
+        async with AsyncSMTPPool(server.host, server.port, **keywords) as pool:
+            futures = [await pool.submit(item) for item in items]
+            outcomes = [(await future).outcome for future in futures]
+            return outcomes, await asyncio.to_thread(open_after_results, server)
+
+    def outcomes_threads(server: ChaosServer) -> tuple[list[Outcome], int]:
+        with SMTPPool(server.host, server.port, **keywords) as pool:
+            futures = [pool.submit(item) for item in items]
+            outcomes = [future.result(timeout=10).outcome for future in futures]
+            return outcomes, open_after_results(server)
+
+    def open_after_results(server: ChaosServer) -> int:
+        for _ in range(100):  # bounded: 5 s, far less than idle_timeout
+            if server.open_now == 0:
+                break
+            time.sleep(0.05)
+        return server.open_now
+
+    with ChaosServer(NO_FAULTS, greetings={2: (0.5, b"554 5.3.2 chaos: go away\r\n")}) as server:
+        outcomes, still_open = (asyncio.run(outcomes_async(server)) if pool_class is AsyncSMTPPool
+                                else outcomes_threads(server))
+    assert sorted(outcomes) == sorted([Outcome.DELIVERED, Outcome.NOT_SENT]) and still_open == 0
+
+
 async def enumerate_async(iterator: AsyncIterator[Sent]) -> AsyncIterator[tuple[int, Sent]]:
     number = 0
     async for item in iterator:

@@ -155,8 +155,8 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                 future.set_result(job.result)
         if self._ledger.outstanding == 0:
             self._drained.set()
-            if self._closing:
-                self._wake(everyone=True)  # (connections waiting with nothing to do may go)
+            if self._closing or self._ledger.fatal is not None:
+                self._wake(everyone=True)  # (connections waiting with nothing to do say QUIT)
 
     async def _connection(self) -> None:
         """One connection's life, again and again (the decisions are ``Connection``'s)."""
@@ -166,8 +166,10 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                 if isinstance(step, Idle):
                     await self._idle(step.until)
                     continue
-                if self._ledger.ready:
-                    self._wake()  # (more than this connection took: the next waiting one takes it)
+                if self._ledger.ready or self._ledger.delayed:
+                    # More than this connection took, or a retry it may have been waiting to send
+                    # when the wake-up came: the next waiting connection takes it (or its time).
+                    self._wake()
                 if isinstance(step, Quit):
                     await self._retire(step.client)
                     continue

@@ -130,8 +130,8 @@ class SMTPPool(PoolBase[SMTPClient]):
                 self._room.release()
             if self._ledger.outstanding == 0:
                 self._drained.set()
-                if self._closing:
-                    self._wakeup.notify_all()  # (connections waiting with nothing to do may go)
+                if self._closing or self._ledger.fatal is not None:
+                    self._wakeup.notify_all()  # (connections waiting with nothing to do say QUIT)
         for job in finished:
             if job.inbox is not None:
                 job.inbox.put(Sent(job.key, job.result))
@@ -154,6 +154,10 @@ class SMTPPool(PoolBase[SMTPClient]):
                     if isinstance(step, Idle):
                         self._wakeup.wait(None if step.until is None else max(step.until - time.monotonic(), 0.0))
                         continue
+                    if self._ledger.ready or self._ledger.delayed:
+                        # More than this connection took, or a retry it may have been waiting to
+                        # send when the wake-up came: the next waiting connection takes it (or its time).
+                        self._wakeup.notify()
                 if isinstance(step, Quit):
                     self._retire(step.client)
                     continue
