@@ -268,7 +268,7 @@ class Ledger:
         A message none of whose content left goes again at once the first time (``reroute``: its
         connection died under it, another takes it), after a backoff from then on."""
         if (job.attempts == 1 and result.outcome is Outcome.DELIVERED and result.error is None
-                and not result.refused and not result.unfinished):
+                and not result.refused and not result.unfinished and not job.done):
             job.merged = result  # (delivered to every recipient at the first go: nothing to merge)
             job.done = True
             self.outstanding -= 1
