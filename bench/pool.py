@@ -137,14 +137,19 @@ def main(argv: list[str] | None = None) -> None:
     source = sinks.find_tool("smtp-source")
     rows: dict[str, dict[str, list[float]]] = {}
     n = args.messages
-    for _ in range(args.reps):
+    clients_run = [*KINDS, *(["smtp-source"] if source is not None else [])]
+    for rep in range(args.reps):
+        order = clients_run[rep % len(clients_run):] + clients_run[:rep % len(clients_run)]  # (they alternate)
         for connections in args.connections:
             with sinks.start("smtp-sink", pinned=pinned, cpu=0) as server:
-                runs = {f"{kind}, N={connections}": run_kind(kind, server.port, n, connections, prefix)
-                        for kind in KINDS}
-                if source is not None:
-                    runs[f"smtp-source -s N, N={connections}"] = run_smtp_source(source, server.port, n,
-                                                                                 connections, prefix)
+                runs = {}
+                for kind in order:
+                    if kind == "smtp-source":
+                        assert source is not None
+                        runs[f"smtp-source -s N, N={connections}"] = run_smtp_source(source, server.port, n,
+                                                                                     connections, prefix)
+                    else:
+                        runs[f"{kind}, N={connections}"] = run_kind(kind, server.port, n, connections, prefix)
             for name, got in runs.items():
                 if got["delivered"] != n:
                     raise SystemExit(f"{name}: {got['delivered']} of {n} delivered")
