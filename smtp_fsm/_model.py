@@ -241,20 +241,20 @@ class SessionModel:
         the work starts once all are queued (a BDAT window takes as many as it may at once)."""
         self.check_open()
         prepare = self.prepare
-        prepared = []
+        checked = []
         previous: Submission | None = None
         for submission in submissions:
             if (previous is not None and submission.source is previous.source and submission.prepared is None
                     and previous.prepared is not None):
                 # The same bytes again (one message to many, each its own envelope): checked once.
                 submission.prepared = previous.prepared
-            prepared.append(prepare(submission))
+            checked.append(prepare(submission))
             previous = submission
         self._quit_queued = False
         first = self._tickets + 1
-        self._tickets += len(prepared)
+        self._tickets += len(checked)
         work = self._work
-        for ticket, (submission, tx) in enumerate(prepared, first):
+        for ticket, (submission, tx) in enumerate(checked, first):
             if tx is not None:
                 tx.ticket = ticket
             work.append(Work("mail", ticket, submission, tx))

@@ -147,16 +147,11 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
         room = self._room
         for job in finished:
             room.release()
-            if job.inbox is not None:
-                job.inbox.put(Sent(job.key, job.result))
-                continue
-            future = job.waiter
-            if future is not None and not future.done():
-                future.set_result(job.result)
+            self._deliver(job)
         if self._ledger.outstanding == 0:
             self._drained.set()
-            if self._closing or self._ledger.fatal is not None:
-                self._wake(everyone=True)  # (connections waiting with nothing to do say QUIT)
+            if self._winding_down():
+                self._wake(everyone=True)
 
     async def _connection(self) -> None:
         """One connection's life, again and again (the decisions are ``Connection``'s)."""
@@ -166,7 +161,7 @@ class AsyncSMTPPool(PoolBase[AsyncSMTPClient]):
                 if isinstance(step, Idle):
                     await self._idle(step.until)
                     continue
-                if self._ledger.ready or self._ledger.delayed:
+                if not self._ledger.idle():
                     # More than this connection took, or a retry it may have been waiting to send
                     # when the wake-up came: the next waiting connection takes it (or its time).
                     self._wake()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from ..errors import LocalProtocolError, SMTPError
 from ..options import ClientOptions
 from ..trace import TraceStep
-from .ledger import Ledger, RetryPolicy
+from .ledger import Job, Ledger, RetryPolicy, Sent
 from .pace import Pace
 from .settings import PoolSettings
 
@@ -65,6 +65,21 @@ class PoolBase(Generic[ClientT]):
         error = SMTPError(f"the pool's connection loop failed: {exc!r}")
         self._ledger.fatal = error
         return error
+
+    def _deliver(self, job: Job) -> None:
+        """A finished message's result to whoever waits for it: its ``send_all``, or its future (unless
+        the caller cancelled that)."""
+        if job.inbox is not None:
+            job.inbox.put(Sent(job.key, job.result))
+            return
+        future = job.waiter
+        if future is not None and not future.done():
+            future.set_result(job.result)
+
+    def _winding_down(self) -> bool:
+        """Whether a connection waiting with nothing to do should look again now: the pool is closing,
+        or a fatal refusal means no message will go (it says QUIT)."""
+        return self._closing or self._ledger.fatal is not None
 
     def _keep_trace(self, client: ClientT) -> None:
         if self.options.session.trace:

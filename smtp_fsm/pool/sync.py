@@ -130,15 +130,10 @@ class SMTPPool(PoolBase[SMTPClient]):
                 self._room.release()
             if self._ledger.outstanding == 0:
                 self._drained.set()
-                if self._closing or self._ledger.fatal is not None:
-                    self._wakeup.notify_all()  # (connections waiting with nothing to do say QUIT)
+                if self._winding_down():
+                    self._wakeup.notify_all()
         for job in finished:
-            if job.inbox is not None:
-                job.inbox.put(Sent(job.key, job.result))
-                continue
-            future = job.waiter
-            if future is not None and not future.done():
-                future.set_result(job.result)
+            self._deliver(job)
 
     def _connection(self) -> None:
         """One connection's life, again and again (the decisions are ``Connection``'s, taken under the
@@ -154,7 +149,7 @@ class SMTPPool(PoolBase[SMTPClient]):
                     if isinstance(step, Idle):
                         self._wakeup.wait(None if step.until is None else max(step.until - time.monotonic(), 0.0))
                         continue
-                    if self._ledger.ready or self._ledger.delayed:
+                    if not self._ledger.idle():
                         # More than this connection took, or a retry it may have been waiting to
                         # send when the wake-up came: the next waiting connection takes it (or its time).
                         self._wakeup.notify()
