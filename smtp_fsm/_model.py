@@ -41,6 +41,7 @@ from .events import (
     StartTLS,
 )
 from .extensions import Capabilities
+from .message import DATA_END, stuff_dots
 from .options import SessionOptions
 from .protocol import outcomes
 from .protocol import table as protocol
@@ -607,14 +608,12 @@ class SessionModel:
     def send_content(self, ev: EventData) -> None:
         tx = self.tx
         assert tx is not None
-        self._content_queued.append(tx)
-        self._send(tx.body, Pending("END", _FINAL, tx))
+        self._send_data(tx, Pending("END", _FINAL, tx))
 
     def send_content_lmtp(self, ev: EventData) -> None:
         tx = self.tx
         assert tx is not None
-        self._content_queued.append(tx)
-        self._send(tx.body, None)
+        self._send_data(tx, None)
         accepted = tx.accepted_round
         tx.ends_due = len(accepted)
         last = len(accepted) - 1
@@ -622,8 +621,16 @@ class SessionModel:
             self._inflight.append(Pending("END", _FINAL if index == last else _DELIVERY, tx, rcpt))
         self._unwritten += len(accepted)
 
+    def _send_data(self, tx: Transaction, pending: Pending | None) -> None:
+        """The content after a 354, dot-stuffed now, and the end of the data as a piece of its own:
+        ``data_to_send`` joins what is out in one copy (a message's content is copied once on its
+        way to the transport, and a queued message holds no stuffed copy of it)."""
+        self._content_queued.append(tx)
+        self._send(stuff_dots(tx.body), pending)
+        self._out.append(DATA_END)
+
     def send_lone_dot(self, ev: EventData) -> None:
-        self._send(b".\r\n", Pending("END", _FINAL, self.tx))
+        self._send(DATA_END, Pending("END", _FINAL, self.tx))
 
     def send_rset(self, ev: EventData) -> None:
         self._command("RSET")

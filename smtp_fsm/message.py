@@ -96,13 +96,23 @@ def _has_dot_line(content: bytes) -> bool:
     return b"\n." in content
 
 
-def dot_stuff(content: bytes) -> bytes:
-    """RFC 5321 §4.5.2 on normalised content, plus the terminating ``.CRLF``."""
+#: The end of the data (RFC 5321 §4.1.1.4): after normalised content, the wire carries CRLF.CRLF.
+DATA_END = b".\r\n"
+
+
+def stuff_dots(content: bytes) -> bytes:
+    """RFC 5321 §4.5.2 on normalised content: a line that starts with "." gets another.  Content
+    without such a line comes back as the same object (no copy)."""
     if _has_dot_line(content):
         content = content.replace(b"\r\n.", b"\r\n..")
         if content.startswith(b"."):
             content = b"." + content
-    return content + b".\r\n"
+    return content
+
+
+def dot_stuff(content: bytes) -> bytes:
+    """RFC 5321 §4.5.2 on normalised content, plus the terminating ``.CRLF``."""
+    return stuff_dots(content) + DATA_END
 
 
 def check_header_block(serialised: bytes, expected_fields: int) -> None:
@@ -223,6 +233,7 @@ def needs_utf8_headers(addresses: Sequence[str]) -> bool:
 
 
 __all__ = [
+    "DATA_END",
     "EmailMessage",
     "Payload",
     "dot_stuff",
@@ -231,4 +242,5 @@ __all__ = [
     "payload_from_bytes",
     "payload_from_message",
     "serialise",
+    "stuff_dots",
 ]

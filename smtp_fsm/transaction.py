@@ -3,7 +3,7 @@
 ``build_transaction`` turns what the caller gave (a ``Submission``) into a
 ``Transaction`` once the server's capabilities are known: addresses encoded
 (SMTPUTF8 or IDNA), ESMTP parameters chosen (SIZE, BODY, SMTPUTF8, DSN),
-the payload serialised and dot-stuffed (or left raw for BDAT).  Everything
+the payload serialised and checked (dot-stuffed only as it goes out, for DATA).  Everything
 that can be refused locally is refused here, before a byte is written.
 """
 
@@ -19,7 +19,7 @@ from .auth import MAX_AUTH_LINE, Credentials
 from .commands import format_params, mail_from, rcpt_to, xtext
 from .errors import LocalProtocolError
 from .extensions import Capabilities
-from .message import Payload, dot_stuff, payload_from_bytes, payload_from_message
+from .message import Payload, payload_from_bytes, payload_from_message
 from .replies import Reply
 from .results import Outcome, SendResult
 
@@ -44,7 +44,7 @@ class Transaction:
     result: SendResult
     mail_line: bytes  # the MAIL FROM command, validated and encoded once
     rcpt_lines: dict[str, bytes]  # recipient as given -> its RCPT TO command
-    body: bytes  # dot-stuffed content for DATA, raw content for BDAT
+    body: bytes  # the normalised content: dot-stuffed as it is sent for DATA, in chunks for BDAT
     chunked: bool
     chunk_size: int
     sender_ok: bool = True
@@ -192,7 +192,7 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunked: bool,
         params["RET"] = sub.ret
     if sub.envid is not None:
         params["ENVID"] = xtext(sub.envid)
-    body = payload.content if chunked else dot_stuff(payload.content)
+    body = payload.content  # (dot-stuffed as it goes out: a queued message holds no copy of it)
     result = SendResult(sub.sender, sub.recipients)
     return Transaction(0, result, mail_from(sender_wire, format_params(params)), rcpt_lines, body, chunked,
                        chunk_size)

@@ -454,3 +454,26 @@ def test_one_content_to_many_envelopes_is_prepared_once(monkeypatch: pytest.Monk
         results.update(step.results)
     results.update(h.feed(QUEUED).results)
     assert all(results[ticket].ok for ticket in tickets) and wire.count(b"\r\n..dot first\r\n") == 4
+
+
+def test_queued_messages_hold_no_copy_of_their_content() -> None:
+    """A message is dot-stuffed as it goes out, not when queued: send_many of many large messages
+    keeps the caller's bytes and no second copy of each (and the wire is still stuffed)."""
+    import tracemalloc
+
+    size, count = 64 * 1024, 40
+    line = b"x" * 74 + b"\r\n"
+    contents = [b".first line\r\n" + line * (size // len(line)) + b"%d\r\n" % n for n in range(count)]
+    h = ready("PIPELINING")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tickets = h.session.send_many([("a@x.org", "b@y.org", content) for content in contents])
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * size, f"{count} queued messages of {size} octets hold {held} octets more"
+    assert h.pending().sent.endswith(b"DATA\r\n")
+    step = h.feed(OK + OK + GO)
+    assert step.sent == b"." + contents[0] + b".\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n"
+    assert len(tickets) == count

@@ -55,12 +55,12 @@ class TableEvent(Event):
     """
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
-        machine = self.machine
-        state = machine.states[getattr(model, machine.model_attribute)]
-        rows = self.transitions.get(state.name)
+        name = model.state  # (the machine's model_attribute: build_machine keeps the default)
+        rows = self.transitions.get(name)
         if rows is None:
-            raise MachineError(f"Can't trigger event {self.name} from state {state.name}!")
-        event_data = EventData(state, self, machine, model, args, kwargs)
+            raise MachineError(f"Can't trigger event {self.name} from state {name}!")
+        machine = self.machine
+        event_data = EventData(machine.states[name], self, machine, model, args, kwargs)
         for row in rows:
             event_data.transition = row
             if row.execute(event_data):
