@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import resource
 import socket
 import subprocess
@@ -45,6 +46,19 @@ class Outcome:
     reads: int = -1  # -1: not counted
     writes: int = -1
     error: str = ""
+
+
+def cpu_model() -> str:
+    """The processor's name: machines of one kind have come with different ones, and the ratios to the
+    C client move with it (a round trip's cost), so a table names it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "processor unknown"
 
 
 def build_message(body_length: int) -> bytes:

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
     print(f"{n} messages of 1 KiB to smtp-sink, {args.reps} reps, {'pinned' if args.pinned else 'unpinned'}; "
-          f"median (range)\n")
+          f"median (range); {clients.cpu_model()}\n")
     print("| connections | msgs/s | client CPU µs/msg | KiB per connection |")
     print("|---|---|---|---|")
     for connections, row in sorted(rows.items()):

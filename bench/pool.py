@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
 
     placing = "sink and clients on CPU 0" if args.same_cpu else "pinned" if args.pinned else "unpinned"
     print(f"{n} messages of 1 KiB to smtp-sink, {args.reps} reps, {placing}; "
-          f"median (range)\n")
+          f"median (range); {clients.cpu_model()}\n")
     print("| client | msgs/s | client CPU µs/msg | peak memory MiB |")
     print("|---|---|---|---|")
     for name, row in sorted(rows.items(), key=lambda item: (int(item[0].rsplit("=", 1)[1]), item[0])):

@@ -277,21 +277,8 @@ def render_engine(engine: dict[str, Any]) -> str:
 
 
 def machine_line() -> str:
-    return (f"Machine: {os.cpu_count()} CPUs (nproc {_nproc()}), {platform.machine()}, {cpu_model()}, "
+    return (f"Machine: {os.cpu_count()} CPUs (nproc {_nproc()}), {platform.machine()}, {clients.cpu_model()}, "
             f"Python {platform.python_version()} ({platform.python_implementation()}), {platform.platform()}")
-
-
-def cpu_model() -> str:
-    """The processor's name: machines of one kind have come with different ones, and the ratios to the
-    C client move with it (a round trip's cost), so a table names it."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "processor unknown"
 
 
 def engine_version() -> str:

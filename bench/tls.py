@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
 
     size = len(clients.build_message(BODY))
     print(f"{n} messages of {size} octets, {args.reps} reps, {'pinned' if args.pinned else 'unpinned'}; "
-          f"median (range)\n")
+          f"median (range); {clients.cpu_model()}\n")
     print("| client | msgs/s | MB/s | client CPU µs/msg | x smtplib MB/s, same link |")
     print("|---|---|---|---|---|")
     for name, row in rows.items():

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
     print(f"{n} messages of 1 KiB, {args.reps} reps, {'pinned' if args.pinned else 'unpinned'}; "
-          f"median (range)\n")
+          f"median (range); {clients.cpu_model()}\n")
     print("| client | msgs/s | client CPU µs/msg | round trips per message |")
     print("|---|---|---|---|")
     for name, row in rows.items():
