@@ -623,8 +623,8 @@ class SessionModel:
 
     def _send_data(self, tx: Transaction, pending: Pending | None) -> None:
         """The content after a 354, dot-stuffed now, and the end of the data as a piece of its own:
-        ``data_to_send`` joins what is out in one copy (a message's content is copied once on its
-        way to the transport, and a queued message holds no stuffed copy of it)."""
+        ``data_to_send`` joins what is out in one copy (content with no line starting with a dot is
+        copied once on its way to the transport, and a queued message holds no stuffed copy of it)."""
         self._content_queued.append(tx)
         self._send(stuff_dots(tx.body), pending)
         self._out.append(DATA_END)

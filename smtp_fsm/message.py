@@ -216,6 +216,12 @@ class Payload:
 def payload_from_bytes(data: bytes | str) -> Payload:
     if isinstance(data, str):
         data = data.encode("utf-8")
+    elif type(data) is not bytes:
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"a message is bytes, str or an email Message, not {type(data).__name__}")
+        # A snapshot: the content is kept until its 354, and a buffer the caller changes after the
+        # call would reach the wire with none of the checks below.
+        data = bytes(data)
     content = normalize_line_endings(data)
     check_line_length(content)
     return Payload(content, not content.isascii(), False)

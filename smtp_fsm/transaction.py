@@ -192,7 +192,7 @@ def build_transaction(sub: Submission, caps: Capabilities | None, chunked: bool,
         params["RET"] = sub.ret
     if sub.envid is not None:
         params["ENVID"] = xtext(sub.envid)
-    body = payload.content  # (dot-stuffed as it goes out: a queued message holds no copy of it)
+    body = payload.content  # (dot-stuffed as it goes out: a queued message holds no stuffed copy of it)
     result = SendResult(sub.sender, sub.recipients)
     return Transaction(0, result, mail_from(sender_wire, format_params(params)), rcpt_lines, body, chunked,
                        chunk_size)

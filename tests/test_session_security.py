@@ -272,6 +272,37 @@ def test_smuggling_payload_in_bdat_is_normalised_and_unstuffed(payload: bytes) -
     assert chunk.endswith(b"\r\n")
 
 
+@pytest.mark.parametrize("queued", ["ready", "before EHLO's reply"])
+@pytest.mark.parametrize("extensions", [("PIPELINING",), ("PIPELINING", "CHUNKING")])
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_a_mutable_buffer_is_sent_as_it_was_when_queued(kind: type, extensions: tuple[str, ...], queued: str) -> None:
+    """The content waits for its 354 (or, queued before the capabilities are known, for its BDAT):
+    a buffer the caller changes after sendmail must not reach the wire, unchecked, in place of
+    what was checked."""
+    checked = b"Subject: hi\r\n\r\nhello there, a line long enough\r\n"
+    changed = b"Subject: hi\r\n\r\nx\n.\nMAIL FROM:<evil@x.org>".ljust(len(checked) - 2, b"x") + b"\r\n"
+    buffer = bytearray(checked)
+    if queued == "ready":
+        h = ready(*extensions)
+    else:
+        h = stepper()
+        h.feed(GREETING)
+    h.session.sendmail("a@x.org", ["b@y.org"], buffer if kind is bytearray else memoryview(buffer))
+    buffer[:] = changed  # (the same size: a view would not let it change)
+    wire = h.pending().sent if queued == "ready" else h.feed(ehlo(*extensions)).sent
+    if "CHUNKING" not in extensions:
+        wire = h.feed(OK + OK + GO).sent
+    assert checked in wire and b"evil" not in wire
+
+
+@pytest.mark.parametrize("msg", [42, None, ["a list"]])
+def test_a_message_of_another_type_raises_before_a_byte_is_written(msg: object) -> None:
+    h = ready("PIPELINING")
+    with pytest.raises(TypeError, match=f"not {type(msg).__name__}"):
+        h.session.sendmail("a@x.org", ["b@y.org"], msg)  # type: ignore[arg-type]
+    assert h.pending().sent == b""
+
+
 # --- header injection (CVE-2024-6923) ------------------------------------------------
 
 
